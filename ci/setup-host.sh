@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs everything the build, the unit tests and the emulated board need on a fresh
+# Debian/Ubuntu machine (x86_64 or aarch64). Idempotent: a second run only checks.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+HOST_ARCH=$(uname -m)
+PKGS=(qemu-system-arm device-tree-compiler kmod cpio xz-utils zstd make bc flex bison
+      python3 socat e2fsprogs)
+if [ "$HOST_ARCH" = x86_64 ]; then
+    PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
+else
+    PKGS+=(gcc libc6-dev)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# arm64 packages are fetched with `apt-get download NAME:arm64`: the arch must be known to apt.
+need_update=0
+if [ "$HOST_ARCH" = x86_64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    step "adding the arm64 architecture to dpkg"
+    $SUDO dpkg --add-architecture arm64
+    need_update=1
+fi
+if [ ${#missing[@]} -gt 0 ] || [ $need_update = 1 ]; then
+    step "apt-get update"
+    $SUDO apt-get update -q >/dev/null
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    step "installing ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null; then
+    die "cargo not found: install Rust with rustup (https://rustup.rs) and re-run"
+fi
+if [ "$HOST_ARCH" = x86_64 ] && ! rustup target list --installed | grep -qx aarch64-unknown-linux-gnu; then
+    step "rustup target add aarch64-unknown-linux-gnu"
+    rustup target add aarch64-unknown-linux-gnu
+fi
+for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+step "host ready ($(qemu-system-aarch64 --version | head -1))"

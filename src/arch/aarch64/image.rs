@@ -1,0 +1,203 @@
+//! The arm64 Linux `Image` header and where the kernel, initramfs and DTB go in guest RAM.
+//!
+//! Header layout (Documentation/arch/arm64/booting.rst): code0/code1 (8 bytes), text_offset
+//! (u64 LE), image_size (u64 LE, 0 on kernels before 3.17), flags (u64 LE), 3 reserved u64,
+//! magic "ARM\x64" at byte 56.
+
+use super::layout::MIB;
+
+/// Size of the header platvmm reads.
+pub const HEADER_SIZE: usize = 64;
+const ARM64_MAGIC: u32 = 0x644d_5241;
+/// text_offset of kernels whose header has image_size == 0.
+const LEGACY_TEXT_OFFSET: u64 = 0x8_0000;
+/// Size reserved for the device tree blob (the boot protocol's maximum).
+pub const DTB_MAX_SIZE: u64 = 2 * MIB;
+
+/// Why a file is not a bootable arm64 Image.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImageError {
+    /// Shorter than the header.
+    #[error("file is too short to be an arm64 Image ({0} bytes)")]
+    TooShort(u64),
+    /// gzip-compressed (Debian/Ubuntu `vmlinuz` on some releases).
+    #[error("kernel is gzip-compressed: decompress it first (zcat vmlinuz > Image)")]
+    Gzip,
+    /// An ELF file such as `vmlinux`.
+    #[error("kernel is an ELF file (vmlinux?): pass the arm64 `Image` from arch/arm64/boot/")]
+    Elf,
+    /// Anything else.
+    #[error("not an arm64 Image (no \"ARM\\x64\" magic at byte 56)")]
+    BadMagic,
+}
+
+/// The fields of an arm64 Image header platvmm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageHeader {
+    /// Offset of the kernel from the 2 MiB-aligned base it is loaded at.
+    pub text_offset: u64,
+    /// Memory the kernel occupies from its load address (bss included); 0 if unknown.
+    pub image_size: u64,
+}
+
+impl ImageHeader {
+    /// Parses the first bytes of a kernel file of `file_size` bytes.
+    pub fn parse(head: &[u8], file_size: u64) -> Result<Self, ImageError> {
+        if head.len() >= 2 && head[..2] == [0x1f, 0x8b] {
+            return Err(ImageError::Gzip);
+        }
+        if head.len() >= 4 && head[..4] == *b"\x7fELF" {
+            return Err(ImageError::Elf);
+        }
+        if head.len() < HEADER_SIZE || file_size < HEADER_SIZE as u64 {
+            return Err(ImageError::TooShort(file_size));
+        }
+        let u64_at = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap());
+        let magic = u32::from_le_bytes(head[56..60].try_into().unwrap());
+        if magic != ARM64_MAGIC {
+            return Err(ImageError::BadMagic);
+        }
+        let image_size = u64_at(16);
+        // Mirrors linux-loader's PE loader, which does the actual load.
+        let text_offset = if image_size == 0 {
+            LEGACY_TEXT_OFFSET
+        } else {
+            u64_at(8)
+        };
+        Ok(Self {
+            text_offset,
+            image_size,
+        })
+    }
+}
+
+/// Where everything goes in guest RAM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootPlan {
+    pub kernel_load: u64,
+    /// First byte past the kernel's memory footprint.
+    pub kernel_end: u64,
+    /// Initramfs start and size.
+    pub initrd: Option<(u64, u64)>,
+    /// Start of the 2 MiB DTB slot.
+    pub dtb: u64,
+}
+
+/// The guest RAM cannot hold what must be loaded into it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("guest memory is too small for the kernel, initramfs and device tree: {need_mib} MiB needed at least (--memory)")]
+pub struct PlanError {
+    pub need_mib: u64,
+}
+
+fn align_down(x: u64, a: u64) -> u64 {
+    x & !(a - 1)
+}
+
+fn align_up(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+/// Places the kernel at the bottom of RAM, the DTB in the last 2 MiB, and the initramfs
+/// right below the DTB (page aligned), keeping the middle of RAM free for the kernel.
+pub fn plan(
+    ram_base: u64,
+    ram_size: u64,
+    header: &ImageHeader,
+    kernel_file_size: u64,
+    initrd_size: Option<u64>,
+) -> Result<BootPlan, PlanError> {
+    let kernel_load = ram_base + header.text_offset;
+    let footprint = header.image_size.max(kernel_file_size);
+    let kernel_end = align_up(kernel_load + footprint, 2 * MIB);
+    let ram_end = ram_base + ram_size;
+    let initrd_len = initrd_size.unwrap_or(0);
+    let need = (kernel_end - ram_base) + align_up(initrd_len, 2 * MIB) + DTB_MAX_SIZE;
+    if need > ram_size {
+        return Err(PlanError {
+            need_mib: need.div_ceil(MIB),
+        });
+    }
+    let dtb = align_down(ram_end - DTB_MAX_SIZE, 2 * MIB);
+    let initrd = initrd_size.map(|len| (align_down(dtb - len, 4096), len));
+    if let Some((start, _)) = initrd {
+        debug_assert!(start >= kernel_end);
+    }
+    Ok(BootPlan {
+        kernel_load,
+        kernel_end,
+        initrd,
+        dtb,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(text_offset: u64, image_size: u64) -> [u8; 64] {
+        let mut h = [0u8; 64];
+        h[8..16].copy_from_slice(&text_offset.to_le_bytes());
+        h[16..24].copy_from_slice(&image_size.to_le_bytes());
+        h[56..60].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn parses_modern_and_legacy_headers() {
+        let h = ImageHeader::parse(&header(0, 0x2a0_0000), 0x200_0000).unwrap();
+        assert_eq!(h.text_offset, 0);
+        assert_eq!(h.image_size, 0x2a0_0000);
+        let legacy = ImageHeader::parse(&header(0x1234, 0), 0x100_0000).unwrap();
+        assert_eq!(legacy.text_offset, 0x8_0000);
+    }
+
+    #[test]
+    fn rejects_non_images_with_a_reason() {
+        assert_eq!(
+            ImageHeader::parse(&[0x1f, 0x8b, 8, 0], 4),
+            Err(ImageError::Gzip)
+        );
+        assert_eq!(ImageHeader::parse(b"\x7fELF\x02", 5), Err(ImageError::Elf));
+        assert_eq!(
+            ImageHeader::parse(&[0u8; 10], 10),
+            Err(ImageError::TooShort(10))
+        );
+        let mut h = header(0, 1);
+        h[59] = 0;
+        assert_eq!(ImageHeader::parse(&h, 64), Err(ImageError::BadMagic));
+    }
+
+    #[test]
+    fn plan_places_kernel_initrd_dtb_without_overlap() {
+        let base = 0x8000_0000;
+        let h = ImageHeader {
+            text_offset: 0,
+            image_size: 0x2a1_0000,
+        };
+        let p = plan(base, 256 * MIB, &h, 0x200_0000, Some(5 * MIB + 123)).unwrap();
+        assert_eq!(p.kernel_load, base);
+        assert_eq!(
+            p.kernel_end,
+            base + 0x2c0_0000,
+            "image_size rounded to 2 MiB"
+        );
+        assert_eq!(p.dtb, base + 254 * MIB);
+        assert_eq!(p.dtb % (2 * MIB), 0);
+        let (start, len) = p.initrd.unwrap();
+        assert_eq!(start % 4096, 0);
+        assert!(start >= p.kernel_end);
+        assert!(start + len <= p.dtb);
+    }
+
+    #[test]
+    fn plan_reports_how_much_is_needed() {
+        let h = ImageHeader {
+            text_offset: 0,
+            image_size: 60 * MIB,
+        };
+        let e = plan(0x8000_0000, 64 * MIB, &h, 30 * MIB, Some(10 * MIB)).unwrap_err();
+        assert_eq!(e.need_mib, 60 + 10 + 2);
+        assert!(plan(0x8000_0000, 72 * MIB, &h, 30 * MIB, Some(10 * MIB)).is_ok());
+    }
+}

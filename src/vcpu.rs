@@ -1,0 +1,95 @@
+//! The vCPU run loop: one thread per vCPU, KVM_RUN until the guest stops.
+//!
+//! MMIO exits go to the [`Bus`]; accesses no device claims read as zero and are logged
+//! (rate-limited). PSCI SYSTEM_OFF/RESET arrive as system events and end the VM.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use devices::Bus;
+use kvm_bindings::{KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use log::{error, warn};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::vmm::GuestExit;
+
+/// Where vCPU threads report how the guest ended; the main loop watches `evt`.
+pub struct ExitSignal {
+    pub evt: EventFd,
+    outcome: Mutex<Option<GuestExit>>,
+}
+
+impl ExitSignal {
+    pub fn new(evt: EventFd) -> Self {
+        Self {
+            evt,
+            outcome: Mutex::new(None),
+        }
+    }
+
+    /// Records the first outcome and wakes the main loop.
+    pub fn set(&self, e: GuestExit) {
+        let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        o.get_or_insert(e);
+        drop(o);
+        if let Err(err) = self.evt.write(1) {
+            error!("cannot signal VM exit: {err}");
+        }
+    }
+
+    pub fn get(&self) -> Option<GuestExit> {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Unclaimed MMIO accesses logged so far (the first few are logged, the rest counted).
+static UNCLAIMED: AtomicU64 = AtomicU64::new(0);
+const UNCLAIMED_LOG_LIMIT: u64 = 10;
+
+fn unclaimed(kind: &str, addr: u64, len: usize) {
+    let n = UNCLAIMED.fetch_add(1, Ordering::Relaxed);
+    if n < UNCLAIMED_LOG_LIMIT {
+        warn!("guest {kind} of {len} bytes at {addr:#x}: no device there (reads as 0)");
+    } else if n == UNCLAIMED_LOG_LIMIT {
+        warn!("more unclaimed MMIO accesses: no longer logging them");
+    }
+}
+
+/// Runs `vcpu` until the guest stops, then reports through `exit`.
+pub fn run(mut vcpu: VcpuFd, id: usize, bus: Arc<Bus>, exit: Arc<ExitSignal>) {
+    let outcome = loop {
+        match vcpu.run() {
+            Ok(VcpuExit::MmioRead(addr, data)) => {
+                if !bus.read(addr, data) {
+                    data.fill(0);
+                    unclaimed("read", addr, data.len());
+                }
+            }
+            Ok(VcpuExit::MmioWrite(addr, data)) => {
+                if !bus.write(addr, data) {
+                    unclaimed("write", addr, data.len());
+                }
+            }
+            Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
+                KVM_SYSTEM_EVENT_SHUTDOWN => break GuestExit::PowerOff,
+                KVM_SYSTEM_EVENT_RESET => break GuestExit::Reset,
+                KVM_SYSTEM_EVENT_CRASH => break GuestExit::Crash,
+                other => {
+                    error!("vcpu{id}: unknown system event {other}");
+                    break GuestExit::Crash;
+                }
+            },
+            Ok(other) => {
+                error!("vcpu{id}: unexpected exit {other:?}");
+                break GuestExit::Crash;
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => {
+                error!("vcpu{id}: KVM_RUN failed: {e}");
+                break GuestExit::Crash;
+            }
+        }
+    };
+    exit.set(outcome);
+}

@@ -1,0 +1,300 @@
+//! The VMM's entry point: validates a configuration, builds the VM and runs it to the end.
+//!
+//! Validation that needs no KVM (kernel format, sizes, the boot plan) runs first, on any host,
+//! so bad input gets its message even on a machine that could never run the guest.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::arch::aarch64::image::{self, BootPlan, ImageError, ImageHeader, PlanError};
+use crate::arch::aarch64::layout::{self, LayoutError};
+use crate::cli::Cli;
+
+/// A VM to run.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u32,
+    pub mem_size: u64,
+    pub dump_dtb: Option<PathBuf>,
+}
+
+impl From<Cli> for VmConfig {
+    fn from(c: Cli) -> Self {
+        Self {
+            kernel: c.kernel,
+            initramfs: c.initramfs,
+            cmdline: c.cmdline,
+            cpus: c.cpus,
+            mem_size: c.memory,
+            dump_dtb: c.dump_dtb,
+        }
+    }
+}
+
+/// How the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestExit {
+    /// PSCI SYSTEM_OFF.
+    PowerOff,
+    /// PSCI SYSTEM_RESET.
+    Reset,
+    /// The guest reported a crash, or a vCPU hit an exit platvmm cannot continue from.
+    Crash,
+}
+
+impl GuestExit {
+    /// Process exit status (documented in `--help`).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            GuestExit::PowerOff => 0,
+            GuestExit::Reset => 3,
+            GuestExit::Crash => 4,
+        }
+    }
+}
+
+/// Everything that can stop platvmm before or while running a guest.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Sizes outside the memory map, vCPU counts.
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
+    /// The kernel file cannot be read.
+    #[error("cannot read kernel {path}: {source}")]
+    KernelOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The kernel file is not an arm64 Image.
+    #[error("kernel {path}: {source}")]
+    KernelFormat { path: PathBuf, source: ImageError },
+    /// The initramfs cannot be read.
+    #[error("cannot read initramfs {path}: {source}")]
+    InitramfsOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Kernel + initramfs + DTB do not fit in guest RAM.
+    #[error("{0}")]
+    BootPlan(#[from] PlanError),
+    /// platvmm runs aarch64 guests with KVM: it needs an aarch64 host.
+    #[error("this host is {0}: platvmm needs an aarch64 host with KVM (on x86_64, run the emulated board: ci/demo.sh)")]
+    HostNotAarch64(&'static str),
+    /// /dev/kvm cannot be opened.
+    #[error("cannot open /dev/kvm: {0} (is the kvm module loaded and the kernel booted at EL2? are you in the kvm group?)")]
+    NoKvm(std::io::Error),
+    /// More vCPUs than KVM allows.
+    #[error("--cpus {requested} is more than this host's KVM allows ({max})")]
+    TooManyCpus { requested: u32, max: u32 },
+    /// A KVM call failed while building the VM.
+    #[error("{what}: {source}")]
+    Kvm {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// The interrupt controller.
+    #[cfg(target_arch = "aarch64")]
+    #[error("{0}")]
+    Gic(#[from] crate::arch::aarch64::gic::GicError),
+    /// Guest RAM could not be allocated.
+    #[error("cannot allocate {mib} MiB of guest memory: {reason}")]
+    GuestMemory { mib: u64, reason: String },
+    /// Loading the kernel, initramfs or DTB into guest memory failed.
+    #[error("cannot load {what} into guest memory: {reason}")]
+    Load { what: &'static str, reason: String },
+    /// The device tree could not be built.
+    #[error("{0}")]
+    Fdt(#[from] crate::arch::aarch64::fdt::FdtError),
+    /// `--dump-dtb` target not writable.
+    #[error("cannot write the device tree to {path}: {source}")]
+    DumpDtb {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The MMIO bus refused a device.
+    #[error("{0}")]
+    Bus(#[from] devices::BusError),
+    /// A host resource (eventfd, epoll, thread) could not be set up.
+    #[error("{what}: {source}")]
+    Host {
+        what: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The validated inputs of a boot.
+#[derive(Debug)]
+pub struct Prepared {
+    pub cfg: VmConfig,
+    pub kernel: File,
+    pub kernel_size: u64,
+    pub initramfs: Option<(File, u64)>,
+    pub plan: BootPlan,
+}
+
+fn open_sized(path: &Path) -> std::io::Result<(File, u64)> {
+    let f = File::open(path)?;
+    let md = f.metadata()?;
+    if md.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a directory",
+        ));
+    }
+    Ok((f, md.len()))
+}
+
+/// Checks everything that can be checked without KVM.
+pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
+    if cfg.cpus == 0 {
+        return Err(LayoutError::NoCpus.into());
+    }
+    layout::check_memory(cfg.mem_size)?;
+
+    let kernel_err = |source| Error::KernelOpen {
+        path: cfg.kernel.clone(),
+        source,
+    };
+    let (mut kernel, kernel_size) = open_sized(&cfg.kernel).map_err(kernel_err)?;
+    let mut head = vec![0u8; image::HEADER_SIZE];
+    let n = read_up_to(&mut kernel, &mut head).map_err(kernel_err)?;
+    let header =
+        ImageHeader::parse(&head[..n], kernel_size).map_err(|source| Error::KernelFormat {
+            path: cfg.kernel.clone(),
+            source,
+        })?;
+
+    let initramfs = match &cfg.initramfs {
+        Some(p) => Some(open_sized(p).map_err(|source| Error::InitramfsOpen {
+            path: p.clone(),
+            source,
+        })?),
+        None => None,
+    };
+    let plan = image::plan(
+        layout::RAM_BASE,
+        cfg.mem_size,
+        &header,
+        kernel_size,
+        initramfs.as_ref().map(|(_, len)| *len),
+    )?;
+    Ok(Prepared {
+        cfg,
+        kernel,
+        kernel_size,
+        initramfs,
+        plan,
+    })
+}
+
+fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Validates `cfg`, builds the VM and runs it until the guest stops.
+pub fn run(cfg: VmConfig) -> Result<GuestExit, Error> {
+    let prepared = prepare(cfg)?;
+    run_prepared(prepared)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn run_prepared(p: Prepared) -> Result<GuestExit, Error> {
+    crate::builder::run(p)
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn run_prepared(_p: Prepared) -> Result<GuestExit, Error> {
+    Err(Error::HostNotAarch64(std::env::consts::ARCH))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::aarch64::layout::MIB;
+    use std::io::Write;
+
+    fn tmp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("platvmm-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(bytes).unwrap();
+        p
+    }
+
+    fn image(size: usize) -> Vec<u8> {
+        let mut v = vec![0u8; size];
+        v[16..24].copy_from_slice(&(size as u64).to_le_bytes());
+        v[56..60].copy_from_slice(b"ARM\x64");
+        v
+    }
+
+    fn cfg(kernel: PathBuf) -> VmConfig {
+        VmConfig {
+            kernel,
+            initramfs: None,
+            cmdline: String::new(),
+            cpus: 1,
+            mem_size: 64 * MIB,
+            dump_dtb: None,
+        }
+    }
+
+    #[test]
+    fn prepare_accepts_an_image_and_plans() {
+        let k = tmp_file("ok-image", &image(4096));
+        let i = tmp_file("ok-initrd", &[7u8; 1000]);
+        let mut c = cfg(k);
+        c.initramfs = Some(i);
+        let p = prepare(c).unwrap();
+        assert_eq!(p.kernel_size, 4096);
+        assert_eq!(p.plan.initrd.unwrap().1, 1000);
+    }
+
+    #[test]
+    fn prepare_errors_name_the_problem() {
+        let missing = cfg(PathBuf::from("/nonexistent/Image"));
+        let e = prepare(missing).unwrap_err().to_string();
+        assert!(
+            e.starts_with("cannot read kernel /nonexistent/Image"),
+            "{e}"
+        );
+
+        let gz = tmp_file("gz", &[0x1f, 0x8b, 8, 0, 0, 0]);
+        let e = prepare(cfg(gz)).unwrap_err().to_string();
+        assert!(e.contains("gzip-compressed"), "{e}");
+
+        let mut zero = cfg(tmp_file("z", &image(4096)));
+        zero.cpus = 0;
+        assert!(prepare(zero).unwrap_err().to_string().contains("--cpus"));
+
+        let mut small = cfg(tmp_file("s", &image(4096)));
+        small.mem_size = 16 * MIB;
+        assert!(prepare(small)
+            .unwrap_err()
+            .to_string()
+            .contains("too small"));
+
+        let mut big_initrd = cfg(tmp_file("b", &image(4096)));
+        big_initrd.initramfs = Some(tmp_file("bi", &vec![0u8; 70 * MIB as usize]));
+        let e = prepare(big_initrd).unwrap_err().to_string();
+        assert!(e.contains("too small for the kernel, initramfs"), "{e}");
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes =
+            [GuestExit::PowerOff, GuestExit::Reset, GuestExit::Crash].map(|e| e.exit_code());
+        assert_eq!(codes, [0, 3, 4]);
+    }
+}

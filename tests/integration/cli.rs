@@ -1,0 +1,155 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs the platvmm binary, through the cargo target runner (qemu-user) when the tests
+/// themselves run under one: an emulated process cannot exec a foreign binary directly.
+fn platvmm(args: &[&str]) -> Output {
+    let bin = env!("CARGO_BIN_EXE_platvmm");
+    let runner = if cfg!(target_arch = "aarch64") {
+        std::env::var("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER").ok()
+    } else {
+        None
+    };
+    let mut cmd = match runner.as_deref().map(str::split_whitespace) {
+        Some(mut parts) => {
+            let mut c = Command::new(parts.next().expect("runner command"));
+            c.args(parts).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    cmd.args(args).stdin(std::process::Stdio::null());
+    cmd.output().expect("run platvmm")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("platvmm-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A file with a valid arm64 Image header (it is never booted by these tests).
+fn fake_image() -> PathBuf {
+    let p = scratch("Image");
+    let mut v = vec![0u8; 8192];
+    v[16..24].copy_from_slice(&8192u64.to_le_bytes());
+    v[56..60].copy_from_slice(b"ARM\x64");
+    std::fs::write(&p, v).unwrap();
+    p
+}
+
+/// Asserts a clean failure: the status, exactly one line on stderr containing `needle`.
+fn assert_error(out: &Output, status: i32, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(status), "stderr: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+    if status == 1 {
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+        assert!(err.starts_with("platvmm: error: "), "{err:?}");
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn missing_kernel() {
+    let out = platvmm(&["--kernel", "/nonexistent/Image"]);
+    assert_error(
+        &out,
+        1,
+        "cannot read kernel /nonexistent/Image: No such file",
+    );
+}
+
+#[test]
+fn kernel_is_a_directory() {
+    let out = platvmm(&["--kernel", "/"]);
+    assert_error(&out, 1, "cannot read kernel /");
+}
+
+#[test]
+fn kernel_not_an_image() {
+    let p = scratch("notes.txt");
+    std::fs::write(&p, "not a kernel\n".repeat(20)).unwrap();
+    assert_error(&platvmm(&["--kernel", s(&p)]), 1, "not an arm64 Image");
+
+    let gz = scratch("vmlinuz.gz");
+    std::fs::write(&gz, [0x1f, 0x8b, 8, 0, 0, 0, 0, 0]).unwrap();
+    assert_error(&platvmm(&["--kernel", s(&gz)]), 1, "gzip-compressed");
+
+    let elf = scratch("vmlinux");
+    std::fs::write(&elf, b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0").unwrap();
+    assert_error(&platvmm(&["--kernel", s(&elf)]), 1, "ELF file");
+}
+
+#[test]
+fn zero_cpus() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--cpus", "0"]),
+        1,
+        "--cpus must be at least 1",
+    );
+}
+
+#[test]
+fn memory_out_of_map() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--memory", "16M"]),
+        1,
+        "too small",
+    );
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--memory", "2T"]),
+        1,
+        "too large",
+    );
+}
+
+#[test]
+fn bad_options() {
+    let out = platvmm(&["--kernel", "k", "--memory", "lots"]);
+    assert_error(&out, 2, "not a size");
+    let out = platvmm(&["--kernel", "k", "--cpus", "two"]);
+    assert_error(&out, 2, "--cpus");
+    let out = platvmm(&["--kernal", "k"]);
+    assert_error(&out, 2, "unexpected argument");
+}
+
+#[test]
+fn missing_initramfs() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--initramfs", "/nonexistent/initrd"]),
+        1,
+        "cannot read initramfs /nonexistent/initrd",
+    );
+}
+
+#[test]
+fn initramfs_larger_than_memory() {
+    let k = fake_image();
+    let big = scratch("big.cpio");
+    let f = std::fs::File::create(&big).unwrap();
+    f.set_len(100 << 20).unwrap(); // sparse: no disk used
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--initramfs", s(&big), "--memory", "64M"]),
+        1,
+        "guest memory is too small for the kernel, initramfs",
+    );
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+#[test]
+fn foreign_host_is_refused() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&["--kernel", s(&k)]),
+        1,
+        "platvmm needs an aarch64 host with KVM",
+    );
+}
