@@ -2,6 +2,7 @@
 # Installs everything the build, the unit tests and the emulated board need on a fresh
 # Debian/Ubuntu machine (x86_64 or aarch64). Idempotent: a second run only checks.
 set -euo pipefail
+# shellcheck source=ci/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 SUDO=""
@@ -9,11 +10,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 HOST_ARCH=$(uname -m)
 PKGS=(qemu-system-arm device-tree-compiler kmod cpio xz-utils zstd make bc flex bison
-      python3 socat e2fsprogs)
+      python3 socat e2fsprogs patch shellcheck gcc libc6-dev)
 if [ "$HOST_ARCH" = x86_64 ]; then
     PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
-else
-    PKGS+=(gcc libc6-dev)
 fi
 
 missing=()

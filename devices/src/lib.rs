@@ -8,5 +8,6 @@
 
 pub mod bus;
 pub mod serial;
+pub mod vfio;
 
 pub use bus::{Bus, BusError, MmioDevice};

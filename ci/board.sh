@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The emulated aarch64 board (L1): QEMU TCG `virt` with EL2, running KVM and platvmm.
+#
+#   ci/board.sh build
+#       setup-host check, Debian packages, vfio modules, platvmm (static aarch64), L2 and L1
+#       initramfs. Everything is cached under target/board; a second run redoes only what
+#       changed. PLATVMM_BIN=FILE uses that binary instead of building platvmm.
+#   ci/board.sh run SCENARIO [--log FILE] [--timeout S] [--append "L1 KERNEL ARGS"] [-- QEMU ARGS]
+#       Boots the board with platvmm.scenario=SCENARIO (tests/integration/scenarios/*.sh, or
+#       "shell"), prints its SCENARIO-RESULT line and exits 0 only on PASS. shell and demo get
+#       the terminal; other scenarios only write the log (default target/board/run/NAME.log).
+#
+# Per-scenario board settings live in tests/integration/host/SCENARIO.sh (optional), sourced
+# here before boot: it may append to QEMU_ARGS and L1_APPEND, use RUN_DIR (a fresh scratch
+# dir) for disk images or a monitor socket, and define host_during (run in the background
+# while the board runs) and host_after (run after it; non-zero status fails the scenario).
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
+
+TARGET=aarch64-unknown-linux-gnu
+
+build() {
+    "$ROOT/ci/setup-host.sh"
+    "$ROOT/resources/fetch-debian.sh"
+    "$ROOT/resources/vfio/build.sh"
+    if [ -z "${PLATVMM_BIN:-}" ]; then
+        step "cargo build --release --target $TARGET (platvmm)"
+        # --target even on an aarch64 host: the +crt-static rustflags of .cargo/config.toml
+        # then apply to platvmm only, not to build scripts and proc-macros (which cannot be
+        # static).
+        (cd "$ROOT" && cargo build --release --target "$TARGET" --bin platvmm)
+        export PLATVMM_BIN=$ROOT/target/$TARGET/release/platvmm
+    fi
+    "$ROOT/resources/l2/build.sh"
+    "$ROOT/resources/l1/build.sh"
+    step "board built"
+}
+
+# Seconds (2 decimals) between two `date +%s.%N` values.
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
+
+run() {
+    [ $# -ge 1 ] || usage
+    local name=$1; shift
+    local log="" timeout=600 extra_append=() extra_qemu=()
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --log) log=$2; shift 2 ;;
+            --timeout) timeout=$2; shift 2 ;;
+            --append) extra_append+=("$2"); shift 2 ;;
+            --) shift; extra_qemu=("$@"); break ;;
+            *) usage ;;
+        esac
+    done
+    case $name in
+        shell) ;;
+        *) [ -f "$ROOT/tests/integration/scenarios/$name.sh" ] ||
+               die "unknown scenario '$name' (no tests/integration/scenarios/$name.sh)" ;;
+    esac
+    if [ ! -f "$CACHE/debian.env" ] || [ ! -f "$CACHE/l1/initramfs.cpio" ]; then
+        die "board not built: run ci/board.sh build"
+    fi
+    # shellcheck source=/dev/null
+    . "$CACHE/debian.env"
+
+    RUN_DIR=$CACHE/run/$name
+    rm -rf "$RUN_DIR" && mkdir -p "$RUN_DIR"
+    log=${log:-$CACHE/run/$name.log}
+    mkdir -p "$(dirname "$log")"
+    : >"$log"
+
+    # -cpu max,pauth=off: pointer-auth emulation triples TCG's cost. -nic none: QEMU 7.2
+    # would look for efi-virtio.rom. gic-version=3: KVM's vGICv3 in L1.
+    # shellcheck disable=SC2054 # commas inside QEMU option values
+    QEMU_ARGS=(-M virt,virtualization=on,gic-version=3 -cpu max,pauth=off -smp 2 -m 2G
+               -nographic -nic none -kernel "$VMLINUZ" -initrd "$CACHE/l1/initramfs.cpio")
+    # A bound gpio-pl061 leaves its IRQ unrequestable for VFIO after unbinding: keep the
+    # driver from binding at all.
+    L1_APPEND=(console=ttyAMA0 initcall_blacklist=pl061_gpio_driver_init "platvmm.scenario=$name")
+    if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi
+
+    local hostfile=$ROOT/tests/integration/host/$name.sh
+    unset -f host_during host_after
+    # shellcheck source=/dev/null
+    [ -f "$hostfile" ] && . "$hostfile"
+    L1_APPEND+=("${extra_append[@]}")
+    QEMU_ARGS+=(-append "${L1_APPEND[*]}" "${extra_qemu[@]}")
+
+    local interactive=0
+    case $name in shell|demo) interactive=1 ;; esac
+
+    step "booting the board: scenario $name (log: $log, timeout ${timeout}s)"
+    local t0 rc=0 watcher during=""
+    t0=$(date +%s.%N)
+    # Notes the wall time at which L1's /init announces itself.
+    ( for _ in $(seq $((timeout * 10))); do
+          if grep -q L1-INIT "$log" 2>/dev/null; then date +%s.%N >"$RUN_DIR/t-l1-init"; exit; fi
+          sleep 0.1
+      done ) &
+    watcher=$!
+    if declare -F host_during >/dev/null; then host_during & during=$!; fi
+
+    if [ $interactive = 1 ]; then
+        # --foreground: QEMU keeps the terminal (^A x, ^C to the guest) when it is one.
+        set +e
+        timeout --foreground -k 10 "$timeout" qemu-system-aarch64 "${QEMU_ARGS[@]}" 2>&1 | tee -a "$log"
+        rc=${PIPESTATUS[0]}
+        set -e
+    else
+        timeout -k 10 "$timeout" qemu-system-aarch64 "${QEMU_ARGS[@]}" </dev/null >>"$log" 2>&1 || rc=$?
+    fi
+    local t1; t1=$(date +%s.%N)
+    kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
+    if [ -n "$during" ]; then kill "$during" 2>/dev/null || true; wait "$during" 2>/dev/null || true; fi
+
+    local result
+    result=$(tr -d '\r' <"$log" | sed -n 's/.*\(SCENARIO-RESULT: .*\)/\1/p' | tail -1)
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        result="SCENARIO-RESULT: $name FAIL timeout after ${timeout}s${result:+ (last: $result)}"
+    elif [ -z "$result" ]; then
+        result="SCENARIO-RESULT: $name FAIL no SCENARIO-RESULT line (qemu exit status $rc)"
+    fi
+    if declare -F host_after >/dev/null && [ "$result" = "SCENARIO-RESULT: $name PASS" ]; then
+        local why
+        if ! why=$(host_after 2>&1); then
+            result="SCENARIO-RESULT: $name FAIL host check: $(tail -1 <<<"$why")"
+        fi
+    fi
+
+    # Timings: board power-on -> L1 /init (wall clock, and the L1 kernel's own uptime), the
+    # whole run, and what the scenario reported.
+    local boot="?" up
+    [ -f "$RUN_DIR/t-l1-init" ] && boot=$(delta "$t0" "$(cat "$RUN_DIR/t-l1-init")")
+    up=$(tr -d '\r' <"$log" | sed -n 's/.*L1-INIT uptime=\([0-9.]*\)s.*/\1/p' | head -1)
+    echo "TIMING board power-on->L1-/init=${boot}s (L1 kernel uptime ${up:-?}s) total=$(delta "$t0" "$t1")s"
+    tr -d '\r' <"$log" | sed -n 's/^\(\[[ 0-9.]*\] \)\{0,1\}\(TIMING .*\)/\2/p'
+    echo "$result"
+    [ "$result" = "SCENARIO-RESULT: $name PASS" ]
+}
+
+case ${1:-} in
+    build) shift; [ $# = 0 ] || usage; build ;;
+    run) shift; run "$@" ;;
+    *) usage ;;
+esac

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Lints the project's shell: the host-side bash scripts and the busybox-sh scripts that run
+# inside the board (L1/L2 inits, scenarios, checks). Run from anywhere.
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+command -v shellcheck >/dev/null || die "shellcheck not installed (ci/setup-host.sh installs it)"
+
+mapfile -t files < <(
+    { ls ci/*.sh .ci/run resources/l1/init resources/l2/init 2>/dev/null
+      find resources tests -name '*.sh'; } | sort -u)
+# -x with paths relative to the repo root: the scripts' `# shellcheck source=` lines use them.
+shellcheck -x "${files[@]}"
+step "shellcheck: ${#files[@]} files clean"

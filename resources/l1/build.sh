@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Builds L1's initramfs ($CACHE/l1/initramfs.cpio): busybox, /init, the vfio modules, the
+# platvmm binary, L2's kernel and initramfs, and the scenarios. Rebuilt only when an input
+# changes.
+#   PLATVMM_BIN   the static aarch64 platvmm to put in /bin (default: the release build)
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=ci/lib.sh
+. "$HERE/../../ci/lib.sh"
+[ -f "$CACHE/debian.env" ] || "$ROOT/resources/fetch-debian.sh"
+# shellcheck source=/dev/null
+. "$CACHE/debian.env"
+# shellcheck source=resources/initramfs-lib.sh
+. "$ROOT/resources/initramfs-lib.sh"
+
+# Stock modules L1's /init modprobes at boot, for scenarios that need them (with their
+# dependencies; e.g. qemu_fw_cfg, virtio_mmio).
+L1_STOCK_MODULES=()
+
+PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
+VFIO=$CACHE/vfio
+L2_CPIO=$CACHE/l2/initramfs.cpio.gz
+SCENARIOS=$ROOT/tests/integration/scenarios
+OUT=$CACHE/l1
+
+[ -f "$PLATVMM_BIN" ] || die "no platvmm binary at $PLATVMM_BIN (cargo build --release --target aarch64-unknown-linux-gnu)"
+[ -f "$VFIO/.stamp" ] || die "no vfio modules in $VFIO: run resources/vfio/build.sh"
+[ -f "$L2_CPIO" ] || die "no $L2_CPIO: run resources/l2/build.sh"
+
+# L1's initramfs has no libraries: platvmm must be an aarch64 executable, statically linked.
+hdr=$(LC_ALL=C readelf -h "$PLATVMM_BIN" 2>/dev/null) || die "$PLATVMM_BIN is not an ELF file"
+grep -q 'Machine: *AArch64' <<<"$hdr" || die "$PLATVMM_BIN is not an aarch64 binary"
+if LC_ALL=C readelf -l "$PLATVMM_BIN" | grep -q 'program interpreter'; then
+    die "$PLATVMM_BIN is dynamically linked (.cargo/config.toml should make it static)"
+fi
+
+hash=$(inputs_hash "=$KREL $KVER" "=${L1_STOCK_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS")
+if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
+    step "L1 initramfs up to date"
+    exit 0
+fi
+
+step "building the L1 initramfs"
+mkdir -p "$OUT"
+stage_stock_modules "$OUT/modules" "${L1_STOCK_MODULES[@]}"
+printf '%s\n' "${L1_STOCK_MODULES[@]}" >"$OUT/l1-modules"
+# Uncompressed: inflating ~40 MB under TCG at every boot costs more than QEMU copying it.
+{
+    spec_busybox_base
+    echo "file init $HERE/init 755"
+    echo "file etc/l1-modules $OUT/l1-modules 644"
+    echo "file bin/platvmm $PLATVMM_BIN 755"
+    echo "dir lib/modules/vfio 755"
+    for ko in "$VFIO"/*.ko; do echo "file lib/modules/vfio/$(basename "$ko") $ko 644"; done
+    [ ${#L1_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules/$KREL $OUT/modules/lib/modules/$KREL"
+    echo "file l2/Image $VMLINUZ 644"
+    echo "file l2/initramfs.cpio.gz $L2_CPIO 644"
+    echo "tree scenarios $SCENARIOS"
+} | python3 "$MKCPIO" --compress none "$OUT/initramfs.cpio"
+echo "$hash" >"$OUT/.stamp"
+step "L1 initramfs ready ($(( $(stat -c %s "$OUT/initramfs.cpio") / 1048576 )) MiB)"

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds L2's initramfs ($CACHE/l2/initramfs.cpio.gz): busybox-static, /init and the checks
+# it can run (resources/l2/checks/*.sh). Rebuilt only when an input changes.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=ci/lib.sh
+. "$HERE/../../ci/lib.sh"
+[ -f "$CACHE/debian.env" ] || "$ROOT/resources/fetch-debian.sh"
+# shellcheck source=/dev/null
+. "$CACHE/debian.env"
+# shellcheck source=resources/initramfs-lib.sh
+. "$ROOT/resources/initramfs-lib.sh"
+
+# Stock modules the guest needs (e.g. virtio_mmio virtio_blk qemu_fw_cfg for device
+# scenarios). Its /init does not load them: a check runs modprobe for what it uses.
+L2_STOCK_MODULES=()
+
+OUT=$CACHE/l2
+hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$BUSYBOX" "$MKCPIO" \
+       "$ROOT/resources/initramfs-lib.sh" "$HERE")
+if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio.gz" ]; then
+    step "L2 initramfs up to date"
+    exit 0
+fi
+
+step "building the L2 initramfs"
+mkdir -p "$OUT"
+stage_stock_modules "$OUT/modules" "${L2_STOCK_MODULES[@]}"
+{
+    spec_busybox_base
+    echo "file init $HERE/init 755"
+    echo "dir checks 755"
+    for c in "$HERE"/checks/*.sh; do echo "file checks/$(basename "$c") $c 644"; done
+    [ ${#L2_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules $OUT/modules/lib/modules"
+} | python3 "$MKCPIO" --compress gzip "$OUT/initramfs.cpio.gz"
+echo "$hash" >"$OUT/.stamp"
+step "L2 initramfs ready ($(du -k "$OUT/initramfs.cpio.gz" | cut -f1) KiB)"

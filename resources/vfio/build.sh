@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds drivers/vfio of the Debian kernel's own source out of tree, with what Debian's arm64
+# config leaves out: VFIO_NOIOMMU (platform devices on QEMU's virt board sit behind no IOMMU),
+# VFIO_PLATFORM and VFIO_AMBA. Output: $CACHE/vfio/*.ko, rebuilt only when the kernel, the
+# patches or this script change.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=ci/lib.sh
+. "$HERE/../../ci/lib.sh"
+
+[ -f "$CACHE/debian.env" ] || "$ROOT/resources/fetch-debian.sh"
+# shellcheck source=/dev/null
+. "$CACHE/debian.env"
+
+OUT=$CACHE/vfio
+VFIO_MODULES=(vfio_virqfd vfio vfio_iommu_type1 vfio-platform-base vfio-platform vfio-amba)
+
+inputs=$( { echo "$KREL $KVER"; cat "$HERE/build.sh" "$HERE"/*.patch; } | sha256sum | cut -d' ' -f1)
+if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$inputs" ]; then
+    step "vfio modules up to date"
+    exit 0
+fi
+
+# Decompressing the whole 140 MB source tarball takes ~10 s: keep the pristine drivers/vfio.
+PRISTINE=$CACHE/linux-source-$KVER-vfio
+if [ ! -f "$PRISTINE/.done" ]; then
+    step "extracting drivers/vfio from $(basename "$KSRC_TAR")"
+    rm -rf "$PRISTINE" && mkdir -p "$PRISTINE"
+    tar -xf "$KSRC_TAR" -C "$PRISTINE" --strip-components=1 --wildcards '*/drivers/vfio'
+    touch "$PRISTINE/.done"
+fi
+
+BUILD=$CACHE/vfio-build
+rm -rf "$BUILD"
+cp -a "$PRISTINE/drivers/vfio" "$BUILD"
+for p in "$HERE"/*.patch; do
+    step "applying $(basename "$p")"
+    # The patches are written against the kernel tree root (a/drivers/vfio/...).
+    patch -s -p3 -d "$BUILD" <"$p"
+done
+
+cross=() strip=strip
+if [ "$(uname -m)" != aarch64 ]; then cross=(CROSS_COMPILE=aarch64-linux-gnu-) strip=aarch64-linux-gnu-strip; fi
+
+step "building vfio modules against linux-headers-$KREL"
+# Command-line CONFIG_ values override the kernel's auto.conf: turn on what Debian lacks and
+# off what we don't need (pci, mdev, fsl-mc). CONFIG_VFIO_NOIOMMU is only tested by the C code
+# (#ifdef / IS_ENABLED), so it goes in as a define.
+make -s -C "$KHEADERS" M="$BUILD" ARCH=arm64 "${cross[@]}" -j"$(nproc)" \
+    CONFIG_VFIO=m CONFIG_VFIO_VIRQFD=m CONFIG_VFIO_IOMMU_TYPE1=m \
+    CONFIG_VFIO_PLATFORM=m CONFIG_VFIO_AMBA=m \
+    CONFIG_VFIO_PCI= CONFIG_VFIO_PCI_CORE= CONFIG_VFIO_MDEV= CONFIG_VFIO_FSL_MC= \
+    CONFIG_VFIO_IOMMU_SPAPR_TCE= CONFIG_VFIO_SPAPR_EEH= \
+    KCFLAGS="-DCONFIG_VFIO_NOIOMMU=1" \
+    modules 2>&1 | { grep -v '^Skipping BTF generation' || true; }
+
+# A module only loads if its vermagic matches the running kernel's exactly.
+want=$(modinfo -F vermagic "$KMODULES/kernel/drivers/vfio/vfio.ko")
+rm -rf "$OUT.tmp" && mkdir -p "$OUT.tmp"
+for m in "${VFIO_MODULES[@]}"; do
+    ko=$(find "$BUILD" -name "$m.ko" | head -1)
+    [ -n "$ko" ] || die "$m.ko was not built"
+    got=$(modinfo -F vermagic "$ko")
+    [ "$got" = "$want" ] || die "$m.ko vermagic '$got' != kernel's '$want'"
+    # Debug info makes them 5x larger; the initramfs doesn't need it (Debian strips too).
+    "$strip" --strip-debug -o "$OUT.tmp/$m.ko" "$ko"
+done
+modinfo -F parm "$OUT.tmp/vfio.ko" | grep -q '^enable_unsafe_noiommu_mode:' ||
+    die "vfio.ko was built without CONFIG_VFIO_NOIOMMU"
+
+rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
+echo "$inputs" >"$OUT/.stamp"
+step "vfio modules ready: ${VFIO_MODULES[*]}"

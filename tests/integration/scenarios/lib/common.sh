@@ -1,0 +1,80 @@
+# shellcheck shell=sh disable=SC2034 # the variables are for the scenarios that source this
+# Helpers for the scenarios (/scenarios/*.sh inside L1, busybox sh). Sourced.
+# L1's /init exports SCENARIO (the name) and SCENARIO_REASON (a file for failure reasons).
+
+L2_KERNEL=/l2/Image
+L2_INITRAMFS=/l2/initramfs.cpio.gz
+PLATVMM=/bin/platvmm
+# Upper bound for one platvmm run: a hung guest must fail the scenario, not eat the board's
+# whole timeout.
+L2_TIMEOUT=${L2_TIMEOUT:-240}
+
+# Records why the scenario fails (the scenario still has to exit non-zero).
+reason() {
+    echo "$*" >>"${SCENARIO_REASON:-/dev/stderr}"
+    echo "$SCENARIO: FAIL: $*" >&2
+}
+
+# Seconds since L1 booted, 10 ms resolution (busybox date has no %N).
+now() { cut -d' ' -f1 /proc/uptime; }
+# B - A for two now() values, in seconds with 2 decimals.
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
+# run_l2 NAME PLATVMM-ARGS...: runs platvmm without a console input, its output on the
+# console and in /tmp/NAME.log. Sets L2_LOG, L2_RC (exit status, 137 when the timeout killed
+# it), L2_T_INIT (seconds from start to L2 /init's first output "L2-INIT", or "none") and
+# L2_T_EXIT (seconds from start to exit) and L2_RSS (vmm_rss when the guest reached /init).
+run_l2() {
+    _name=$1; shift
+    L2_LOG=/tmp/$_name.log
+    rm -f "/tmp/$_name.rc" "/tmp/$_name.t-init"
+    echo "$SCENARIO: \$ platvmm $*"
+    _t0=$(now)
+    { timeout -s KILL "$L2_TIMEOUT" "$PLATVMM" "$@" </dev/null 2>&1; echo $? >"/tmp/$_name.rc"; } |
+        while IFS= read -r _line || [ -n "$_line" ]; do
+            case $_line in
+                *L2-INIT*)
+                    [ -f "/tmp/$_name.t-init" ] || now >"/tmp/$_name.t-init"
+                    vmm_rss >"/tmp/$_name.rss" ;;
+            esac
+            printf '%s\n' "$_line"
+        done | tee "$L2_LOG"
+    _t1=$(now)
+    L2_RC=$(cat "/tmp/$_name.rc")
+    L2_RSS=$(cat "/tmp/$_name.rss" 2>/dev/null)
+    L2_T_EXIT=$(elapsed "$_t0" "$_t1")
+    if [ -f "/tmp/$_name.t-init" ]; then
+        L2_T_INIT=$(elapsed "$_t0" "$(cat "/tmp/$_name.t-init")")
+    else
+        L2_T_INIT=none
+    fi
+}
+
+# Memory of the running platvmm, from /proc/PID/smaps: "rss=KB guest_ram_rss=KB
+# vmm_rss=KB" where the guest RAM is platvmm's largest mapping and vmm_rss is the rest.
+vmm_rss() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    [ -n "$_pid" ] || { echo "rss=unknown"; return; }
+    awk '/^Size:/ { size = $2 } /^Rss:/ { total += $2; if (size > maxsize) { maxsize = size; ram = $2 } }
+         END { printf "rss=%dkB guest_ram_rss=%dkB vmm_rss=%dkB", total, ram, total - ram }' \
+        "/proc/$_pid/smaps"
+}
+
+# The L2-RESULT line of the last run_l2 (without the kernel log prefix), or nothing.
+l2_result() {
+    tr -d '\r' <"$L2_LOG" | sed -n 's/.*\(L2-RESULT: .*\)/\1/p' | tail -1
+}
+
+# "TIMING" lines are collected by ci/board.sh into its summary.
+timing() { echo "TIMING $SCENARIO $*"; }
+
+# vfio_bind BUS DEVICE DRIVER: hands DEVICE (e.g. 9010000.pl031) on BUS (amba, platform)
+# to DRIVER (vfio-amba, vfio-platform), unbinding its current driver first.
+vfio_bind() {
+    _dev=/sys/bus/$1/devices/$2
+    [ -e "$_dev" ] || { echo "vfio_bind: no $_dev" >&2; return 1; }
+    [ -e "$_dev/driver" ] && echo "$2" >"$_dev/driver/unbind"
+    echo "$3" >"$_dev/driver_override"
+    echo "$2" >"/sys/bus/$1/drivers/$3/bind" || return 1
+    [ "$(basename "$(readlink "$_dev/driver")")" = "$3" ]
+}
