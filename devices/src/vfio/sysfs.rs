@@ -53,7 +53,9 @@ pub enum SysfsError {
     #[error("{0} has no IOMMU group: bind it to vfio-platform/vfio-amba, and on a host without an IOMMU load vfio with enable_unsafe_noiommu_mode=1")]
     NoGroup(String),
     /// Other devices of the group are bound to non-VFIO drivers.
-    #[error("IOMMU group {group} is not viable: {others} must be bound to vfio or unbound too: {fix}")]
+    #[error(
+        "IOMMU group {group} is not viable: {others} must be bound to vfio or unbound too: {fix}"
+    )]
     GroupNotViable {
         group: u32,
         others: String,
@@ -215,7 +217,13 @@ pub(crate) mod testfs {
         }
 
         /// Adds device `name` on `bus`, bound to `driver`, in IOMMU group `group`.
-        pub fn device(&self, bus: &str, name: &str, driver: Option<&str>, group: Option<u32>) -> PathBuf {
+        pub fn device(
+            &self,
+            bus: &str,
+            name: &str,
+            driver: Option<&str>,
+            group: Option<u32>,
+        ) -> PathBuf {
             let r = &self.root;
             let dev = r.join(format!("devices/platform/{name}"));
             std::fs::create_dir_all(&dev).unwrap();
@@ -270,7 +278,10 @@ mod tests {
         let p = fs.device("amba", "9010000.pl031", Some("rtc-pl031"), None);
         let e = HostDevice::probe(&fs.root, &p).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("9010000.pl031 is bound to rtc-pl031, not to vfio-amba"), "{msg}");
+        assert!(
+            msg.starts_with("9010000.pl031 is bound to rtc-pl031, not to vfio-amba"),
+            "{msg}"
+        );
         assert!(msg.contains("/driver/unbind"), "{msg}");
         assert!(msg.contains("echo vfio-amba > "), "{msg}");
         assert!(msg.contains("/bus/amba/drivers/vfio-amba/bind"), "{msg}");
@@ -285,7 +296,10 @@ mod tests {
     fn refuses_pci_other_buses_and_missing_paths() {
         let fs = FakeSysfs::new("pci");
         let p = fs.device("pci", "0000:00:01.0", Some("vfio-pci"), Some(1));
-        assert!(matches!(HostDevice::probe(&fs.root, &p), Err(SysfsError::Pci(_))));
+        assert!(matches!(
+            HostDevice::probe(&fs.root, &p),
+            Err(SysfsError::Pci(_))
+        ));
         let p = fs.device("usb", "1-1", Some("usb"), None);
         assert!(matches!(
             HostDevice::probe(&fs.root, &p),
@@ -301,7 +315,12 @@ mod tests {
     #[test]
     fn vfio_device_without_group() {
         let fs = FakeSysfs::new("nogroup");
-        let p = fs.device("platform", "a003e00.virtio_mmio", Some("vfio-platform"), None);
+        let p = fs.device(
+            "platform",
+            "a003e00.virtio_mmio",
+            Some("vfio-platform"),
+            None,
+        );
         assert!(matches!(
             HostDevice::probe(&fs.root, &p),
             Err(SysfsError::NoGroup(_))
@@ -318,7 +337,10 @@ mod tests {
         let msg = d.check_group(&fs.root).unwrap_err().to_string();
         assert!(msg.contains("IOMMU group 7 is not viable"), "{msg}");
         assert!(msg.contains("b.phy (bound to phy-foo)"), "{msg}");
-        assert!(!msg.contains("c.unbound"), "unbound devices do not block viability: {msg}");
+        assert!(
+            !msg.contains("c.unbound"),
+            "unbound devices do not block viability: {msg}"
+        );
         assert!(msg.contains("echo b.phy > "), "{msg}");
     }
 }
