@@ -24,11 +24,12 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestM
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::arch::aarch64::fdt::{self, FdtConfig};
+use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, FixedClock, RawNode};
 use crate::arch::aarch64::layout::{self, MIB};
 use crate::arch::aarch64::{gic, regs};
+use crate::passthrough::{self, Passthrough, AMBA_CLOCK_PHANDLE};
 use crate::terminal::RawTerminal;
-use crate::vcpu::{self, ExitSignal};
+use crate::vcpu::{self, ExitCounters, ExitSignal};
 use crate::vmm::{Error, GuestExit, Prepared};
 
 fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
@@ -40,6 +41,88 @@ fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
 
 fn host_err(what: &'static str) -> impl Fn(std::io::Error) -> Error {
     move |source| Error::Host { what, source }
+}
+
+/// Terminating signals end the VM cleanly; SIGUSR1 prints the counters.
+const SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
+
+/// Blocks [`SIGNALS`] in this thread (and the threads it starts) and returns a signalfd for
+/// them.
+fn signal_fd() -> std::io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t for these libc calls.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+    }
+    // SAFETY: `set` is initialised; the old mask is not needed.
+    let r = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if r != 0 {
+        return Err(std::io::Error::from_raw_os_error(r));
+    }
+    // SAFETY: creates a new fd from an initialised mask.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// What the stats printer reads.
+pub struct StatsSources {
+    pub exits: Arc<ExitCounters>,
+    pub devices: Vec<(String, Arc<devices::vfio::region::Counters>)>,
+}
+
+impl StatsSources {
+    /// Prints one line for the VM's exits and one per device to stderr.
+    pub fn print(&self) {
+        let fmt = |v: &[(&str, u64)]| {
+            v.iter()
+                .map(|(k, n)| format!("{k}={n}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        eprintln!("platvmm stats: vm exits {}", fmt(&self.exits.snapshot()));
+        for (name, c) in &self.devices {
+            eprintln!("platvmm stats: device {name} {}", fmt(&c.snapshot()));
+        }
+    }
+}
+
+struct SignalWatcher {
+    fd: File,
+    exit: Arc<ExitSignal>,
+    stats: Arc<StatsSources>,
+}
+
+impl MutEventSubscriber for SignalWatcher {
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        use std::io::Read;
+        let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+        while let Ok(n) = self.fd.read(&mut buf) {
+            if n != buf.len() {
+                break;
+            }
+            let signo = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes")) as i32;
+            if signo == libc::SIGUSR1 {
+                self.stats.print();
+            } else {
+                info!("signal {signo}: stopping the VM");
+                self.exit.set(GuestExit::Signal(signo));
+            }
+        }
+    }
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.fd, EventSet::IN)) {
+            log::error!("cannot watch signals: {e:?}");
+        }
+    }
 }
 
 /// Wakes the event loop when a vCPU reports the end of the guest.
@@ -54,6 +137,16 @@ impl MutEventSubscriber for ExitWatcher {
             log::error!("cannot watch the VM exit event: {e:?}");
         }
     }
+}
+
+/// (guest address, size, host address) of each RAM region.
+fn ram_regions(mem: &GuestMemoryMmap) -> Vec<(u64, u64, u64)> {
+    mem.iter()
+        .map(|r| {
+            let host = mem.get_host_address(r.start_addr()).map_or(0, |h| h as u64);
+            (r.start_addr().0, r.len(), host)
+        })
+        .collect()
 }
 
 fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, Error> {
@@ -177,13 +270,37 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let mut bus = Bus::new();
     bus.insert(layout::UART_BASE, layout::UART_SIZE, console.clone())?;
 
+    // Passthrough after the vGIC is initialised (its IRQs become irqfds); RAM is slot 0.
+    let ram = ram_regions(&mem);
+    let mut pt: Passthrough =
+        passthrough::setup(&vm, &ram, &mut bus, &p.cfg.vfio, ram.len() as u32)?;
+    let clock = FixedClock {
+        name: "apb-pclk",
+        phandle: AMBA_CLOCK_PHANDLE,
+        hz: 24_000_000,
+    };
+    let overlays = p
+        .cfg
+        .dt_overlays
+        .iter()
+        .map(|o| passthrough::read_overlay(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut raw_nodes: Vec<RawNode> = pt.devices.iter().map(|d| RawNode(&d.node)).collect();
+    // The children of each overlay's root become root nodes of the guest tree.
+    raw_nodes.extend(overlays.iter().flat_map(|o| o.children.iter().map(RawNode)));
+    let mut dev_nodes: Vec<&dyn DeviceNode> = Vec::new();
+    if pt.needs_amba_clock() {
+        dev_nodes.push(&clock);
+    }
+    dev_nodes.extend(raw_nodes.iter().map(|n| n as &dyn DeviceNode));
+
     let dtb = fdt::create_fdt(&FdtConfig {
         mpidrs: &mpidrs,
         gic: gic.version,
         mem_size: p.cfg.mem_size,
         cmdline: &p.cfg.cmdline,
         initrd: p.plan.initrd,
-        devices: &[],
+        devices: &dev_nodes,
     })?;
     if let Some(path) = &p.cfg.dump_dtb {
         std::fs::write(path, &dtb).map_err(|source| Error::DumpDtb {
@@ -205,16 +322,32 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?,
     ));
     em.add_subscriber(Arc::new(Mutex::new(ExitWatcher(exit.clone()))));
+    let exits = Arc::new(ExitCounters::default());
+    let stats = Arc::new(StatsSources {
+        exits: exits.clone(),
+        devices: pt
+            .devices
+            .iter()
+            .map(|d| (d.dev.host.name.clone(), d.counters.clone()))
+            .collect(),
+    });
+    // Before any vCPU thread exists, so they inherit the blocked mask.
+    let sigfd = signal_fd().map_err(host_err("cannot set up signal handling"))?;
+    em.add_subscriber(Arc::new(Mutex::new(SignalWatcher {
+        fd: sigfd,
+        exit: exit.clone(),
+        stats: stats.clone(),
+    })));
     let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
     let _raw = RawTerminal::enter(stdin.as_raw_fd());
     em.add_subscriber(Arc::new(Mutex::new(SerialInput::new(stdin, room, console))));
 
     let bus = Arc::new(bus);
     for (id, vcpu) in vcpus.into_iter().enumerate() {
-        let (bus, exit) = (bus.clone(), exit.clone());
+        let (bus, exit, exits) = (bus.clone(), exit.clone(), exits.clone());
         std::thread::Builder::new()
             .name(format!("vcpu{id}"))
-            .spawn(move || vcpu::run(vcpu, id, bus, exit))
+            .spawn(move || vcpu::run(vcpu, id, bus, exit, exits))
             .map_err(host_err("cannot start a vCPU thread"))?;
     }
 
@@ -227,9 +360,14 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         }
     };
     info!("guest ended: {outcome:?}");
+    pt.release();
+    if p.cfg.stats {
+        stats.print();
+    }
     // `mem`, `vm` and the vCPU fds stay alive until the process exits: vCPU threads may still
     // be inside KVM_RUN and must never see their memory unmapped.
     std::mem::forget(mem);
     std::mem::forget(vm);
+    std::mem::forget(pt);
     Ok(outcome)
 }

@@ -18,13 +18,23 @@ The console is the guest's ttyS0 (a 16550 UART at 0x9000000). Host stdin is forw
 when stdin is a terminal it is put in raw mode, so Ctrl-C goes to the guest: power the guest
 off from inside (poweroff -f) to leave.";
 
-/// Boot an aarch64 Linux guest under KVM.
+/// Boot an aarch64 Linux guest under KVM, with host platform devices passed through.
 #[derive(Debug, Parser)]
-#[command(name = "platvmm", version, about, after_help = AFTER_HELP)]
+#[command(
+    name = "platvmm",
+    version,
+    about,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Guest kernel: an uncompressed arm64 `Image`.
-    #[arg(long, value_name = "PATH")]
-    pub kernel: PathBuf,
+    #[arg(long, value_name = "PATH", required = true)]
+    pub kernel: Option<PathBuf>,
 
     /// Initramfs (cpio, optionally compressed) handed to the kernel.
     #[arg(long, value_name = "PATH")]
@@ -46,6 +56,108 @@ pub struct Cli {
     /// Write the guest device tree blob to FILE before booting.
     #[arg(long, value_name = "FILE")]
     pub dump_dtb: Option<PathBuf>,
+
+    /// Pass a host platform or AMBA device through (repeatable):
+    /// PATH[,compatible=A;B...][,overlay=FILE.dtb].
+    /// PATH is /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>, bound to
+    /// vfio-platform / vfio-amba. compatible= replaces the guest node's compatible list
+    /// (entries separated by ';'); overlay= merges the root node of a DTB fragment
+    /// (dtc -I dts -O dtb) into the guest node: its properties replace generated ones, its
+    /// children are added.
+    #[arg(long = "vfio-platform", value_name = "PATH[,OPTS]", value_parser = parse_vfio)]
+    pub vfio_platform: Vec<VfioSpec>,
+
+    /// Merge the root of a DTB fragment into the guest device tree (repeatable): its nodes
+    /// are added at the root, e.g. a gpio-keys node whose `gpios` use a phandle given to a
+    /// passed-through GPIO controller with its own overlay= (`phandle = <0x100>;` — platvmm
+    /// uses phandles below 0x100).
+    #[arg(long = "dt-overlay", value_name = "FILE.dtb")]
+    pub dt_overlay: Vec<PathBuf>,
+
+    /// Print VM exit counts and per-device counters to stderr at exit (they are also printed
+    /// whenever platvmm receives SIGUSR1).
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Show what platvmm sees of a host device (regions, IRQs, host DT node) and the guest
+    /// node it would generate, as DTS, without starting a VM.
+    Inspect {
+        /// /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>.
+        path: PathBuf,
+        /// As for --vfio-platform.
+        #[arg(long, value_name = "A;B")]
+        compatible: Option<String>,
+    },
+}
+
+/// One --vfio-platform argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioSpec {
+    pub path: PathBuf,
+    pub compatible: Option<Vec<String>>,
+    pub overlay: Option<PathBuf>,
+}
+
+/// Splits a `;`-separated compatible list.
+pub fn parse_compatible(s: &str) -> Result<Vec<String>, String> {
+    let v: Vec<String> = s
+        .split(';')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect();
+    if v.is_empty() {
+        return Err("compatible= needs at least one entry".into());
+    }
+    Ok(v)
+}
+
+/// Parses `PATH[,key=value...]`. Compatible strings contain commas (`arm,pl031`): a segment
+/// without `=` continues the previous value.
+pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
+    let mut parts = s.split(',');
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or("missing device path")?;
+    let mut opts: Vec<(String, String)> = Vec::new();
+    for seg in parts {
+        match seg.split_once('=') {
+            Some((k, v)) => opts.push((k.to_string(), v.to_string())),
+            None => match opts.last_mut() {
+                Some((_, v)) => {
+                    v.push(',');
+                    v.push_str(seg);
+                }
+                None => {
+                    return Err(format!(
+                        "'{seg}' is not key=value (options: compatible=, overlay=)"
+                    ))
+                }
+            },
+        }
+    }
+    let mut spec = VfioSpec {
+        path: PathBuf::from(path),
+        compatible: None,
+        overlay: None,
+    };
+    for (k, v) in opts {
+        match k.as_str() {
+            "compatible" => spec.compatible = Some(parse_compatible(&v)?),
+            "overlay" => spec.overlay = Some(PathBuf::from(v)),
+            other => {
+                return Err(format!(
+                    "unknown option '{other}' (options: compatible=, overlay=)"
+                ))
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// Parses `256M`, `1G`, `1GiB`, `512` (MiB) into bytes.
@@ -93,10 +205,36 @@ mod tests {
     }
 
     #[test]
+    fn vfio_specs() {
+        let s = parse_vfio("/sys/bus/amba/devices/9010000.pl031").unwrap();
+        assert_eq!(s.path, PathBuf::from("/sys/bus/amba/devices/9010000.pl031"));
+        assert_eq!(s.compatible, None);
+        let s = parse_vfio("/d,compatible=arm,pl031;arm,primecell,overlay=/x.dtb").unwrap();
+        assert_eq!(s.compatible.unwrap(), ["arm,pl031", "arm,primecell"]);
+        assert_eq!(s.overlay.unwrap(), PathBuf::from("/x.dtb"));
+        assert!(parse_vfio("/d,bogus=1")
+            .unwrap_err()
+            .contains("unknown option 'bogus'"));
+        assert!(parse_vfio("/d,stray")
+            .unwrap_err()
+            .contains("not key=value"));
+        assert!(parse_vfio("").is_err());
+        assert!(parse_vfio("/d,compatible=").is_err());
+    }
+
+    #[test]
+    fn inspect_needs_no_kernel() {
+        let c = Cli::try_parse_from(["platvmm", "inspect", "/sys/x"]).unwrap();
+        assert!(matches!(c.command, Some(Command::Inspect { .. })));
+        assert!(c.kernel.is_none());
+    }
+
+    #[test]
     fn cli_parses() {
         let c = Cli::try_parse_from(["platvmm", "--kernel", "/k", "--cpus", "2", "--memory", "1G"])
             .unwrap();
         assert_eq!(c.cpus, 2);
+        assert_eq!(c.kernel, Some(PathBuf::from("/k")));
         assert_eq!(c.memory, GIB);
         assert_eq!(c.cmdline, "console=ttyS0 panic=-1");
         assert!(

@@ -3,6 +3,8 @@
 
 pub mod arch;
 pub mod cli;
+pub mod inspect;
+pub mod passthrough;
 pub mod vmm;
 
 #[cfg(target_arch = "aarch64")]

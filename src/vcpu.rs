@@ -43,6 +43,35 @@ impl ExitSignal {
     }
 }
 
+/// VM exits by reason, summed over vCPUs.
+#[derive(Debug, Default)]
+pub struct ExitCounters {
+    pub mmio_read: AtomicU64,
+    pub mmio_write: AtomicU64,
+    pub mmio_unclaimed: AtomicU64,
+    pub system_event: AtomicU64,
+    pub interrupted: AtomicU64,
+    pub other: AtomicU64,
+}
+
+impl ExitCounters {
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("mmio_read", g(&self.mmio_read)),
+            ("mmio_write", g(&self.mmio_write)),
+            ("mmio_unclaimed", g(&self.mmio_unclaimed)),
+            ("system_event", g(&self.system_event)),
+            ("interrupted", g(&self.interrupted)),
+            ("other", g(&self.other)),
+        ]
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Unclaimed MMIO accesses logged so far (the first few are logged, the rest counted).
 static UNCLAIMED: AtomicU64 = AtomicU64::new(0);
 const UNCLAIMED_LOG_LIMIT: u64 = 10;
@@ -57,34 +86,50 @@ fn unclaimed(kind: &str, addr: u64, len: usize) {
 }
 
 /// Runs `vcpu` until the guest stops, then reports through `exit`.
-pub fn run(mut vcpu: VcpuFd, id: usize, bus: Arc<Bus>, exit: Arc<ExitSignal>) {
+pub fn run(
+    mut vcpu: VcpuFd,
+    id: usize,
+    bus: Arc<Bus>,
+    exit: Arc<ExitSignal>,
+    stats: Arc<ExitCounters>,
+) {
     let outcome = loop {
         match vcpu.run() {
             Ok(VcpuExit::MmioRead(addr, data)) => {
+                bump(&stats.mmio_read);
                 if !bus.read(addr, data) {
+                    bump(&stats.mmio_unclaimed);
                     data.fill(0);
                     unclaimed("read", addr, data.len());
                 }
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
+                bump(&stats.mmio_write);
                 if !bus.write(addr, data) {
+                    bump(&stats.mmio_unclaimed);
                     unclaimed("write", addr, data.len());
                 }
             }
-            Ok(VcpuExit::SystemEvent(kind, _)) => match kind {
-                KVM_SYSTEM_EVENT_SHUTDOWN => break GuestExit::PowerOff,
-                KVM_SYSTEM_EVENT_RESET => break GuestExit::Reset,
-                KVM_SYSTEM_EVENT_CRASH => break GuestExit::Crash,
-                other => {
-                    error!("vcpu{id}: unknown system event {other}");
-                    break GuestExit::Crash;
+            Ok(VcpuExit::SystemEvent(kind, _)) => {
+                bump(&stats.system_event);
+                match kind {
+                    KVM_SYSTEM_EVENT_SHUTDOWN => break GuestExit::PowerOff,
+                    KVM_SYSTEM_EVENT_RESET => break GuestExit::Reset,
+                    KVM_SYSTEM_EVENT_CRASH => break GuestExit::Crash,
+                    other => {
+                        error!("vcpu{id}: unknown system event {other}");
+                        break GuestExit::Crash;
+                    }
                 }
-            },
+            }
             Ok(other) => {
+                bump(&stats.other);
                 error!("vcpu{id}: unexpected exit {other:?}");
                 break GuestExit::Crash;
             }
-            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                bump(&stats.interrupted)
+            }
             Err(e) => {
                 error!("vcpu{id}: KVM_RUN failed: {e}");
                 break GuestExit::Crash;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::arch::aarch64::image::{self, BootPlan, ImageError, ImageHeader, PlanError};
 use crate::arch::aarch64::layout::{self, LayoutError};
-use crate::cli::Cli;
+use crate::cli::{Cli, VfioSpec};
 
 /// A VM to run.
 #[derive(Debug, Clone)]
@@ -20,17 +20,23 @@ pub struct VmConfig {
     pub cpus: u32,
     pub mem_size: u64,
     pub dump_dtb: Option<PathBuf>,
+    pub vfio: Vec<VfioSpec>,
+    pub dt_overlays: Vec<PathBuf>,
+    pub stats: bool,
 }
 
 impl From<Cli> for VmConfig {
     fn from(c: Cli) -> Self {
         Self {
-            kernel: c.kernel,
+            kernel: c.kernel.unwrap_or_default(),
             initramfs: c.initramfs,
             cmdline: c.cmdline,
             cpus: c.cpus,
             mem_size: c.memory,
             dump_dtb: c.dump_dtb,
+            vfio: c.vfio_platform,
+            dt_overlays: c.dt_overlay,
+            stats: c.stats,
         }
     }
 }
@@ -44,6 +50,8 @@ pub enum GuestExit {
     Reset,
     /// The guest reported a crash, or a vCPU hit an exit platvmm cannot continue from.
     Crash,
+    /// platvmm received a terminating signal (SIGTERM, SIGINT, SIGHUP).
+    Signal(i32),
 }
 
 impl GuestExit {
@@ -53,6 +61,7 @@ impl GuestExit {
             GuestExit::PowerOff => 0,
             GuestExit::Reset => 3,
             GuestExit::Crash => 4,
+            GuestExit::Signal(s) => 128 + s,
         }
     }
 }
@@ -118,6 +127,9 @@ pub enum Error {
     /// The MMIO bus refused a device.
     #[error("{0}")]
     Bus(#[from] devices::BusError),
+    /// Passthrough setup failed.
+    #[error("{0}")]
+    Passthrough(#[from] crate::passthrough::PassthroughError),
     /// A host resource (eventfd, epoll, thread) could not be set up.
     #[error("{what}: {source}")]
     Host {
@@ -247,6 +259,9 @@ mod tests {
             cpus: 1,
             mem_size: 64 * MIB,
             dump_dtb: None,
+            vfio: Vec::new(),
+            dt_overlays: Vec::new(),
+            stats: false,
         }
     }
 

@@ -35,6 +35,44 @@ pub trait DeviceNode {
     fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()>;
 }
 
+/// A node given as raw properties (a passed-through device's generated node).
+pub struct RawNode<'a>(pub &'a devices::vfio::node::GuestNode);
+
+impl DeviceNode for RawNode<'_> {
+    fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
+        fn write(fdt: &mut FdtWriter, n: &devices::vfio::node::GuestNode) -> FdtWriterResult<()> {
+            let node = fdt.begin_node(&n.name)?;
+            for (name, value) in &n.props {
+                fdt.property(name, value)?;
+            }
+            for c in &n.children {
+                write(fdt, c)?;
+            }
+            fdt.end_node(node)
+        }
+        write(fdt, self.0)
+    }
+}
+
+/// A fixed-rate clock (AMBA devices need their `apb_pclk` to probe).
+pub struct FixedClock {
+    pub name: &'static str,
+    pub phandle: u32,
+    pub hz: u32,
+}
+
+impl DeviceNode for FixedClock {
+    fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
+        let n = fdt.begin_node(self.name)?;
+        fdt.property_string("compatible", "fixed-clock")?;
+        fdt.property_u32("#clock-cells", 0)?;
+        fdt.property_u32("clock-frequency", self.hz)?;
+        fdt.property_string("clock-output-names", self.name)?;
+        fdt.property_phandle(self.phandle)?;
+        fdt.end_node(n)
+    }
+}
+
 /// What the device tree describes.
 pub struct FdtConfig<'a> {
     /// MPIDR_EL1 of each vCPU, in vCPU order.
@@ -373,6 +411,43 @@ mod tests {
             fdt.property_string("compatible", "test,extra")?;
             fdt.end_node(n)
         }
+    }
+
+    #[test]
+    fn passthrough_node_and_clock_phandle_resolve() {
+        use devices::vfio::node::{cells_prop, GuestNode};
+        let node = GuestNode {
+            name: "pl031@40000000".into(),
+            props: vec![
+                ("compatible".into(), b"arm,pl031\0arm,primecell\0".to_vec()),
+                ("clocks".into(), cells_prop(&[2])),
+                ("interrupts".into(), cells_prop(&[0, 16, 4])),
+            ],
+            children: vec![],
+        };
+        let clk = FixedClock {
+            name: "apb-pclk",
+            phandle: 2,
+            hz: 24_000_000,
+        };
+        let blob = create_fdt(&FdtConfig {
+            mpidrs: &[0],
+            gic: GicVersion::V3,
+            mem_size: 64 * MIB,
+            cmdline: "",
+            initrd: None,
+            devices: &[&clk, &RawNode(&node)],
+        })
+        .unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let dev = fdt.find_node("/pl031@40000000").unwrap();
+        let clk_ph = cells(dev.property("clocks").unwrap().value)[0];
+        assert_eq!(fdt.find_phandle(clk_ph).unwrap().name, "apb-pclk");
+        assert_eq!(
+            cells(dev.property("interrupts").unwrap().value),
+            [GIC_FDT_IRQ_TYPE_SPI, 16, IRQ_TYPE_LEVEL_HIGH]
+        );
+        assert_ne!(clk_ph, GIC_PHANDLE);
     }
 
     #[test]

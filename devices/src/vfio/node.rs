@@ -1,0 +1,481 @@
+//! The guest node generated for a passed-through device from its host DT node.
+//!
+//! Property policy (the generic handler):
+//! - rewritten: `reg` (guest addresses, exact VFIO region sizes, in region order) and
+//!   `interrupts` (one GIC SPI per VFIO IRQ, level-high for automasked IRQs, rising edge
+//!   otherwise); `compatible` unless overridden.
+//! - dropped with a warning: properties that carry phandles to host nodes the guest does not
+//!   have ([`PHANDLE_PROPS`], `pinctrl-N`, `*-supply`, `*-gpios`, ...) and anything else not on
+//!   the allow list that is neither a string list nor a boolean.
+//! - copied: the allow list ([`ALLOW_PROPS`]), boolean (empty) properties and string lists —
+//!   neither can hold a phandle.
+//! - dropped silently: `phandle`, `linux,phandle`, `status` (the guest node is always enabled).
+//!
+//! AMBA devices get `clocks`/`clock-names = "apb_pclk"` pointing at a fixed clock platvmm adds,
+//! because the guest's AMBA bus refuses to probe a device without its bus clock.
+//! The user's overlay (properties and children) is applied last and wins.
+
+use super::device::DeviceKind;
+use super::hostdt::{is_string_list, HostNode};
+
+/// Phandle-bearing properties (or their companions) that are dropped with a warning.
+pub const PHANDLE_PROPS: &[&str] = &[
+    "clocks",
+    "clock-names",
+    "assigned-clocks",
+    "assigned-clock-parents",
+    "assigned-clock-rates",
+    "resets",
+    "reset-names",
+    "phys",
+    "phy-names",
+    "power-domains",
+    "power-domain-names",
+    "pinctrl-names",
+    "iommus",
+    "iommu-map",
+    "iommu-map-mask",
+    "dmas",
+    "dma-names",
+    "interrupt-parent",
+    "interrupts-extended",
+    "msi-parent",
+    "msi-map",
+    "nvmem-cells",
+    "nvmem-cell-names",
+    "memory-region",
+    "memory-region-names",
+    "interconnects",
+    "interconnect-names",
+    "operating-points-v2",
+    "gpios",
+    "syscon",
+];
+
+/// Phandle-free properties copied as they are.
+pub const ALLOW_PROPS: &[&str] = &[
+    "compatible",
+    "reg-names",
+    "interrupt-names",
+    "dma-coherent",
+    "dma-noncoherent",
+    "clock-frequency",
+    "current-speed",
+    "arm,primecell-periphid",
+    "big-endian",
+    "little-endian",
+    "native-endian",
+    "reg-shift",
+    "reg-io-width",
+    "wakeup-source",
+    "dr_mode",
+    "maximum-speed",
+    "ports-implemented",
+    "num-cs",
+    "ngpios",
+    "fifo-size",
+    "linux,code",
+    "gpio-controller",
+    "#gpio-cells",
+    "interrupt-controller",
+    "#interrupt-cells",
+    "gpio-line-names",
+];
+
+/// Properties never copied and never worth a warning.
+const SILENT_DROP: &[&str] = &["phandle", "linux,phandle", "status", "reg", "interrupts"];
+
+fn is_phandle_prop(name: &str) -> bool {
+    PHANDLE_PROPS.contains(&name)
+        || (name.starts_with("pinctrl-") && name[8..].chars().all(|c| c.is_ascii_digit()))
+        || name.ends_with("-supply")
+        || name.ends_with("-gpios")
+        || name.ends_with("-gpio")
+}
+
+/// A device-tree node to write into the guest tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestNode {
+    pub name: String,
+    pub props: Vec<(String, Vec<u8>)>,
+    pub children: Vec<GuestNode>,
+}
+
+impl GuestNode {
+    pub fn prop(&self, name: &str) -> Option<&[u8]> {
+        self.props
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// Sets (replacing) a property.
+    pub fn set(&mut self, name: &str, value: Vec<u8>) {
+        match self.props.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = value,
+            None => self.props.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.props.len();
+        self.props.retain(|(n, _)| n != name);
+        before != self.props.len()
+    }
+
+    /// Merges `overlay`: its properties replace ours, its children merge by name.
+    pub fn merge(&mut self, overlay: &GuestNode) {
+        for (n, v) in &overlay.props {
+            self.set(n, v.clone());
+        }
+        for oc in &overlay.children {
+            match self.children.iter_mut().find(|c| c.name == oc.name) {
+                Some(c) => c.merge(oc),
+                None => self.children.push(oc.clone()),
+            }
+        }
+    }
+}
+
+/// Encodes a string list property.
+pub fn strings_prop<S: AsRef<str>>(items: &[S]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for s in items {
+        v.extend_from_slice(s.as_ref().as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+/// Encodes u32 cells.
+pub fn cells_prop(cells: &[u32]) -> Vec<u8> {
+    cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// One guest interrupt: SPI number and trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestIrq {
+    pub spi: u32,
+    pub level: bool,
+}
+
+/// What the generator needs besides the host node.
+#[derive(Debug, Clone)]
+pub struct NodeParams<'a> {
+    /// Device name (used when there is no host node).
+    pub dev_name: &'a str,
+    pub kind: DeviceKind,
+    /// Guest address and exact size of each VFIO region, in region order.
+    pub regs: &'a [(u64, u64)],
+    pub irqs: &'a [GuestIrq],
+    /// `compatible=` override.
+    pub compatible: Option<&'a [String]>,
+    /// phandle of the fixed clock AMBA devices reference.
+    pub amba_clock: u32,
+}
+
+/// The generated node and what was dropped.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub node: GuestNode,
+    /// One message per dropped property, naming it and why.
+    pub warnings: Vec<String>,
+}
+
+const GIC_SPI: u32 = 0;
+const IRQ_TYPE_EDGE_RISING: u32 = 1;
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+
+/// Builds the guest node (the generic handler).
+pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
+    let mut warnings = Vec::new();
+    let base = host.map(|h| h.base_name()).unwrap_or(p.dev_name);
+    let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
+    let mut node = GuestNode {
+        name: format!("{base}@{addr:x}"),
+        ..Default::default()
+    };
+    if let Some(h) = host {
+        copy_props(h, &mut node, &mut warnings, true);
+        for c in &h.children {
+            node.children.push(copy_child(c, &mut warnings, &h.name));
+        }
+        if h.children.is_empty() {
+            node.remove("#address-cells");
+            node.remove("#size-cells");
+        }
+    }
+    if let Some(c) = p.compatible {
+        node.set("compatible", strings_prop(c));
+    } else if node.prop("compatible").is_none() {
+        warnings.push(format!(
+            "{}: no host DT node with a compatible: give compatible= so the guest can bind a driver",
+            p.dev_name
+        ));
+    }
+    // The guest tree has #address-cells = #size-cells = 2 at the root.
+    let reg: Vec<u8> = p
+        .regs
+        .iter()
+        .flat_map(|&(a, s)| [a, s])
+        .flat_map(|x| x.to_be_bytes())
+        .collect();
+    if !reg.is_empty() {
+        node.set("reg", reg);
+    }
+    let irqs: Vec<u32> = p
+        .irqs
+        .iter()
+        .flat_map(|i| {
+            let t = if i.level {
+                IRQ_TYPE_LEVEL_HIGH
+            } else {
+                IRQ_TYPE_EDGE_RISING
+            };
+            [GIC_SPI, i.spi, t]
+        })
+        .collect();
+    if !irqs.is_empty() {
+        node.set("interrupts", cells_prop(&irqs));
+    }
+    if p.kind == DeviceKind::Amba {
+        node.set("clocks", cells_prop(&[p.amba_clock]));
+        node.set("clock-names", strings_prop(&["apb_pclk"]));
+        let mut compat = node
+            .prop("compatible")
+            .map(super::hostdt::string_list)
+            .unwrap_or_default();
+        if !compat.iter().any(|c| c == "arm,primecell") {
+            compat.push("arm,primecell".into());
+            node.set("compatible", strings_prop(&compat));
+        }
+    }
+    Generated { node, warnings }
+}
+
+fn copy_props(h: &HostNode, node: &mut GuestNode, warnings: &mut Vec<String>, top: bool) {
+    for (name, value) in &h.props {
+        let n = name.as_str();
+        if top && SILENT_DROP.contains(&n) || (!top && (n == "phandle" || n == "linux,phandle")) {
+            continue;
+        }
+        if is_phandle_prop(n) {
+            warnings.push(format!(
+                "{}: dropped '{n}' (refers to host nodes the guest does not have)",
+                h.name
+            ));
+        } else if ALLOW_PROPS.contains(&n)
+            || value.is_empty()
+            || is_string_list(value)
+            || n == "#address-cells"
+            || n == "#size-cells"
+            || (!top && n == "reg")
+        {
+            node.props.push((name.clone(), value.clone()));
+        } else {
+            warnings.push(format!(
+                "{}: dropped '{n}' (not on the allow list and may hold a phandle; add it with the dt overlay if the guest needs it)",
+                h.name
+            ));
+        }
+    }
+}
+
+fn copy_child(c: &HostNode, warnings: &mut Vec<String>, parent: &str) -> GuestNode {
+    let mut node = GuestNode {
+        name: c.name.clone(),
+        ..Default::default()
+    };
+    let before = warnings.len();
+    copy_props(c, &mut node, warnings, false);
+    for w in &mut warnings[before..] {
+        *w = format!("{parent}/{w}");
+    }
+    for cc in &c.children {
+        node.children
+            .push(copy_child(cc, warnings, &format!("{parent}/{}", c.name)));
+    }
+    node
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
+        HostNode {
+            name: name.into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            children: vec![],
+        }
+    }
+
+    fn params<'a>(
+        kind: DeviceKind,
+        regs: &'a [(u64, u64)],
+        irqs: &'a [GuestIrq],
+    ) -> NodeParams<'a> {
+        NodeParams {
+            dev_name: "dev",
+            kind,
+            regs,
+            irqs,
+            compatible: None,
+            amba_clock: 2,
+        }
+    }
+
+    #[test]
+    fn pl031_amba_node() {
+        // As QEMU's virt board describes its PL031.
+        let h = host(
+            "pl031@9010000",
+            &[
+                ("compatible", b"arm,pl031\0arm,primecell\0"),
+                ("reg", &[0; 16]),
+                ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 4]),
+                ("clocks", &[0, 0, 0x80, 0]),
+                ("clock-names", b"apb_pclk\0"),
+                ("phandle", &[0, 0, 0, 9]),
+            ],
+        );
+        let g = generate(
+            Some(&h),
+            &params(
+                DeviceKind::Amba,
+                &[(0x4000_0000, 0x1000)],
+                &[GuestIrq {
+                    spi: 16,
+                    level: true,
+                }],
+            ),
+        );
+        let n = &g.node;
+        assert_eq!(n.name, "pl031@40000000");
+        assert_eq!(n.prop("compatible").unwrap(), b"arm,pl031\0arm,primecell\0");
+        assert_eq!(
+            n.prop("reg").unwrap(),
+            [0x4000_0000u64.to_be_bytes(), 0x1000u64.to_be_bytes()].concat()
+        );
+        assert_eq!(n.prop("interrupts").unwrap(), cells_prop(&[0, 16, 4]));
+        assert_eq!(
+            n.prop("clocks").unwrap(),
+            cells_prop(&[2]),
+            "platvmm's clock, not the host's"
+        );
+        assert_eq!(n.prop("clock-names").unwrap(), b"apb_pclk\0");
+        assert!(n.prop("phandle").is_none());
+        assert!(
+            g.warnings.iter().any(|w| w.contains("dropped 'clocks'")),
+            "{:?}",
+            g.warnings
+        );
+    }
+
+    #[test]
+    fn fw_cfg_platform_node_and_edge_irq() {
+        let h = host(
+            "fw-cfg@9020000",
+            &[("compatible", b"qemu,fw-cfg-mmio\0"), ("dma-coherent", b"")],
+        );
+        let g = generate(
+            Some(&h),
+            &params(
+                DeviceKind::Platform,
+                &[(0x4000_1000, 0x18)],
+                &[GuestIrq {
+                    spi: 17,
+                    level: false,
+                }],
+            ),
+        );
+        assert_eq!(g.node.name, "fw-cfg@40001000");
+        assert_eq!(
+            g.node.prop("reg").unwrap(),
+            [0x4000_1000u64.to_be_bytes(), 0x18u64.to_be_bytes()].concat()
+        );
+        assert_eq!(g.node.prop("interrupts").unwrap(), cells_prop(&[0, 17, 1]));
+        assert_eq!(g.node.prop("dma-coherent").unwrap(), b"");
+        assert!(g.node.prop("clocks").is_none());
+        assert!(g.warnings.is_empty());
+    }
+
+    #[test]
+    fn phandle_props_dropped_with_names_and_unknown_binary_dropped() {
+        let h = host(
+            "sata@3200000",
+            &[
+                ("compatible", b"fsl,ls1046a-ahci\0"),
+                ("resets", &[0, 0, 0, 1]),
+                ("phys", &[0, 0, 0, 2]),
+                ("pinctrl-0", &[0, 0, 0, 3]),
+                ("pinctrl-names", b"default\0"),
+                ("vbus-supply", &[0, 0, 0, 4]),
+                ("reset-gpios", &[0, 0, 0, 5, 0, 0, 0, 1]),
+                ("vendor,magic", &[0, 0, 0, 7]),
+                ("vendor,flag", b""),
+                ("vendor,mode", b"fast\0"),
+                ("status", b"okay\0"),
+            ],
+        );
+        let g = generate(
+            Some(&h),
+            &params(DeviceKind::Platform, &[(0x4000_0000, 0x10000)], &[]),
+        );
+        for p in [
+            "resets",
+            "phys",
+            "pinctrl-0",
+            "pinctrl-names",
+            "vbus-supply",
+            "reset-gpios",
+            "vendor,magic",
+        ] {
+            assert!(g.node.prop(p).is_none(), "{p} copied");
+            assert!(
+                g.warnings.iter().any(|w| w.contains(&format!("'{p}'"))),
+                "no warning for {p}"
+            );
+        }
+        assert_eq!(g.node.prop("vendor,flag").unwrap(), b"");
+        assert_eq!(g.node.prop("vendor,mode").unwrap(), b"fast\0");
+        assert!(g.node.prop("status").is_none());
+        assert!(g.node.prop("interrupts").is_none(), "no IRQs, no property");
+    }
+
+    #[test]
+    fn compatible_override_and_overlay() {
+        let h = host("x@1", &[("compatible", b"vendor,x\0")]);
+        let compat = vec!["generic-ahci".to_string()];
+        let mut p = params(DeviceKind::Platform, &[(0x4000_0000, 0x1000)], &[]);
+        p.compatible = Some(&compat);
+        let mut g = generate(Some(&h), &p);
+        assert_eq!(g.node.prop("compatible").unwrap(), b"generic-ahci\0");
+        let overlay = GuestNode {
+            name: String::new(),
+            props: vec![("ports-implemented".into(), cells_prop(&[1]))],
+            children: vec![GuestNode {
+                name: "port@0".into(),
+                props: vec![("reg".into(), cells_prop(&[0]))],
+                children: vec![],
+            }],
+        };
+        g.node.merge(&overlay);
+        assert_eq!(g.node.prop("ports-implemented").unwrap(), cells_prop(&[1]));
+        assert_eq!(g.node.children[0].name, "port@0");
+    }
+
+    #[test]
+    fn amba_without_primecell_gets_it_and_no_host_node_warns() {
+        let g = generate(
+            None,
+            &params(DeviceKind::Amba, &[(0x4000_0000, 0x1000)], &[]),
+        );
+        assert_eq!(g.node.name, "dev@40000000");
+        assert_eq!(g.node.prop("compatible").unwrap(), b"arm,primecell\0");
+        assert!(g.warnings[0].contains("give compatible="));
+    }
+}

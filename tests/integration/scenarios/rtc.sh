@@ -1,0 +1,36 @@
+# scenario rtc: L1's PL031 (AMBA) passed through with vfio-amba. Its 4 KiB register page must
+# be mapped (not trapped) into L2, its level IRQ wired irqfd + resamplefd; L2's rtc-pl031
+# must read a time within seconds of L1's clock and see two alarm IRQs (0 -> 1 -> 2), with no
+# interrupt handled in platvmm userspace.
+# shellcheck source=tests/integration/scenarios/lib/common.sh
+. /scenarios/lib/common.sh
+status=0
+DEV=9010000.pl031
+
+vfio_bind amba $DEV vfio-amba || { reason "cannot bind $DEV to vfio-amba"; exit 1; }
+RUST_LOG=info run_l2 rtc --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
+    --vfio-platform /sys/bus/amba/devices/$DEV \
+    --cmdline "console=ttyS0 panic=-1 platvmm.check=rtc"
+l1_time=$(date +%s)
+result=$(l2_result)
+timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
+
+if [ "$L2_RC" != 0 ]; then
+    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
+elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
+    reason "${result:-no L2-RESULT line from the guest}"; status=1
+else
+    rtc_time=$(echo "$result" | sed -n 's/.*rtc_time=\([0-9]*\).*/\1/p')
+    drift=$((l1_time - rtc_time))
+    timing "L1 clock - L2 rtc reading = ${drift}s (L2 read it before powering off)"
+    [ "$drift" -ge -2 ] && [ "$drift" -le 10 ] ||
+        { reason "L2's RTC read $rtc_time, L1's clock says $l1_time"; status=1; }
+fi
+grep -q "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x40000000, mapped" "$L2_LOG" ||
+    { reason "the PL031 region was not mapped into the guest"; status=1; }
+grep -q "$DEV: IRQ 0 (eventfd,maskable,automasked) → SPI 16 (level, resamplefd)" "$L2_LOG" ||
+    { reason "the PL031 IRQ was not wired as a level irqfd with resample"; status=1; }
+stats=$(grep "platvmm stats: device $DEV" "$L2_LOG")
+echo "$stats" | grep -q "trapped_reads=0 trapped_writes=0 .*userspace_irqs=0" ||
+    { reason "unexpected device counters: ${stats:-none printed}"; status=1; }
+exit $status
