@@ -246,6 +246,8 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
             max,
         });
     }
+    // The most vCPUs any vGIC we may get can address, checked before creating any of them.
+    layout::check_cpus(p.cfg.cpus, crate::arch::aarch64::GicVersion::V3)?;
     let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
     let mem = create_memory(&vm, p.cfg.mem_size)?;
     load_images(&mut p, &mem)?;

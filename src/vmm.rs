@@ -180,6 +180,16 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
             source,
         })?;
 
+    // Passthrough paths are checked before anything else touches KVM or VFIO, so a wrong
+    // path or binding fails fast with its fix and changes nothing on the host.
+    for spec in &cfg.vfio {
+        devices::vfio::sysfs::HostDevice::probe(std::path::Path::new("/sys"), &spec.path)
+            .map_err(crate::passthrough::PassthroughError::from)?;
+    }
+    for o in &cfg.dt_overlays {
+        crate::passthrough::read_overlay(o)?;
+    }
+
     let initramfs = match &cfg.initramfs {
         Some(p) => Some(open_sized(p).map_err(|source| Error::InitramfsOpen {
             path: p.clone(),

@@ -44,8 +44,8 @@ fn assert_error(out: &Output, status: i32, needle: &str) {
     assert_eq!(out.status.code(), Some(status), "stderr: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
     if status == 1 {
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
         assert!(err.starts_with("platvmm: error: "), "{err:?}");
     }
 }
@@ -151,5 +151,29 @@ fn foreign_host_is_refused() {
         &platvmm(&["--kernel", s(&k)]),
         1,
         "platvmm needs an aarch64 host with KVM",
+    );
+}
+
+#[test]
+fn passthrough_paths_are_checked_first() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&[
+            "--kernel",
+            s(&k),
+            "--vfio-platform",
+            "/sys/bus/platform/devices/nope",
+        ]),
+        1,
+        "--vfio-platform: /sys/bus/platform/devices/nope: no such device",
+    );
+    let out = platvmm(&["--kernel", s(&k), "--vfio-platform", "/x,colour=blue"]);
+    assert_error(&out, 2, "unknown option 'colour'");
+    let bad = scratch("bad.dtb");
+    std::fs::write(&bad, b"not a device tree").unwrap();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--dt-overlay", s(&bad)]),
+        1,
+        "compile the DTS with dtc -I dts -O dtb",
     );
 }
