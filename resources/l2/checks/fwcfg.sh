@@ -7,7 +7,8 @@
 #   3. qemu_fw_cfg probes it and the host's opt/platvmm/greeting file reads back.
 # Sourced by /init, which provides arg, expect, detail and fail.
 
-node=$(ls -d /proc/device-tree/fw-cfg@* 2>/dev/null | head -1)
+node=""
+for n in /proc/device-tree/fw-cfg@*; do [ -d "$n" ] && node=$n; done
 if [ -z "$node" ]; then
     fail "no fw-cfg node in the guest device tree"
     return 0
@@ -19,6 +20,7 @@ devmem $((base + 8)) 16 0
 sig=""
 for _ in 1 2 3 4; do
     b=$(devmem "$base" 8)
+    # shellcheck disable=SC2059 # the format is the octal escape of the byte just read
     sig="$sig$(printf "\\$(printf '%03o' "$b")")"
 done
 detail "signature=$sig"

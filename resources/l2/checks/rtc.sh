@@ -17,7 +17,7 @@ for r in /sys/class/rtc/rtc*; do
     case $(readlink -f "$r/device") in *pl031*) rtc=$r ;; esac
 done
 if [ -z "$rtc" ]; then
-    fail "no pl031 RTC in /sys/class/rtc ($(ls /sys/class/rtc 2>/dev/null | tr '\n' ' '))"
+    fail "no pl031 RTC in /sys/class/rtc ($(echo /sys/class/rtc/*))"
     return 0
 fi
 detail "rtc_time=$(cat "$rtc/since_epoch")"

@@ -1,3 +1,4 @@
+#!/bin/sh
 # scenario fwcfg: L1's fw-cfg (platform, a 0x18-byte region) passed through with
 # vfio-platform. The region is sub-page, so platvmm traps it and forwards each access with
 # pread/pwrite; L2 reads the signature and a host file, and platvmm drops (and counts) L2's

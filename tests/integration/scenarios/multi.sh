@@ -1,3 +1,5 @@
+#!/bin/sh
+# shellcheck disable=SC2015 # "A && B || fail" is meant: fail when either is false
 # scenario multi: the PL031 (AMBA, mapped, level IRQ) and fw-cfg (platform, trapped) passed
 # through to one guest: one no-IOMMU container, two groups, distinct guest addresses and
 # SPIs, and both L2 checks (rtc and fwcfg) pass.

@@ -1,3 +1,5 @@
+#!/bin/sh
+# shellcheck disable=SC2015 # "A && B || fail" is meant: fail when either is false
 # scenario release: after platvmm ends — the guest powering off, SIGTERM, and SIGKILL — the
 # host can take the PL031 back: L1 rebinds it to rtc-pl031 and reads a sane time from it.
 # shellcheck source=tests/integration/scenarios/lib/common.sh

@@ -1,3 +1,5 @@
+#!/bin/sh
+# shellcheck disable=SC2015 # "A && B || fail" is meant: fail when either is false
 # scenario rtc: L1's PL031 (AMBA) passed through with vfio-amba. Its 4 KiB register page must
 # be mapped (not trapped) into L2, its level IRQ wired irqfd + resamplefd; L2's rtc-pl031
 # must read a time within seconds of L1's clock and see two alarm IRQs (0 -> 1 -> 2), with no
