@@ -48,6 +48,9 @@ impl ExitSignal {
 pub struct ExitCounters {
     pub mmio_read: AtomicU64,
     pub mmio_write: AtomicU64,
+    /// MMIO exits to the console UART (part of mmio_read/mmio_write): the guest's printing,
+    /// kept apart so the other exits can be reasoned about.
+    pub mmio_console: AtomicU64,
     pub mmio_unclaimed: AtomicU64,
     pub system_event: AtomicU64,
     pub interrupted: AtomicU64,
@@ -55,11 +58,12 @@ pub struct ExitCounters {
 }
 
 impl ExitCounters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("mmio_read", g(&self.mmio_read)),
             ("mmio_write", g(&self.mmio_write)),
+            ("mmio_console", g(&self.mmio_console)),
             ("mmio_unclaimed", g(&self.mmio_unclaimed)),
             ("system_event", g(&self.system_event)),
             ("interrupted", g(&self.interrupted)),
@@ -70,6 +74,11 @@ impl ExitCounters {
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn is_console(addr: u64) -> bool {
+    use crate::arch::aarch64::layout::{UART_BASE, UART_SIZE};
+    (UART_BASE..UART_BASE + UART_SIZE).contains(&addr)
 }
 
 /// Unclaimed MMIO accesses logged so far (the first few are logged, the rest counted).
@@ -97,6 +106,9 @@ pub fn run(
         match vcpu.run() {
             Ok(VcpuExit::MmioRead(addr, data)) => {
                 bump(&stats.mmio_read);
+                if is_console(addr) {
+                    bump(&stats.mmio_console);
+                }
                 if !bus.read(addr, data) {
                     bump(&stats.mmio_unclaimed);
                     data.fill(0);
@@ -105,6 +117,9 @@ pub fn run(
             }
             Ok(VcpuExit::MmioWrite(addr, data)) => {
                 bump(&stats.mmio_write);
+                if is_console(addr) {
+                    bump(&stats.mmio_console);
+                }
                 if !bus.write(addr, data) {
                     bump(&stats.mmio_unclaimed);
                     unclaimed("write", addr, data.len());

@@ -21,6 +21,8 @@ PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvm
 VFIO=$CACHE/vfio
 L2_CPIO=$CACHE/l2/initramfs.cpio.gz
 SCENARIOS=$ROOT/tests/integration/scenarios
+# Device-tree fragments for platvmm's overlay options, compiled here (L1 has no dtc).
+OVERLAYS=$ROOT/tests/integration/overlays
 OUT=$CACHE/l1
 
 [ -f "$PLATVMM_BIN" ] || die "no platvmm binary at $PLATVMM_BIN (cargo build --release --target aarch64-unknown-linux-gnu)"
@@ -35,7 +37,7 @@ if LC_ALL=C readelf -l "$PLATVMM_BIN" | grep -q 'program interpreter'; then
 fi
 
 hash=$(inputs_hash "=$KREL $KVER" "=${L1_STOCK_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS" "$OVERLAYS")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
     step "L1 initramfs up to date"
     exit 0
@@ -45,6 +47,12 @@ step "building the L1 initramfs"
 mkdir -p "$OUT"
 stage_stock_modules "$OUT/modules" "${L1_STOCK_MODULES[@]}"
 printf '%s\n' "${L1_STOCK_MODULES[@]}" >"$OUT/l1-modules"
+rm -rf "$OUT/overlays" && mkdir -p "$OUT/overlays"
+for dts in "$OVERLAYS"/*.dts; do
+    [ -e "$dts" ] || continue
+    dtc -q -I dts -O dtb -o "$OUT/overlays/$(basename "${dts%.dts}").dtb" "$dts" ||
+        die "cannot compile $dts"
+done
 # Uncompressed: inflating ~40 MB under TCG at every boot costs more than QEMU copying it.
 {
     spec_busybox_base
@@ -57,6 +65,7 @@ printf '%s\n' "${L1_STOCK_MODULES[@]}" >"$OUT/l1-modules"
     echo "file l2/Image $VMLINUZ 644"
     echo "file l2/initramfs.cpio.gz $L2_CPIO 644"
     echo "tree scenarios $SCENARIOS"
+    echo "tree overlays $OUT/overlays"
 } | python3 "$MKCPIO" --compress none "$OUT/initramfs.cpio"
 echo "$hash" >"$OUT/.stamp"
 step "L1 initramfs ready ($(( $(stat -c %s "$OUT/initramfs.cpio") / 1048576 )) MiB)"

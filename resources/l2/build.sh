@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules the guest needs (e.g. virtio_mmio virtio_blk qemu_fw_cfg for device
 # scenarios). Its /init does not load them: a check runs modprobe for what it uses.
-L2_STOCK_MODULES=(qemu_fw_cfg)
+L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys)
 
 OUT=$CACHE/l2
 hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$BUSYBOX" "$MKCPIO" \
@@ -26,12 +26,21 @@ fi
 step "building the L2 initramfs"
 mkdir -p "$OUT"
 stage_stock_modules "$OUT/modules" "${L2_STOCK_MODULES[@]}"
+# Small static guest tools (tools/*.c): the cross compiler on x86_64, the native one on arm64.
+CC=aarch64-linux-gnu-gcc
+command -v $CC >/dev/null || CC=gcc
+mkdir -p "$OUT/tools"
+for src in "$HERE"/tools/*.c; do
+    $CC -static -O2 -Wall -Werror -o "$OUT/tools/$(basename "${src%.c}")" "$src" ||
+        die "cannot build $src"
+done
 {
     spec_busybox_base
     echo "file init $HERE/init 755"
     echo "dir checks 755"
     for c in "$HERE"/checks/*.sh; do echo "file checks/$(basename "$c") $c 644"; done
     [ ${#L2_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules $OUT/modules/lib/modules"
+    for t in "$OUT"/tools/*; do echo "file bin/$(basename "$t") $t 755"; done
 } | python3 "$MKCPIO" --compress gzip "$OUT/initramfs.cpio.gz"
 echo "$hash" >"$OUT/.stamp"
 step "L2 initramfs ready ($(du -k "$OUT/initramfs.cpio.gz" | cut -f1) KiB)"

@@ -28,9 +28,12 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A file with a valid arm64 Image header (it is never booted by these tests).
+/// A file with a valid arm64 Image header (it is never booted by these tests). Each call gets
+/// its own file: the tests run in parallel.
 fn fake_image() -> PathBuf {
-    let p = scratch("Image");
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = scratch(&format!("Image-{n}"));
     let mut v = vec![0u8; 8192];
     v[16..24].copy_from_slice(&8192u64.to_le_bytes());
     v[56..60].copy_from_slice(b"ARM\x64");

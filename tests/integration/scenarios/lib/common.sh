@@ -33,6 +33,7 @@ run_l2() {
     { timeout -s KILL "$L2_TIMEOUT" "$PLATVMM" "$@" </dev/null 2>&1; echo $? >"/tmp/$_name.rc"; } |
         while IFS= read -r _line || [ -n "$_line" ]; do
             case $_line in
+                *L2-SIGNAL-USR1*) kill -USR1 "$(pidof platvmm)" ;;
                 *L2-INIT*)
                     [ -f "/tmp/$_name.t-init" ] || now >"/tmp/$_name.t-init"
                     vmm_rss >"/tmp/$_name.rss" ;;

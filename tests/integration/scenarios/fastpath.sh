@@ -1,0 +1,46 @@
+#!/bin/sh
+# scenario fastpath: counters prove the fast paths. Between platvmm's counter snapshots
+# (SIGUSR1, see resources/l2/checks/fastpath.sh) the non-console MMIO exits must be: 0 across
+# N reads of the mapped PL031, exactly N across N trapped fw-cfg reads (and N device reads),
+# exactly B across B reads of an unclaimed address, 0 across 3 level IRQs — and platvmm must
+# never have handled an interrupt in userspace.
+# shellcheck source=tests/integration/scenarios/lib/common.sh
+. /scenarios/lib/common.sh
+status=0
+N=2000 B=2000
+vfio_bind amba 9010000.pl031 vfio-amba || { reason "cannot bind the PL031"; exit 1; }
+vfio_bind platform 9020000.fw-cfg vfio-platform || { reason "cannot bind fw-cfg"; exit 1; }
+run_l2 fastpath --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
+    --vfio-platform /sys/bus/amba/devices/9010000.pl031 \
+    --vfio-platform /sys/bus/platform/devices/9020000.fw-cfg \
+    --cmdline "console=ttyS0 panic=-1 quiet iomem=relaxed platvmm.check=fastpath platvmm.fastpath_n=$N platvmm.fastpath_bare=$B"
+result=$(l2_result)
+timing "start->exit=${L2_T_EXIT}s exit=$L2_RC"
+if [ "$L2_RC" != 0 ] || [ "${result#L2-RESULT: PASS}" = "$result" ]; then
+    reason "exit $L2_RC: ${result:-no L2-RESULT line}"; exit 1
+fi
+timing "$(echo "$result" | sed 's/.*fastpath: //')"
+
+# iomem=relaxed: L2's /dev/mem may map the PL031 page although rtc-pl031 has claimed it.
+# Non-console exits and fw-cfg trapped reads at each snapshot (5 snapshots + the final one).
+exits=$(awk '/platvmm stats: vm exits/ {
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+    printf "%d ", v["mmio_read"] + v["mmio_write"] - v["mmio_console"] }' "$L2_LOG")
+reads=$(awk '/platvmm stats: device 9020000.fw-cfg/ {
+    for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "trapped_reads") printf "%d ", kv[2] } }' "$L2_LOG")
+uirq=$(grep 'platvmm stats: device' "$L2_LOG" | grep -v 'userspace_irqs=0 ' | head -1)
+# shellcheck disable=SC2086 # one word per snapshot
+set -- $exits
+[ $# -ge 5 ] || { reason "expected 5 snapshots and a final count, got: $exits"; exit 1; }
+mapped=$(($2 - $1)) trapped=$(($3 - $2)) bare=$(($4 - $3)) irqs=$(($5 - $4))
+# shellcheck disable=SC2086
+set -- $reads
+dev_reads=$(($3 - $2))
+timing "non-console exits: mapped=$mapped/$N trapped=$trapped/$N bare=$bare/$B irqs=$irqs; fw-cfg device reads=$dev_reads"
+[ $mapped = 0 ] || { reason "$N mapped reads caused $mapped exits (expected 0)"; status=1; }
+[ $trapped = $N ] || { reason "$N trapped reads caused $trapped exits (expected $N)"; status=1; }
+[ $dev_reads = $N ] || { reason "$N trapped reads reached the device $dev_reads times"; status=1; }
+[ $bare = $B ] || { reason "$B unclaimed reads caused $bare exits (expected $B)"; status=1; }
+[ $irqs = 0 ] || { reason "3 level IRQs (and their alarm setup) caused $irqs exits"; status=1; }
+[ -z "$uirq" ] || { reason "userspace IRQ work: $uirq"; status=1; }
+exit $status
