@@ -28,7 +28,7 @@ probe() {
 }
 
 rtc=$(node_addr pl031); fw=$(node_addr fw-cfg)
-[ -n "$rtc" ] && [ -n "$fw" ] || { fail "pl031 or fw-cfg node missing"; return 0; }
+if [ -z "$rtc" ] || [ -z "$fw" ]; then fail "pl031 or fw-cfg node missing"; return 0; fi
 rtcdev=""
 for r in /sys/class/rtc/rtc*; do case $(readlink -f "$r/device") in *pl031*) rtcdev=$r ;; esac; done
 
