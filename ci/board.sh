@@ -128,6 +128,7 @@ run() {
         if ! why=$(host_after 2>&1); then
             result="SCENARIO-RESULT: $name FAIL host check: $(tail -1 <<<"$why")"
         fi
+        [ -z "$why" ] || echo "$why" >>"$log"
     fi
 
     # Timings: board power-on -> L1 /init (wall clock, and the L1 kernel's own uptime), the

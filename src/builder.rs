@@ -149,13 +149,77 @@ fn ram_regions(mem: &GuestMemoryMmap) -> Vec<(u64, u64, u64)> {
         .collect()
 }
 
-fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, Error> {
-    let mem =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_BASE), size as usize)])
-            .map_err(|e| Error::GuestMemory {
-                mib: size / MIB,
-                reason: e.to_string(),
-            })?;
+/// Guest RAM and where the boot images go.
+struct Ram {
+    mem: GuestMemoryMmap,
+    /// (base, size) of each region, sorted.
+    regions: Vec<(u64, u64)>,
+    /// The region the kernel, initramfs and DTB go into.
+    boot: (u64, u64),
+    /// Guest address of the passthrough MMIO window.
+    window: u64,
+}
+
+/// Guest memory, its (base, size) regions and the passthrough window base.
+type MemoryParts = (GuestMemoryMmap, Vec<(u64, u64)>, u64);
+
+/// Identity-mapped RAM: hugepages at their host physical addresses.
+fn identity_memory(size: u64) -> Result<MemoryParts, Error> {
+    use vm_memory::{GuestRegionMmap, MmapRegion};
+    let id = crate::identity::allocate(size)?;
+    let gm_err = |reason: String| Error::GuestMemory {
+        mib: size / MIB,
+        reason,
+    };
+    let mut regions = Vec::new();
+    for r in &id.runs {
+        // SAFETY: `r.host..r.host + r.size` lies inside the hugetlb mapping identity::allocate
+        // made with exactly these prot/flags bits and never unmaps.
+        let raw = unsafe {
+            MmapRegion::build_raw(
+                r.host as *mut u8,
+                r.size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+            )
+        }
+        .map_err(|e| gm_err(e.to_string()))?;
+        regions.push(
+            GuestRegionMmap::new(raw, GuestAddress(r.gpa))
+                .ok_or_else(|| gm_err(format!("bad region at {:#x}", r.gpa)))?,
+        );
+    }
+    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| gm_err(e.to_string()))?;
+    let window = crate::identity::pick_window(&id.runs, layout::PASSTHROUGH_MMIO_SIZE)?;
+    info!(
+        "identity-mapped RAM: {} KiB pages in {} memslot(s), guest RAM {}; passthrough window at {window:#x}",
+        id.page_size / 1024,
+        id.runs.len(),
+        id.ranges
+            .iter()
+            .map(|r| format!("{:#x}+{:#x}", r.0, r.1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok((mem, id.ranges, window))
+}
+
+fn create_memory(vm: &VmFd, size: u64, identity: bool) -> Result<Ram, Error> {
+    let (mem, regions, window) = if identity {
+        identity_memory(size)?
+    } else {
+        let mem =
+            GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_BASE), size as usize)])
+                .map_err(|e| Error::GuestMemory {
+                    mib: size / MIB,
+                    reason: e.to_string(),
+                })?;
+        (
+            mem,
+            vec![(layout::RAM_BASE, size)],
+            layout::PASSTHROUGH_MMIO_BASE,
+        )
+    };
     for (slot, region) in mem.iter().enumerate() {
         let host = mem
             .get_host_address(region.start_addr())
@@ -174,7 +238,16 @@ fn create_memory(vm: &VmFd, size: u64) -> Result<GuestMemoryMmap, Error> {
         // and `mem` outlives the VM: it is kept until the process exits.
         unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("cannot map guest RAM"))?;
     }
-    Ok(mem)
+    let boot = *regions
+        .iter()
+        .max_by_key(|r| r.1)
+        .expect("at least one region");
+    Ok(Ram {
+        mem,
+        regions,
+        boot,
+        window,
+    })
 }
 
 fn create_vcpus(vm: &VmFd, n: u32) -> Result<(Vec<VcpuFd>, Vec<u64>), Error> {
@@ -208,7 +281,7 @@ fn load_images(p: &mut Prepared, mem: &GuestMemoryMmap) -> Result<(), Error> {
         .map_err(|e| load_err("the kernel", e.to_string()))?;
     let res = PE::load(
         mem,
-        Some(GuestAddress(layout::RAM_BASE)),
+        Some(GuestAddress(p.plan.kernel_load - p.header.text_offset)),
         &mut p.kernel,
         None,
     )
@@ -249,8 +322,18 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     // The most vCPUs any vGIC we may get can address, checked before creating any of them.
     layout::check_cpus(p.cfg.cpus, crate::arch::aarch64::GicVersion::V3)?;
     let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
-    let mem = create_memory(&vm, p.cfg.mem_size)?;
-    load_images(&mut p, &mem)?;
+    let ram = create_memory(&vm, p.cfg.mem_size, p.cfg.identity_ram)?;
+    if ram.boot.0 != layout::RAM_BASE || ram.boot.1 != p.cfg.mem_size {
+        p.plan = crate::arch::aarch64::image::plan(
+            ram.boot.0,
+            ram.boot.1,
+            &p.header,
+            p.kernel_size,
+            p.initramfs.as_ref().map(|i| i.1),
+        )?;
+    }
+    let mem = &ram.mem;
+    load_images(&mut p, mem)?;
 
     let (vcpus, mpidrs) = create_vcpus(&vm, p.cfg.cpus)?;
     let gic = gic::create(&vm, p.cfg.cpus)?;
@@ -273,9 +356,16 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     bus.insert(layout::UART_BASE, layout::UART_SIZE, console.clone())?;
 
     // Passthrough after the vGIC is initialised (its IRQs become irqfds); RAM is slot 0.
-    let ram = ram_regions(&mem);
-    let mut pt: Passthrough =
-        passthrough::setup(&vm, &ram, &mut bus, &p.cfg.vfio, ram.len() as u32)?;
+    let ram_map = ram_regions(mem);
+    let mut pt: Passthrough = passthrough::setup(
+        &vm,
+        &ram_map,
+        &mut bus,
+        &p.cfg.vfio,
+        ram_map.len() as u32,
+        ram.window,
+        p.cfg.identity_ram,
+    )?;
     let clock = FixedClock {
         name: "apb-pclk",
         phandle: AMBA_CLOCK_PHANDLE,
@@ -299,7 +389,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let dtb = fdt::create_fdt(&FdtConfig {
         mpidrs: &mpidrs,
         gic: gic.version,
-        mem_size: p.cfg.mem_size,
+        memory: &ram.regions,
         cmdline: &p.cfg.cmdline,
         initrd: p.plan.initrd,
         devices: &dev_nodes,
@@ -368,7 +458,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     }
     // `mem`, `vm` and the vCPU fds stay alive until the process exits: vCPU threads may still
     // be inside KVM_RUN and must never see their memory unmapped.
-    std::mem::forget(mem);
+    std::mem::forget(ram);
     std::mem::forget(vm);
     std::mem::forget(pt);
     Ok(outcome)

@@ -74,6 +74,13 @@ pub struct Cli {
     #[arg(long = "dt-overlay", value_name = "FILE.dtb")]
     pub dt_overlay: Vec<PathBuf>,
 
+    /// Back guest RAM with hugepages placed at guest-physical == host-physical addresses, so
+    /// devices passed through without an IOMMU (VFIO no-IOMMU mode) can DMA to guest memory.
+    /// Needs root and free hugepages (e.g. hugepagesz=32M hugepages=8 on the host kernel
+    /// command line for 256 MiB).
+    #[arg(long)]
+    pub identity_map_ram: bool,
+
     /// Print VM exit counts and per-device counters to stderr at exit (they are also printed
     /// whenever platvmm receives SIGUSR1).
     #[arg(long)]

@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod cli;
+pub mod identity;
 pub mod inspect;
 pub mod passthrough;
 pub mod vmm;

@@ -130,6 +130,37 @@ impl Passthrough {
     }
 }
 
+/// Why a host node looks like a DMA master, if it does.
+pub fn looks_dma_capable(h: &HostNode) -> Option<String> {
+    const DMA_COMPATIBLES: &[&str] = &[
+        "virtio,mmio",
+        "ahci",
+        "xhci",
+        "ehci",
+        "ohci",
+        "dwc3",
+        "sdhci",
+        "mmc",
+        "ethernet",
+        "gmac",
+        "dwmac",
+        "sec-v",
+        "caam",
+        "pcie",
+        "dma",
+    ];
+    if let Some(c) = h.strings("compatible").and_then(|cs| {
+        cs.into_iter()
+            .find(|c| DMA_COMPATIBLES.iter().any(|d| c.contains(d)))
+    }) {
+        return Some(format!("compatible \"{c}\""));
+    }
+    ["iommus", "dmas", "dma-coherent", "dma-ranges"]
+        .iter()
+        .find(|p| h.prop(p).is_some())
+        .map(|p| format!("has '{p}'"))
+}
+
 /// Bump allocator over the passthrough window.
 pub struct WindowAllocator {
     next: u64,
@@ -206,6 +237,8 @@ pub fn setup(
     bus: &mut Bus,
     specs: &[VfioSpec],
     first_slot: u32,
+    window_base: u64,
+    identity_ram: bool,
 ) -> Result<Passthrough, PassthroughError> {
     let sysfs = Path::new("/sys");
     let mut pt = Passthrough::default();
@@ -227,8 +260,7 @@ pub fn setup(
         .collect::<Result<Vec<_>, _>>()?;
 
     let page = page_size();
-    let mut window =
-        WindowAllocator::new(layout::PASSTHROUGH_MMIO_BASE, layout::PASSTHROUGH_MMIO_SIZE);
+    let mut window = WindowAllocator::new(window_base, layout::PASSTHROUGH_MMIO_SIZE);
     let mut next_spi = layout::PASSTHROUGH_SPI_BASE;
     let mut slot = first_slot;
     let mut kvm_groups: Vec<u32> = Vec::new();
@@ -390,6 +422,21 @@ pub fn setup(
             irq_map.push((irq.index, spi, irq.level()));
         }
 
+        let dma_hint = dev
+            .host
+            .of_node
+            .as_deref()
+            .and_then(|p| HostNode::read(p).ok())
+            .and_then(|h| looks_dma_capable(&h));
+        if let (Some(why), Some(IommuMode::NoIommu), false) =
+            (&dma_hint, pt.iommu_mode(), identity_ram)
+        {
+            warn!(
+                "WARNING: {name} looks DMA-capable ({why}) but VFIO runs without an IOMMU and guest \
+                 RAM is not identity-mapped: any DMA it does will hit the wrong host memory. Use \
+                 --identity-map-ram, or make sure the guest driver never starts DMA."
+            );
+        }
         let host_node = dev
             .host
             .of_node
@@ -453,6 +500,26 @@ mod tests {
             "fills the window"
         );
         assert_eq!(w.alloc(1, 0x1000), None);
+    }
+
+    #[test]
+    fn dma_capable_heuristic() {
+        let node = |props: &[(&str, &[u8])]| HostNode {
+            name: "x@0".into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            children: vec![],
+        };
+        assert!(looks_dma_capable(&node(&[("compatible", b"virtio,mmio\0")])).is_some());
+        assert!(looks_dma_capable(&node(&[("compatible", b"generic-ahci\0")])).is_some());
+        assert!(
+            looks_dma_capable(&node(&[("compatible", b"x\0"), ("dma-coherent", b"")])).is_some()
+        );
+        assert!(
+            looks_dma_capable(&node(&[("compatible", b"arm,pl031\0arm,primecell\0")])).is_none()
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub struct VmConfig {
     pub vfio: Vec<VfioSpec>,
     pub dt_overlays: Vec<PathBuf>,
     pub stats: bool,
+    pub identity_ram: bool,
 }
 
 impl From<Cli> for VmConfig {
@@ -37,6 +38,7 @@ impl From<Cli> for VmConfig {
             vfio: c.vfio_platform,
             dt_overlays: c.dt_overlay,
             stats: c.stats,
+            identity_ram: c.identity_map_ram,
         }
     }
 }
@@ -127,6 +129,9 @@ pub enum Error {
     /// The MMIO bus refused a device.
     #[error("{0}")]
     Bus(#[from] devices::BusError),
+    /// Identity-mapped RAM could not be set up.
+    #[error("{0}")]
+    Identity(#[from] crate::identity::IdentityError),
     /// Passthrough setup failed.
     #[error("{0}")]
     Passthrough(#[from] crate::passthrough::PassthroughError),
@@ -144,7 +149,9 @@ pub struct Prepared {
     pub cfg: VmConfig,
     pub kernel: File,
     pub kernel_size: u64,
+    pub header: ImageHeader,
     pub initramfs: Option<(File, u64)>,
+    /// Where things go with RAM at `RAM_BASE` (identity-mapped RAM re-plans in its runs).
     pub plan: BootPlan,
 }
 
@@ -208,6 +215,7 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         cfg,
         kernel,
         kernel_size,
+        header,
         initramfs,
         plan,
     })
@@ -272,6 +280,7 @@ mod tests {
             vfio: Vec::new(),
             dt_overlays: Vec::new(),
             stats: false,
+            identity_ram: false,
         }
     }
 

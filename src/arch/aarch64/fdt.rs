@@ -78,7 +78,8 @@ pub struct FdtConfig<'a> {
     /// MPIDR_EL1 of each vCPU, in vCPU order.
     pub mpidrs: &'a [u64],
     pub gic: GicVersion,
-    pub mem_size: u64,
+    /// Guest RAM regions (base, size), sorted.
+    pub memory: &'a [(u64, u64)],
     pub cmdline: &'a str,
     /// Initramfs start and size.
     pub initrd: Option<(u64, u64)>,
@@ -113,7 +114,7 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     write_chosen(&mut fdt, cfg)?;
     write_aliases(&mut fdt)?;
     write_cpus(&mut fdt, cfg.mpidrs)?;
-    write_memory(&mut fdt, cfg.mem_size)?;
+    write_memory(&mut fdt, cfg.memory)?;
     write_gic(&mut fdt, cfg.gic, cfg.mpidrs.len() as u32)?;
     write_timer(&mut fdt, cfg.gic, cfg.mpidrs.len() as u32)?;
     write_psci(&mut fdt)?;
@@ -165,10 +166,12 @@ fn write_cpus(fdt: &mut FdtWriter, mpidrs: &[u64]) -> FdtWriterResult<()> {
     fdt.end_node(cpus)
 }
 
-fn write_memory(fdt: &mut FdtWriter, size: u64) -> FdtWriterResult<()> {
-    let mem = fdt.begin_node(&format!("memory@{RAM_BASE:x}"))?;
+fn write_memory(fdt: &mut FdtWriter, regions: &[(u64, u64)]) -> FdtWriterResult<()> {
+    let base = regions.first().map_or(RAM_BASE, |r| r.0);
+    let mem = fdt.begin_node(&format!("memory@{base:x}"))?;
     fdt.property_string("device_type", "memory")?;
-    fdt.property_array_u64("reg", &[RAM_BASE, size])?;
+    let reg: Vec<u64> = regions.iter().flat_map(|&(b, s)| [b, s]).collect();
+    fdt.property_array_u64("reg", &reg)?;
     fdt.end_node(mem)
 }
 
@@ -285,7 +288,7 @@ mod tests {
         create_fdt(&FdtConfig {
             mpidrs: &mpidrs,
             gic,
-            mem_size: 256 * MIB,
+            memory: &[(RAM_BASE, 256 * MIB)],
             cmdline: "console=ttyS0 panic=-1",
             initrd,
             devices: &[],
@@ -312,6 +315,25 @@ mod tests {
         assert_eq!(regions.len(), 1);
         assert_eq!(regions[0].starting_address as u64, RAM_BASE);
         assert_eq!(regions[0].size, Some(256 * MIB as usize));
+    }
+
+    #[test]
+    fn identity_memory_has_every_run() {
+        let runs = [(0x4a00_0000, 64 * MIB), (0x9000_0000, 32 * MIB)];
+        let blob = create_fdt(&FdtConfig {
+            mpidrs: &[0],
+            gic: GicVersion::V3,
+            memory: &runs,
+            cmdline: "",
+            initrd: None,
+            devices: &[],
+        })
+        .unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        assert_eq!(
+            u64s(prop(&fdt, "/memory@4a000000", "reg")),
+            [0x4a00_0000, 64 * MIB, 0x9000_0000, 32 * MIB]
+        );
     }
 
     #[test]
@@ -433,7 +455,7 @@ mod tests {
         let blob = create_fdt(&FdtConfig {
             mpidrs: &[0],
             gic: GicVersion::V3,
-            mem_size: 64 * MIB,
+            memory: &[(RAM_BASE, 64 * MIB)],
             cmdline: "",
             initrd: None,
             devices: &[&clk, &RawNode(&node)],
@@ -455,7 +477,7 @@ mod tests {
         let blob = create_fdt(&FdtConfig {
             mpidrs: &[0],
             gic: GicVersion::V3,
-            mem_size: 64 * MIB,
+            memory: &[(RAM_BASE, 64 * MIB)],
             cmdline: "",
             initrd: None,
             devices: &[&Extra],
