@@ -13,7 +13,7 @@ virtio_irqs() {
          END { print s + 0 }' /proc/interrupts
 }
 
-modprobe virtio_mmio && modprobe virtio_blk || fail "cannot load virtio_mmio/virtio_blk"
+if ! modprobe virtio_mmio || ! modprobe virtio_blk; then fail "cannot load virtio_mmio/virtio_blk"; fi
 i=0
 while [ ! -b /dev/vda ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
 [ -b /dev/vda ] || { fail "no /dev/vda: virtio-blk did not probe"; return 0; }

@@ -13,7 +13,7 @@ token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 # The transport with the disk: the one virtio_mmio bound a virtio device to.
 DEV=""
 for d in /sys/bus/platform/devices/*.virtio_mmio; do
-    ls "$d" | grep -q '^virtio[0-9]' && DEV=$(basename "$d")
+    for v in "$d"/virtio[0-9]*; do [ -e "$v" ] && DEV=$(basename "$d"); done
 done
 [ -n "$DEV" ] || { reason "no virtio-mmio transport with a device in L1"; exit 1; }
 echo "dma: the disk is behind $DEV"
