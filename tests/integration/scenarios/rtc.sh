@@ -10,6 +10,15 @@ status=0
 DEV=9010000.pl031
 
 vfio_bind amba $DEV vfio-amba || { reason "cannot bind $DEV to vfio-amba"; exit 1; }
+
+# What platvmm would do with it, without starting a VM.
+"$PLATVMM" inspect /sys/bus/amba/devices/$DEV >/tmp/inspect.txt 2>&1 || { reason "inspect failed: $(cat /tmp/inspect.txt)"; status=1; }
+cat /tmp/inspect.txt
+for want in "VFIO device kind: Amba" "0: size 0x1000 fd offset 0x0 flags read,write,mmap → mapped into the guest" \
+            "0: count 1 flags eventfd,maskable,automasked → level: irqfd + resamplefd" \
+            'compatible = "arm,pl031", "arm,primecell";' "interrupts = <0x0 0x10 0x4>;" 'clock-names = "apb_pclk";'; do
+    grep -qF "$want" /tmp/inspect.txt || { reason "inspect output lacks: $want"; status=1; }
+done
 RUST_LOG=info run_l2 rtc --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --vfio-platform /sys/bus/amba/devices/$DEV \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=rtc"
