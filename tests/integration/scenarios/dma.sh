@@ -34,14 +34,11 @@ vfio_bind platform "$DEV" vfio-platform || { reason "cannot bind $DEV to vfio-pl
 RUST_LOG=info run_l2 dma --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --identity-map-ram --vfio-platform "/sys/bus/platform/devices/$DEV" \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=dma platvmm.disk_md5=$md5 platvmm.dma_token=$token"
-result=$(l2_result)
-timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
 grep 'identity-mapped RAM' "$L2_LOG" | sed 's/^.*INFO \] /dma: /'
-if [ "$L2_RC" != 0 ]; then
-    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
-elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "${result:-no L2-RESULT line from the guest}"; status=1
+if ! l2_passed; then
+    status=1
 else
+    result=$(l2_result)
     l2_rate=$(echo "$result" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
     timing "L2 passthrough: dd read at ${l2_rate} MB/s = $(awk -v a="$l2_rate" -v b="$l1_rate" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$result" | grep -o 'irqs_per_MiB=[0-9.]*')"
 fi

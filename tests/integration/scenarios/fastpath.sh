@@ -14,11 +14,8 @@ run_l2 fastpath --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M 
     --vfio-platform /sys/bus/amba/devices/9010000.pl031 \
     --vfio-platform /sys/bus/platform/devices/9020000.fw-cfg \
     --cmdline "console=ttyS0 panic=-1 quiet iomem=relaxed platvmm.check=fastpath platvmm.fastpath_n=$N platvmm.fastpath_bare=$B"
+l2_passed || exit 1
 result=$(l2_result)
-timing "start->exit=${L2_T_EXIT}s exit=$L2_RC"
-if [ "$L2_RC" != 0 ] || [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "exit $L2_RC: ${result:-no L2-RESULT line}"; exit 1
-fi
 timing "$(echo "$result" | sed 's/.*fastpath: //')"
 
 # iomem=relaxed: L2's /dev/mem may map the PL031 page although rtc-pl031 has claimed it.

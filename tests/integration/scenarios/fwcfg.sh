@@ -12,14 +12,7 @@ vfio_bind platform $DEV vfio-platform || { reason "cannot bind $DEV to vfio-plat
 RUST_LOG=info run_l2 fwcfg --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --vfio-platform /sys/bus/platform/devices/$DEV \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=fwcfg"
-result=$(l2_result)
-timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
-
-if [ "$L2_RC" != 0 ]; then
-    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
-elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "${result:-no L2-RESULT line from the guest}"; status=1
-fi
+l2_passed || status=1
 grep -q "$DEV: region 0 (0x18 bytes, read,write) at guest 0x40000000, trapped" "$L2_LOG" ||
     { reason "the fw-cfg region was not trapped at 0x40000000"; status=1; }
 stats=$(grep "platvmm stats: device $DEV" "$L2_LOG")

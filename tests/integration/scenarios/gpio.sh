@@ -12,13 +12,7 @@ RUST_LOG=info run_l2 gpio --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --me
     --vfio-platform "/sys/bus/amba/devices/$DEV,overlay=/overlays/pl061-phandle.dtb" \
     --dt-overlay /overlays/gpio-keys.dtb \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=gpio"
-result=$(l2_result)
-timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
-if [ "$L2_RC" != 0 ]; then
-    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
-elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "${result:-no L2-RESULT line from the guest}"; status=1
-fi
+l2_passed || status=1
 grep -q "platvmm stats: device $DEV .*userspace_irqs=0" "$L2_LOG" ||
     { reason "unexpected counters: $(grep "platvmm stats: device" "$L2_LOG")"; status=1; }
 exit $status

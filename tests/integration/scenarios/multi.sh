@@ -12,13 +12,7 @@ RUST_LOG=info run_l2 multi --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --m
     --vfio-platform /sys/bus/amba/devices/9010000.pl031 \
     --vfio-platform /sys/bus/platform/devices/9020000.fw-cfg \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=multi"
-result=$(l2_result)
-timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
-if [ "$L2_RC" != 0 ]; then
-    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
-elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "${result:-no L2-RESULT line from the guest}"; status=1
-fi
+l2_passed || status=1
 grep -q "9010000.pl031: region 0 (0x1000 bytes, read,write,mmap) at guest 0x40000000, mapped" "$L2_LOG" &&
     grep -q "9020000.fw-cfg: region 0 (0x18 bytes, read,write) at guest 0x40001000, trapped" "$L2_LOG" ||
     { reason "unexpected region placement"; status=1; }

@@ -23,14 +23,10 @@ RUST_LOG=info run_l2 rtc --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --mem
     --vfio-platform /sys/bus/amba/devices/$DEV \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=rtc"
 l1_time=$(date +%s)
-result=$(l2_result)
-timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
-
-if [ "$L2_RC" != 0 ]; then
-    reason "platvmm exited with $L2_RC${result:+ ($result)}"; status=1
-elif [ "${result#L2-RESULT: PASS}" = "$result" ]; then
-    reason "${result:-no L2-RESULT line from the guest}"; status=1
+if ! l2_passed; then
+    status=1
 else
+    result=$(l2_result)
     rtc_time=$(echo "$result" | sed -n 's/.*rtc_time=\([0-9]*\).*/\1/p')
     drift=$((l1_time - rtc_time))
     timing "L1 clock - L2 rtc reading = ${drift}s (L2 read it before powering off)"

@@ -66,6 +66,18 @@ l2_result() {
     tr -d '\r' <"$L2_LOG" | sed -n 's/.*\(L2-RESULT: .*\)/\1/p' | tail -1
 }
 
+# l2_passed: reports the last run_l2's timings; returns 0 if platvmm exited 0 and the guest
+# printed "L2-RESULT: PASS", else records why (reason) and returns 1.
+l2_passed() {
+    timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
+    _r=$(l2_result)
+    if [ "$L2_RC" != 0 ]; then
+        reason "platvmm exited with $L2_RC${_r:+ ($_r)}"; return 1
+    fi
+    case $_r in "L2-RESULT: PASS"*) return 0 ;; esac
+    reason "${_r:-no L2-RESULT line from the guest}"; return 1
+}
+
 # "TIMING" lines are collected by ci/board.sh into its summary.
 timing() { echo "TIMING $SCENARIO $*"; }
 
