@@ -82,6 +82,25 @@ run() {
     L1_APPEND=(console=ttyAMA0 initcall_blacklist=pl061_gpio_driver_init "platvmm.scenario=$name")
     if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi
 
+    # use_board NAME (from a scenario's host file): another emulated board, described by
+    # resources/boards/NAME.dts, instead of virt.
+    use_board() {
+        local dtb=$CACHE/boards/$1.dtb
+        mkdir -p "$CACHE/boards"
+        dtc -q -I dts -O dtb -o "$dtb" "$ROOT/resources/boards/$1.dts" || die "cannot compile $1.dts"
+        case $1 in
+            zcu102)
+                # Cortex-A53s and a GIC-400: KVM in L1 runs with a vGICv2.
+                # shellcheck disable=SC2054 # commas inside QEMU option values
+                QEMU_ARGS=(-M xlnx-zcu102,virtualization=on -cpu cortex-a53 -smp 2 -m 2G
+                           -nographic -kernel "$VMLINUZ" -initrd "$CACHE/l1/initramfs.cpio"
+                           -dtb "$dtb")
+                L1_APPEND=(console=ttyPS0,115200 "platvmm.scenario=$name") ;;
+            *) die "unknown board $1" ;;
+        esac
+        if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi
+    }
+
     local hostfile=$ROOT/tests/integration/host/$name.sh
     unset -f host_during host_after
     # shellcheck source=/dev/null

@@ -33,7 +33,7 @@ l1_md5=$(md5sum /dev/vda | cut -d' ' -f1)
 vfio_bind platform "$DEV" vfio-platform || { reason "cannot bind $DEV to vfio-platform"; exit 1; }
 RUST_LOG=info run_l2 dma --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --identity-map-ram --vfio-platform "/sys/bus/platform/devices/$DEV" \
-    --cmdline "console=ttyS0 panic=-1 platvmm.check=dma platvmm.disk_md5=$md5 platvmm.dma_token=$token"
+    --cmdline "console=ttyS0 panic=-1 platvmm.check=disk platvmm.disk_md5=$md5 platvmm.dma_token=$token"
 grep 'identity-mapped RAM' "$L2_LOG" | sed 's/^.*INFO \] /dma: /'
 if ! l2_passed; then
     status=1

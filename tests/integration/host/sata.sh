@@ -1,0 +1,17 @@
+# shellcheck shell=bash disable=SC2034 # sourced by ci/board.sh
+# The emulated ZCU102: its sysbus AHCI controller with a 32 MiB random disk on port 0,
+# hugepages for identity-mapped L2 RAM, and what L2 must find (the disk's md5, a token it
+# writes at 16 MiB). host_after checks the token landed in the image.
+use_board zcu102
+dd if=/dev/urandom of="$RUN_DIR/sata.img" bs=1M count=32 status=none
+DISK_MD5=$(md5sum "$RUN_DIR/sata.img" | cut -d' ' -f1)
+DISK_TOKEN=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
+L1_APPEND+=(hugepagesz=32M hugepages=8 "platvmm.disk_md5=$DISK_MD5" "platvmm.dma_token=$DISK_TOKEN")
+# shellcheck disable=SC2054 # the commas belong to QEMU options
+QEMU_ARGS+=(-drive "file=$RUN_DIR/sata.img,if=none,id=s0,format=raw" -device ide-hd,drive=s0,bus=ide.0)
+host_after() {
+    local got want="platvmm-dma:$DISK_TOKEN"
+    got=$(dd if="$RUN_DIR/sata.img" bs=1M skip=16 count=1 status=none | head -c ${#want})
+    [ "$got" = "$want" ] || { echo "disk image at 16 MiB holds '$got', not L2's token"; return 1; }
+    echo "host: L2's write found in the SATA disk image"
+}
