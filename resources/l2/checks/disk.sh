@@ -24,16 +24,16 @@ dev_irqs() {
 
 for m in $(echo "$modules" | tr ',' ' '); do modprobe "$m" || fail "cannot load $m"; done
 i=0
-while [ ! -b /dev/$dev ] && [ $i -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
-[ -b /dev/$dev ] || { fail "no /dev/$dev: the disk driver did not probe ($modules)"; return 0; }
+while [ ! -b "/dev/$dev" ] && [ $i -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
+[ -b "/dev/$dev" ] || { fail "no /dev/$dev: the disk driver did not probe ($modules)"; return 0; }
 detail "dev=$dev"
-size_mib=$(( $(cat /sys/block/$dev/size) / 2048 ))
+size_mib=$(( $(cat "/sys/block/$dev/size") / 2048 ))
 detail "disk=${size_mib}MiB"
 
 echo 3 >/proc/sys/vm/drop_caches
 i0=$(dev_irqs)
 t0=$(cut -d' ' -f1 /proc/uptime)
-got_md5=$(md5sum /dev/$dev | cut -d' ' -f1)
+got_md5=$(md5sum "/dev/$dev" | cut -d' ' -f1)
 t1=$(cut -d' ' -f1 /proc/uptime)
 i1=$(dev_irqs)
 detail "md5_ok=$([ "$got_md5" = "$want_md5" ] && echo yes || echo no)"
@@ -44,13 +44,13 @@ detail "$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" -v n=$((i1 - i0)) \
 echo 3 >/proc/sys/vm/drop_caches
 echo 3 >/proc/sys/vm/drop_caches
 t0=$(cut -d' ' -f1 /proc/uptime)
-dd if=/dev/$dev of=/dev/null bs=1M status=none
+dd if="/dev/$dev" of=/dev/null bs=1M status=none
 t1=$(cut -d' ' -f1 /proc/uptime)
 detail "$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" 'BEGIN { printf "dd_read_MBps=%.1f", s * 1.048576 / (b - a) }')"
 
-printf 'platvmm-dma:%s' "$token" | dd of=/dev/$dev bs=1M seek=16 conv=notrunc,fsync status=none ||
+printf 'platvmm-dma:%s' "$token" | dd of="/dev/$dev" bs=1M seek=16 conv=notrunc,fsync status=none ||
     fail "writing the token failed"
 echo 3 >/proc/sys/vm/drop_caches
 want="platvmm-dma:$token"
-back=$(dd if=/dev/$dev bs=1M skip=16 count=1 status=none | head -c ${#want})
+back=$(dd if="/dev/$dev" bs=1M skip=16 count=1 status=none | head -c ${#want})
 [ "$back" = "$want" ] || fail "token read back as '$back'"

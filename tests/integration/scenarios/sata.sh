@@ -11,7 +11,7 @@ md5=$(sed -n 's/.*platvmm.disk_md5=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 
 # Baseline: L1's own driver, the way L2 will read (dd, 1 MiB blocks, cold cache).
-modprobe ahci_platform && modprobe sd_mod || { reason "L1 cannot load ahci_platform"; exit 1; }
+if ! modprobe ahci_platform || ! modprobe sd_mod; then reason "L1 cannot load ahci_platform"; exit 1; fi
 i=0
 while [ ! -b /dev/sda ] && [ $i -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
 [ -b /dev/sda ] || { reason "L1's ahci_platform found no disk"; exit 1; }
