@@ -58,12 +58,13 @@ pub struct Cli {
     pub dump_dtb: Option<PathBuf>,
 
     /// Pass a host platform or AMBA device through (repeatable):
-    /// PATH[,compatible=A;B...][,overlay=FILE.dtb].
+    /// PATH[,compatible=A;B...][,overlay=FILE.dtb][,handler=NAME].
     /// PATH is /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>, bound to
     /// vfio-platform / vfio-amba. compatible= replaces the guest node's compatible list
     /// (entries separated by ';'); overlay= merges the root node of a DTB fragment
     /// (dtc -I dts -O dtb) into the guest node: its properties replace generated ones, its
-    /// children are added.
+    /// children are added. handler= picks the guest-node handler (sata, usb, generic) instead of
+    /// letting the host compatible choose.
     #[arg(long = "vfio-platform", value_name = "PATH[,OPTS]", value_parser = parse_vfio)]
     pub vfio_platform: Vec<VfioSpec>,
 
@@ -98,6 +99,9 @@ pub enum Command {
         /// As for --vfio-platform.
         #[arg(long, value_name = "A;B")]
         compatible: Option<String>,
+        /// As for --vfio-platform.
+        #[arg(long, value_name = "NAME", value_parser = parse_handler)]
+        handler: Option<String>,
     },
 }
 
@@ -107,6 +111,19 @@ pub struct VfioSpec {
     pub path: PathBuf,
     pub compatible: Option<Vec<String>>,
     pub overlay: Option<PathBuf>,
+    /// Type handler chosen by the user instead of by compatible.
+    pub handler: Option<String>,
+}
+
+/// Checks a `handler=` value.
+pub fn parse_handler(v: &str) -> Result<String, String> {
+    match devices::vfio::handlers::by_name(v) {
+        Some(_) => Ok(v.to_string()),
+        None => Err(format!(
+            "unknown handler '{v}' (handlers: {})",
+            devices::vfio::handlers::names().join(", ")
+        )),
+    }
 }
 
 /// Splits a `;`-separated compatible list.
@@ -142,7 +159,7 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
                 }
                 None => {
                     return Err(format!(
-                        "'{seg}' is not key=value (options: compatible=, overlay=)"
+                        "'{seg}' is not key=value (options: compatible=, overlay=, handler=)"
                     ))
                 }
             },
@@ -152,14 +169,16 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
         path: PathBuf::from(path),
         compatible: None,
         overlay: None,
+        handler: None,
     };
     for (k, v) in opts {
         match k.as_str() {
             "compatible" => spec.compatible = Some(parse_compatible(&v)?),
             "overlay" => spec.overlay = Some(PathBuf::from(v)),
+            "handler" => spec.handler = Some(parse_handler(&v)?),
             other => {
                 return Err(format!(
-                    "unknown option '{other}' (options: compatible=, overlay=)"
+                    "unknown option '{other}' (options: compatible=, overlay=, handler=)"
                 ))
             }
         }
@@ -227,6 +246,13 @@ mod tests {
             .contains("not key=value"));
         assert!(parse_vfio("").is_err());
         assert!(parse_vfio("/d,compatible=").is_err());
+        assert_eq!(
+            parse_vfio("/d,handler=usb").unwrap().handler.as_deref(),
+            Some("usb")
+        );
+        assert!(parse_vfio("/d,handler=gpu")
+            .unwrap_err()
+            .contains("handlers: sata, usb, generic"));
     }
 
     #[test]

@@ -6,8 +6,9 @@ use std::path::Path;
 
 use devices::vfio::container::{Container, Group};
 use devices::vfio::device::VfioPlatformDevice;
+use devices::vfio::handlers;
 use devices::vfio::hostdt::{is_string_list, string_list, HostNode};
-use devices::vfio::node::{self, GuestIrq, GuestNode, NodeParams};
+use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
 use devices::vfio::sysfs::HostDevice;
 
 use crate::arch::aarch64::layout;
@@ -60,7 +61,11 @@ fn host_to_guest(h: &HostNode) -> GuestNode {
 }
 
 /// Prints the report for `path`.
-pub fn run(path: &Path, compatible: Option<Vec<String>>) -> Result<(), PassthroughError> {
+pub fn run(
+    path: &Path,
+    compatible: Option<Vec<String>>,
+    handler: Option<&str>,
+) -> Result<(), PassthroughError> {
     let sysfs = Path::new("/sys");
     let host = HostDevice::probe(sysfs, path)?;
     println!(
@@ -137,7 +142,11 @@ pub fn run(path: &Path, compatible: Option<Vec<String>>) -> Result<(), Passthrou
         }
         None => println!("host DT node: none"),
     }
-    let g = node::generate(
+    let (h, why) = match handler.and_then(handlers::by_name) {
+        Some(h) => (h, "chosen with --handler".to_string()),
+        None => handlers::select(host_node.as_ref()),
+    };
+    let g = h.generate(
         host_node.as_ref(),
         &NodeParams {
             dev_name: &dev.host.name,
@@ -148,7 +157,7 @@ pub fn run(path: &Path, compatible: Option<Vec<String>>) -> Result<(), Passthrou
             amba_clock: AMBA_CLOCK_PHANDLE,
         },
     );
-    println!("handler: generic (copy from the host node under the property policy)");
+    println!("handler: {} ({why})", h.name());
     println!("guest node (as the only passed-through device):");
     print!(
         "{}",

@@ -23,7 +23,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Some(Command::Inspect { path, compatible }) = cli.command.take() {
+    if let Some(Command::Inspect {
+        path,
+        compatible,
+        handler,
+    }) = cli.command.take()
+    {
         let compatible = match compatible.as_deref().map(parse_compatible).transpose() {
             Ok(c) => c,
             Err(e) => {
@@ -31,7 +36,7 @@ fn main() {
                 std::process::exit(2);
             }
         };
-        if let Err(e) = inspect::run(&path, compatible) {
+        if let Err(e) = inspect::run(&path, compatible, handler.as_deref()) {
             eprintln!("platvmm: error: {e}");
             std::process::exit(1);
         }

@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use devices::vfio::container::{Container, ContainerError, Group, IommuMode};
 use devices::vfio::device::{DeviceError, DeviceKind, VfioPlatformDevice};
+use devices::vfio::handlers;
 use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::{self, GuestIrq, GuestNode, NodeParams};
+use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
 use devices::vfio::region::{Counters, MappedRegion, TrappedRegion};
 use devices::vfio::sysfs::{HostDevice, SysfsError};
 use devices::Bus;
@@ -452,7 +453,15 @@ pub fn setup(
             .iter()
             .map(|&(_, spi, level)| GuestIrq { spi, level })
             .collect();
-        let mut g = node::generate(
+        let (handler, why) = match spec.handler.as_deref().and_then(handlers::by_name) {
+            Some(h) => (h, "chosen with handler=".to_string()),
+            None => handlers::select(host_node.as_ref()),
+        };
+        info!(
+            "{name}: guest node by the {} handler ({why})",
+            handler.name()
+        );
+        let mut g = handler.generate(
             host_node.as_ref(),
             &NodeParams {
                 dev_name: &name,

@@ -10,6 +10,7 @@
 
 pub mod container;
 pub mod device;
+pub mod handlers;
 pub mod hostdt;
 pub mod ioctl;
 pub mod node;

@@ -85,6 +85,19 @@ pub const ALLOW_PROPS: &[&str] = &[
 /// Properties never copied and never worth a warning.
 const SILENT_DROP: &[&str] = &["phandle", "linux,phandle", "status", "reg", "interrupts"];
 
+/// The longest property name the DT writer (vm-fdt, following the DT specification) accepts.
+/// Linux bindings use longer ones (`snps,quirk-frame-length-adjustment`, 34).
+pub const PROP_NAME_MAX: usize = 31;
+
+/// Whether the DT writer can write a property called `name`.
+pub fn writable_prop_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= PROP_NAME_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",._+?#-".contains(c))
+}
+
 fn is_phandle_prop(name: &str) -> bool {
     PHANDLE_PROPS.contains(&name)
         || (name.starts_with("pinctrl-") && name[8..].chars().all(|c| c.is_ascii_digit()))
@@ -188,6 +201,16 @@ const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 
 /// Builds the guest node (the generic handler).
 pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
+    generate_with(host, p, &|_| false)
+}
+
+/// The generic generation, with `extra_allow` naming more properties a type handler knows to
+/// be phandle-free.
+pub fn generate_with(
+    host: Option<&HostNode>,
+    p: &NodeParams,
+    extra_allow: &dyn Fn(&str) -> bool,
+) -> Generated {
     let mut warnings = Vec::new();
     let base = host.map(|h| h.base_name()).unwrap_or(p.dev_name);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
@@ -196,9 +219,10 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
         ..Default::default()
     };
     if let Some(h) = host {
-        copy_props(h, &mut node, &mut warnings, true);
+        copy_props(h, &mut node, &mut warnings, true, extra_allow);
         for c in &h.children {
-            node.children.push(copy_child(c, &mut warnings, &h.name));
+            node.children
+                .push(copy_child(c, &mut warnings, &h.name, extra_allow));
         }
         if h.children.is_empty() {
             node.remove("#address-cells");
@@ -253,18 +277,30 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
     Generated { node, warnings }
 }
 
-fn copy_props(h: &HostNode, node: &mut GuestNode, warnings: &mut Vec<String>, top: bool) {
+fn copy_props(
+    h: &HostNode,
+    node: &mut GuestNode,
+    warnings: &mut Vec<String>,
+    top: bool,
+    extra_allow: &dyn Fn(&str) -> bool,
+) {
     for (name, value) in &h.props {
         let n = name.as_str();
         if top && SILENT_DROP.contains(&n) || (!top && (n == "phandle" || n == "linux,phandle")) {
             continue;
         }
-        if is_phandle_prop(n) {
+        if !writable_prop_name(n) {
+            warnings.push(format!(
+                "{}: dropped '{n}' (the DT writer accepts property names of at most {PROP_NAME_MAX} characters from [A-Za-z0-9,._+?#-]; add it with dtc-built DTs only)",
+                h.name
+            ));
+        } else if is_phandle_prop(n) {
             warnings.push(format!(
                 "{}: dropped '{n}' (refers to host nodes the guest does not have)",
                 h.name
             ));
         } else if ALLOW_PROPS.contains(&n)
+            || extra_allow(n)
             || value.is_empty()
             || is_string_list(value)
             || n == "#address-cells"
@@ -281,19 +317,28 @@ fn copy_props(h: &HostNode, node: &mut GuestNode, warnings: &mut Vec<String>, to
     }
 }
 
-fn copy_child(c: &HostNode, warnings: &mut Vec<String>, parent: &str) -> GuestNode {
+fn copy_child(
+    c: &HostNode,
+    warnings: &mut Vec<String>,
+    parent: &str,
+    extra_allow: &dyn Fn(&str) -> bool,
+) -> GuestNode {
     let mut node = GuestNode {
         name: c.name.clone(),
         ..Default::default()
     };
     let before = warnings.len();
-    copy_props(c, &mut node, warnings, false);
+    copy_props(c, &mut node, warnings, false, extra_allow);
     for w in &mut warnings[before..] {
         *w = format!("{parent}/{w}");
     }
     for cc in &c.children {
-        node.children
-            .push(copy_child(cc, warnings, &format!("{parent}/{}", c.name)));
+        node.children.push(copy_child(
+            cc,
+            warnings,
+            &format!("{parent}/{}", c.name),
+            extra_allow,
+        ));
     }
     node
 }

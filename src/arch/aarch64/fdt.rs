@@ -43,6 +43,13 @@ impl DeviceNode for RawNode<'_> {
         fn write(fdt: &mut FdtWriter, n: &devices::vfio::node::GuestNode) -> FdtWriterResult<()> {
             let node = fdt.begin_node(&n.name)?;
             for (name, value) in &n.props {
+                if !devices::vfio::node::writable_prop_name(name) {
+                    log::warn!(
+                        "{}: property '{name}' cannot be written (vm-fdt name rules): skipped",
+                        n.name
+                    );
+                    continue;
+                }
                 fdt.property(name, value)?;
             }
             for c in &n.children {
@@ -470,6 +477,32 @@ mod tests {
             [GIC_FDT_IRQ_TYPE_SPI, 16, IRQ_TYPE_LEVEL_HIGH]
         );
         assert_ne!(clk_ph, GIC_PHANDLE);
+    }
+
+    #[test]
+    fn unwritable_property_names_are_skipped_not_fatal() {
+        use devices::vfio::node::GuestNode;
+        let node = GuestNode {
+            name: "usb@40000000".into(),
+            props: vec![
+                ("compatible".into(), b"generic-xhci\0".to_vec()),
+                ("snps,quirk-frame-length-adjustment".into(), vec![0, 0, 0, 0x20]),
+            ],
+            children: vec![],
+        };
+        let blob = create_fdt(&FdtConfig {
+            mpidrs: &[0],
+            gic: GicVersion::V3,
+            memory: &[(RAM_BASE, 64 * MIB)],
+            cmdline: "",
+            initrd: None,
+            devices: &[&RawNode(&node)],
+        })
+        .unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let n = fdt.find_node("/usb@40000000").unwrap();
+        assert!(n.property("compatible").is_some());
+        assert!(n.property("snps,quirk-frame-length-adjustment").is_none());
     }
 
     #[test]

@@ -36,6 +36,8 @@ else
     l2_rate=$(echo "$result" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
     timing "L2 passthrough: dd read at ${l2_rate} MB/s = $(awk -v a="$l2_rate" -v b="$l1_rate" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$result" | grep -o 'irqs_per_MiB=[0-9.]*')"
 fi
+grep -q "$DEV: guest node by the sata handler (compatible \"generic-ahci\" is an AHCI SATA controller)" "$L2_LOG" ||
+    { reason "the sata handler did not generate the node"; status=1; }
 grep -q "vGIC V2" "$L2_LOG" || { reason "platvmm did not use a GICv2 on this board"; status=1; }
 grep -q "$DEV: region 0 (0x2000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "$L2_LOG" ||
     { reason "the AHCI registers were not mapped"; status=1; }

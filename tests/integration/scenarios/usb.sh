@@ -34,6 +34,8 @@ else
     l2_rate=$(echo "$result" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
     timing "L2 passthrough: dd read at ${l2_rate} MB/s = $(awk -v a="$l2_rate" -v b="$l1_rate" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$result" | grep -o 'irqs_per_MiB=[0-9.]*')"
 fi
+grep -q "$DEV: guest node by the usb handler (compatible \"generic-xhci\" is a USB host controller)" "$L2_LOG" ||
+    { reason "the usb handler did not generate the node"; status=1; }
 grep -q "$DEV: region 0 (0x10000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "$L2_LOG" ||
     { reason "the xHCI registers were not mapped"; status=1; }
 exit $status

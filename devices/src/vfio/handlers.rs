@@ -1,0 +1,376 @@
+//! Per-type guest node handlers, selected by the host node's compatible; the generic handler
+//! (a copy under the property policy, see [`super::node`]) is the fallback.
+//!
+//! Each handler is a small adjustment of the generic copy:
+//! - [`Sata`]: AHCI controllers. `generic-ahci` as is. NXP Layerscape `fsl,ls*-ahci` keep their
+//!   vendor compatible (the guest's ahci_qoriq applies the SoC errata fixes) with both `reg`
+//!   entries in VFIO order: the 4-byte `sata-ecc` register is a sub-page region, so platvmm
+//!   traps it and forwards exactly those 4 bytes. Xilinx `ceva,ahci-1v84` keeps its vendor
+//!   compatible and the `ceva,*` PHY parameters its driver requires. Any of them can be turned
+//!   into a plain AHCI with `compatible=generic-ahci`.
+//! - [`Usb`]: `generic-xhci`/`-ehci`/`-ohci` as they are; `snps,dwc3` is host-only in a guest:
+//!   `dr_mode = "host"` is forced, the `snps,*` quirks (cells included) kept, PHY and role-switch
+//!   properties dropped. Where the DWC3 core driver cannot work (QEMU's Versal models only the
+//!   xHCI block) use `compatible=generic-xhci`.
+//! - [`Generic`]: everything else.
+
+use super::hostdt::HostNode;
+use super::node::{self, strings_prop, Generated, NodeParams};
+
+/// A guest node generator for one kind of device.
+pub trait TypeHandler: Sync {
+    /// Short name shown by `inspect` and accepted by the `handler=` option.
+    fn name(&self) -> &'static str;
+    /// Why this handler takes a device with these compatibles, if it does.
+    fn claims(&self, compatible: &[String]) -> Option<String>;
+    /// Builds the node.
+    fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated;
+}
+
+/// Every handler, most specific first; the generic one claims everything.
+pub static HANDLERS: &[&dyn TypeHandler] = &[&Sata, &Usb, &Generic];
+
+/// The handler named `name`.
+pub fn by_name(name: &str) -> Option<&'static dyn TypeHandler> {
+    HANDLERS.iter().copied().find(|h| h.name() == name)
+}
+
+/// Names of all handlers, for messages.
+pub fn names() -> Vec<&'static str> {
+    HANDLERS.iter().map(|h| h.name()).collect()
+}
+
+/// The handler for `host` and the reason it was chosen.
+pub fn select(host: Option<&HostNode>) -> (&'static dyn TypeHandler, String) {
+    let compat = host
+        .and_then(|h| h.strings("compatible"))
+        .unwrap_or_default();
+    for h in HANDLERS {
+        if let Some(why) = h.claims(&compat) {
+            return (*h, why);
+        }
+    }
+    unreachable!("the generic handler claims every device")
+}
+
+fn first_match(compat: &[String], f: impl Fn(&str) -> bool) -> Option<&String> {
+    compat.iter().find(|c| f(c))
+}
+
+/// Renames a node to `<generic>@<unit address>`, the name bindings expect.
+fn rename(g: &mut Generated, generic: &str) {
+    let unit = g.node.name.split_once('@').map(|(_, u)| u.to_string());
+    if let Some(unit) = unit {
+        g.node.name = format!("{generic}@{unit}");
+    }
+}
+
+/// AHCI SATA controllers.
+pub struct Sata;
+
+fn is_layerscape_ahci(c: &str) -> bool {
+    (c.starts_with("fsl,ls") || c.starts_with("fsl,lx")) && c.ends_with("-ahci")
+}
+
+impl TypeHandler for Sata {
+    fn name(&self) -> &'static str {
+        "sata"
+    }
+    fn claims(&self, compat: &[String]) -> Option<String> {
+        first_match(compat, |c| {
+            c == "generic-ahci" || is_layerscape_ahci(c) || c == "ceva,ahci-1v84"
+        })
+        .map(|c| format!("compatible \"{c}\" is an AHCI SATA controller"))
+    }
+    fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
+        let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
+        rename(&mut g, "sata");
+        let compat = host
+            .and_then(|h| h.strings("compatible"))
+            .unwrap_or_default();
+        if p.compatible.is_none()
+            && compat.iter().any(|c| is_layerscape_ahci(c))
+            && p.regs.len() < 2
+        {
+            g.warnings.push(format!(
+                "{}: a Layerscape AHCI with no 'sata-ecc' region: its driver will fail; use compatible=generic-ahci",
+                p.dev_name
+            ));
+        }
+        g
+    }
+}
+
+/// USB host controllers.
+pub struct Usb;
+
+const USB_GENERIC: &[&str] = &["generic-xhci", "generic-ehci", "generic-ohci"];
+/// Properties of a DWC3 that make no sense in a host-only guest (dual-role, PHYs, switches).
+const DWC3_DROP: &[&str] = &[
+    "usb-role-switch",
+    "role-switch-default-mode",
+    "extcon",
+    "otg-rev",
+    "usb-phy",
+];
+
+impl TypeHandler for Usb {
+    fn name(&self) -> &'static str {
+        "usb"
+    }
+    fn claims(&self, compat: &[String]) -> Option<String> {
+        first_match(compat, |c| USB_GENERIC.contains(&c) || c == "snps,dwc3")
+            .map(|c| format!("compatible \"{c}\" is a USB host controller"))
+    }
+    fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
+        let mut g = node::generate_with(host, p, &|n| n.starts_with("snps,"));
+        rename(&mut g, "usb");
+        let compat = g
+            .node
+            .prop("compatible")
+            .map(super::hostdt::string_list)
+            .unwrap_or_default();
+        if compat.iter().any(|c| c == "snps,dwc3") {
+            let was = g.node.prop("dr_mode").map(super::hostdt::string_list);
+            if was.as_ref().and_then(|v| v.first()).map(String::as_str) != Some("host") {
+                g.warnings.push(format!(
+                    "{}: dr_mode {} forced to \"host\": a guest drives the controller as a host only",
+                    p.dev_name,
+                    was.and_then(|v| v.first().cloned()).map_or("(unset)".into(), |m| format!("\"{m}\""))
+                ));
+            }
+            g.node.set("dr_mode", strings_prop(&["host"]));
+            for d in DWC3_DROP {
+                if g.node.remove(d) {
+                    g.warnings.push(format!(
+                        "{}: dropped '{d}' (dual-role/PHY, host-only guest)",
+                        p.dev_name
+                    ));
+                }
+            }
+        }
+        g
+    }
+}
+
+/// The fallback: a copy of the host node under the property policy.
+pub struct Generic;
+
+impl TypeHandler for Generic {
+    fn name(&self) -> &'static str {
+        "generic"
+    }
+    fn claims(&self, compat: &[String]) -> Option<String> {
+        Some(if compat.is_empty() {
+            "no host compatible: generic copy".into()
+        } else {
+            format!(
+                "no type handler for [{}]: generic copy under the property policy",
+                compat.join(", ")
+            )
+        })
+    }
+    fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
+        node::generate(host, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vfio::device::DeviceKind;
+    use crate::vfio::node::{cells_prop, GuestIrq};
+
+    fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
+        HostNode {
+            name: name.into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            children: vec![],
+        }
+    }
+
+    fn params<'a>(regs: &'a [(u64, u64)], irqs: &'a [GuestIrq]) -> NodeParams<'a> {
+        NodeParams {
+            dev_name: "dev",
+            kind: DeviceKind::Platform,
+            regs,
+            irqs,
+            compatible: None,
+            amba_clock: 2,
+        }
+    }
+
+    const LEVEL: &[GuestIrq] = &[GuestIrq {
+        spi: 16,
+        level: true,
+    }];
+
+    fn reg_of(regs: &[(u64, u64)]) -> Vec<u8> {
+        regs.iter()
+            .flat_map(|&(a, s)| [a, s])
+            .flat_map(|x| x.to_be_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn selection_and_reasons() {
+        let (h, why) = select(Some(&host(
+            "sata@3200000",
+            &[("compatible", b"fsl,ls1046a-ahci\0")],
+        )));
+        assert_eq!(h.name(), "sata");
+        assert!(why.contains("fsl,ls1046a-ahci"), "{why}");
+        let (h, _) = select(Some(&host(
+            "usb@fe200000",
+            &[("compatible", b"snps,dwc3\0")],
+        )));
+        assert_eq!(h.name(), "usb");
+        let (h, why) = select(Some(&host(
+            "pl031@9010000",
+            &[("compatible", b"arm,pl031\0arm,primecell\0")],
+        )));
+        assert_eq!(h.name(), "generic");
+        assert!(why.contains("arm,pl031, arm,primecell"), "{why}");
+        assert_eq!(select(None).0.name(), "generic");
+        assert_eq!(names(), ["sata", "usb", "generic"]);
+        assert!(by_name("usb").is_some() && by_name("nope").is_none());
+    }
+
+    /// fsl-ls1046a.dtsi's sata node: the AHCI block and the 4-byte sata-ecc register.
+    #[test]
+    fn layerscape_ahci_keeps_vendor_compatible_and_ecc_register() {
+        let h = host(
+            "sata@3200000",
+            &[
+                ("compatible", b"fsl,ls1046a-ahci\0"),
+                ("reg", &[0; 32]),
+                ("reg-names", b"ahci\0sata-ecc\0"),
+                ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 69, 0, 0, 0, 4]),
+                ("clocks", &[0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 1]),
+                ("dma-coherent", b""),
+                ("status", b"disabled\0"),
+            ],
+        );
+        let regs = [(0x4000_0000, 0x10000), (0x4001_0000, 4)];
+        let g = Sata.generate(Some(&h), &params(&regs, LEVEL));
+        assert_eq!(g.node.name, "sata@40000000");
+        assert_eq!(g.node.prop("compatible").unwrap(), b"fsl,ls1046a-ahci\0");
+        assert_eq!(
+            g.node.prop("reg").unwrap(),
+            reg_of(&regs),
+            "exact 4-byte ECC region kept"
+        );
+        assert_eq!(g.node.prop("reg-names").unwrap(), b"ahci\0sata-ecc\0");
+        assert_eq!(g.node.prop("dma-coherent").unwrap(), b"");
+        assert!(g.node.prop("clocks").is_none() && g.node.prop("status").is_none());
+        assert!(g.warnings.iter().any(|w| w.contains("'clocks'")));
+
+        let fallback = vec!["generic-ahci".to_string()];
+        let mut p = params(&regs[..1], LEVEL);
+        p.compatible = Some(&fallback);
+        let g = Sata.generate(Some(&h), &p);
+        assert_eq!(g.node.prop("compatible").unwrap(), b"generic-ahci\0");
+        assert!(!g.warnings.iter().any(|w| w.contains("will fail")));
+        let g = Sata.generate(Some(&h), &params(&regs[..1], LEVEL));
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("compatible=generic-ahci")));
+    }
+
+    /// zynqmp.dtsi + zcu102 board: CEVA AHCI with its PHY parameters.
+    #[test]
+    fn ceva_ahci_keeps_phy_parameters_drops_firmware_links() {
+        let h = host(
+            "ahci@fd0c0000",
+            &[
+                ("compatible", b"ceva,ahci-1v84\0"),
+                ("ceva,p0-cominit-params", &[0x18, 0x40, 0x18, 0x28]),
+                ("ceva,p0-burst-params", &[0x13, 0x08, 0x4a, 0x06]),
+                ("power-domains", &[0, 0, 0, 9, 0, 0, 0, 0x1c]),
+                ("resets", &[0, 0, 0, 8, 0, 0, 0, 16]),
+                ("iommus", &[0, 0, 0, 7, 0, 0, 4, 0xc0]),
+                ("phy-names", b"sata-phy\0"),
+                ("phys", &[0, 0, 0, 6, 0, 0, 0, 3]),
+            ],
+        );
+        let g = Sata.generate(Some(&h), &params(&[(0x4000_0000, 0x2000)], LEVEL));
+        assert_eq!(g.node.name, "sata@40000000");
+        assert_eq!(
+            g.node.prop("ceva,p0-cominit-params").unwrap(),
+            [0x18, 0x40, 0x18, 0x28]
+        );
+        assert!(g.node.prop("ceva,p0-burst-params").is_some());
+        for p in ["power-domains", "resets", "iommus", "phys", "phy-names"] {
+            assert!(g.node.prop(p).is_none(), "{p}");
+            assert!(
+                g.warnings.iter().any(|w| w.contains(&format!("'{p}'"))),
+                "{p}"
+            );
+        }
+    }
+
+    /// fsl-ls1046a.dtsi's usb0: a bare snps,dwc3 with quirks, one of them cell-valued.
+    #[test]
+    fn dwc3_host_only_with_quirks() {
+        let h = host(
+            "usb@2f00000",
+            &[
+                ("compatible", b"snps,dwc3\0"),
+                ("dr_mode", b"otg\0"),
+                ("snps,quirk-frame-length-adjustment", &[0, 0, 0, 0x20]),
+                (
+                    "snps,incr-burst-type-adjustment",
+                    &[0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 8, 0, 0, 0, 16],
+                ),
+                ("snps,dis_rxdet_inp3_quirk", b""),
+                ("usb3-lpm-capable", b""),
+                ("usb-role-switch", b""),
+                ("phys", &[0, 0, 0, 5]),
+                ("phy-names", b"usb3-phy\0"),
+            ],
+        );
+        let g = Usb.generate(Some(&h), &params(&[(0x4000_0000, 0x10000)], LEVEL));
+        assert_eq!(g.node.name, "usb@40000000");
+        assert_eq!(g.node.prop("dr_mode").unwrap(), b"host\0");
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("dr_mode \"otg\" forced to \"host\"")));
+        // 34 characters: longer than vm-fdt writes, dropped with a warning that says why.
+        assert!(g.node.prop("snps,quirk-frame-length-adjustment").is_none());
+        assert!(g.warnings.iter().any(
+            |w| w.contains("'snps,quirk-frame-length-adjustment'") && w.contains("at most 31")
+        ));
+        assert_eq!(
+            g.node.prop("snps,incr-burst-type-adjustment").unwrap(),
+            cells_prop(&[1, 4, 8, 16])
+        );
+        assert!(g.node.prop("snps,dis_rxdet_inp3_quirk").is_some());
+        assert!(g.node.prop("usb3-lpm-capable").is_some());
+        assert!(g.node.prop("usb-role-switch").is_none());
+        assert!(g.node.prop("phys").is_none() && g.node.prop("phy-names").is_none());
+        assert_eq!(g.node.prop("interrupts").unwrap(), cells_prop(&[0, 16, 4]));
+    }
+
+    #[test]
+    fn generic_xhci_untouched_and_override_to_generic_xhci() {
+        let h = host(
+            "usb@fe200000",
+            &[
+                ("compatible", b"snps,dwc3\0"),
+                ("maximum-speed", b"high-speed\0"),
+            ],
+        );
+        let xhci = vec!["generic-xhci".to_string()];
+        let mut p = params(&[(0x4000_0000, 0x10000)], LEVEL);
+        p.compatible = Some(&xhci);
+        let g = Usb.generate(Some(&h), &p);
+        assert_eq!(g.node.prop("compatible").unwrap(), b"generic-xhci\0");
+        assert!(g.node.prop("dr_mode").is_none(), "no dwc3 core, no dr_mode");
+        assert_eq!(g.node.prop("maximum-speed").unwrap(), b"high-speed\0");
+    }
+}
