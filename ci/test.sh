@@ -43,6 +43,8 @@ if [ "$(uname -m)" != aarch64 ]; then
         cargo test --workspace --target "$TARGET"
 fi
 
+stage dt-validate ci/dt-validate.sh
+
 echo
 if [ ${#failed[@]} -gt 0 ]; then
     echo "stages failed before e2e: ${failed[*]}"

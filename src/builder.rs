@@ -381,7 +381,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     // The children of each overlay's root become root nodes of the guest tree.
     raw_nodes.extend(overlays.iter().flat_map(|o| o.children.iter().map(RawNode)));
     let mut dev_nodes: Vec<&dyn DeviceNode> = Vec::new();
-    if pt.needs_amba_clock() {
+    if pt.needs_fixed_clock() {
         dev_nodes.push(&clock);
     }
     dev_nodes.extend(raw_nodes.iter().map(|n| n as &dyn DeviceNode));

@@ -103,6 +103,25 @@ pub enum Command {
         #[arg(long, value_name = "NAME", value_parser = parse_handler)]
         handler: Option<String>,
     },
+    /// Write the guest device tree platvmm would build for nodes of a host DTB (e.g. a board's
+    /// upstream tree compiled with dtc), without VFIO or KVM; prints the handler chosen for each.
+    PreviewDt {
+        /// The host device tree blob.
+        #[arg(long, value_name = "FILE")]
+        host_dtb: PathBuf,
+        /// Path of a host node to pass through (repeatable), e.g. /soc/sata@3200000.
+        #[arg(long = "node", value_name = "PATH", required = true)]
+        nodes: Vec<String>,
+        /// Replace the compatible list of every node (entries separated by ';').
+        #[arg(long, value_name = "A;B")]
+        compatible: Option<String>,
+        /// Use this handler for every node.
+        #[arg(long, value_name = "NAME", value_parser = parse_handler)]
+        handler: Option<String>,
+        /// Where to write the guest DTB.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+    },
 }
 
 /// One --vfio-platform argument.

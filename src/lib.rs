@@ -6,6 +6,7 @@ pub mod cli;
 pub mod identity;
 pub mod inspect;
 pub mod passthrough;
+pub mod preview;
 pub mod vmm;
 
 #[cfg(target_arch = "aarch64")]

@@ -3,7 +3,7 @@
 use clap::Parser;
 
 use platvmm::cli::{parse_compatible, Cli, Command};
-use platvmm::{inspect, vmm};
+use platvmm::{inspect, preview, vmm};
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
@@ -23,24 +23,50 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Some(Command::Inspect {
-        path,
-        compatible,
-        handler,
-    }) = cli.command.take()
-    {
-        let compatible = match compatible.as_deref().map(parse_compatible).transpose() {
-            Ok(c) => c,
-            Err(e) => {
+    match cli.command.take() {
+        Some(Command::Inspect {
+            path,
+            compatible,
+            handler,
+        }) => {
+            let compatible = match compatible.as_deref().map(parse_compatible).transpose() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("platvmm: error: {e}");
+                    std::process::exit(2);
+                }
+            };
+            if let Err(e) = inspect::run(&path, compatible, handler.as_deref()) {
                 eprintln!("platvmm: error: {e}");
-                std::process::exit(2);
+                std::process::exit(1);
             }
-        };
-        if let Err(e) = inspect::run(&path, compatible, handler.as_deref()) {
-            eprintln!("platvmm: error: {e}");
-            std::process::exit(1);
+            return;
         }
-        return;
+        Some(Command::PreviewDt {
+            host_dtb,
+            nodes,
+            compatible,
+            handler,
+            output,
+        }) => {
+            let result = compatible
+                .as_deref()
+                .map(parse_compatible)
+                .transpose()
+                .and_then(|c| {
+                    preview::run(&host_dtb, &nodes, c, handler.as_deref(), &output)
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(report) => report.iter().for_each(|l| println!("{l}")),
+                Err(e) => {
+                    eprintln!("platvmm: error: {e}");
+                    std::process::exit(1);
+                }
+            }
+            return;
+        }
+        None => {}
     }
     match vmm::run(cli.into()) {
         Ok(exit) => std::process::exit(exit.exit_code()),

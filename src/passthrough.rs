@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use devices::vfio::container::{Container, ContainerError, Group, IommuMode};
-use devices::vfio::device::{DeviceError, DeviceKind, VfioPlatformDevice};
+use devices::vfio::device::{DeviceError, VfioPlatformDevice};
 use devices::vfio::handlers;
 use devices::vfio::hostdt::HostNode;
 use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
@@ -106,9 +106,10 @@ pub struct Passthrough {
 }
 
 impl Passthrough {
-    /// Whether some device is AMBA (the guest tree then needs the fixed `apb_pclk` clock).
-    pub fn needs_amba_clock(&self) -> bool {
-        self.devices.iter().any(|d| d.dev.kind == DeviceKind::Amba)
+    /// Whether some guest node references platvmm's fixed clock (AMBA devices' `apb_pclk`,
+    /// bindings that require a clock).
+    pub fn needs_fixed_clock(&self) -> bool {
+        self.devices.iter().any(|d| references_fixed_clock(&d.node))
     }
 
     pub fn iommu_mode(&self) -> Option<IommuMode> {
@@ -129,6 +130,12 @@ impl Passthrough {
             }
         }
     }
+}
+
+/// Whether `n` has `clocks = <AMBA_CLOCK_PHANDLE ...>`.
+pub fn references_fixed_clock(n: &GuestNode) -> bool {
+    n.prop("clocks")
+        .is_some_and(|c| c.chunks(4).any(|x| x == AMBA_CLOCK_PHANDLE.to_be_bytes()))
 }
 
 /// Why a host node looks like a DMA master, if it does.

@@ -85,6 +85,16 @@ impl TypeHandler for Sata {
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
         rename(&mut g, "sata");
+        let guest_compat = g
+            .node
+            .prop("compatible")
+            .map(super::hostdt::string_list)
+            .unwrap_or_default();
+        if guest_compat.iter().any(|c| c == "ceva,ahci-1v84") {
+            // Its binding requires a clock; the driver only enables it. platvmm's fixed clock
+            // stands in (the host keeps the real one running while VFIO holds the device).
+            g.node.set("clocks", node::cells_prop(&[p.amba_clock]));
+        }
         let compat = host
             .and_then(|h| h.strings("compatible"))
             .unwrap_or_default();
@@ -130,6 +140,34 @@ impl TypeHandler for Usb {
             .prop("compatible")
             .map(super::hostdt::string_list)
             .unwrap_or_default();
+        let generic = compat.iter().any(|c| USB_GENERIC.contains(&c.as_str()));
+        if compat.iter().any(|c| c == "snps,dwc3") || generic {
+            host_interrupts_only(&mut g, p.dev_name);
+        }
+        if generic {
+            // A DWC3 (or its host node) presented as a plain xHCI: its binding has none of the
+            // DWC3 properties; the one meaning something to xhci-plat is translated.
+            if g.node.remove("snps,usb3_lpm_capable") {
+                g.node.set("usb3-lpm-capable", Vec::new());
+            }
+            let dwc3: Vec<String> = g
+                .node
+                .props
+                .iter()
+                .map(|(n, _)| n.clone())
+                .filter(|n| n.starts_with("snps,") || n == "dr_mode" || n == "interrupt-names")
+                .collect();
+            for n in &dwc3 {
+                g.node.remove(n);
+            }
+            if !dwc3.is_empty() {
+                g.warnings.push(format!(
+                    "{}: DWC3 properties not in the generic host binding dropped: {}",
+                    p.dev_name,
+                    dwc3.join(", ")
+                ));
+            }
+        }
         if compat.iter().any(|c| c == "snps,dwc3") {
             let was = g.node.prop("dr_mode").map(super::hostdt::string_list);
             if was.as_ref().and_then(|v| v.first()).map(String::as_str) != Some("host") {
@@ -151,6 +189,42 @@ impl TypeHandler for Usb {
         }
         g
     }
+}
+
+/// Keeps only the host-mode interrupts of a USB controller (drops `otg`/`peripheral`); nodes
+/// without `interrupt-names` are left alone.
+fn host_interrupts_only(g: &mut Generated, dev: &str) {
+    let Some(names) = g
+        .node
+        .prop("interrupt-names")
+        .map(super::hostdt::string_list)
+    else {
+        return;
+    };
+    let Some(irqs) = g.node.prop("interrupts").map(<[u8]>::to_vec) else {
+        return;
+    };
+    let keep: Vec<usize> = (0..names.len())
+        .filter(|&i| names[i] != "otg" && names[i] != "peripheral")
+        .collect();
+    if keep.len() == names.len() || keep.is_empty() || irqs.len() != names.len() * 12 {
+        return;
+    }
+    let dropped: Vec<&str> = (0..names.len())
+        .filter(|i| !keep.contains(i))
+        .map(|i| names[i].as_str())
+        .collect();
+    let kept_irqs: Vec<u8> = keep
+        .iter()
+        .flat_map(|&i| irqs[i * 12..i * 12 + 12].to_vec())
+        .collect();
+    let kept: Vec<&str> = keep.iter().map(|&i| names[i].as_str()).collect();
+    g.node.set("interrupts", kept_irqs);
+    g.node.set("interrupt-names", strings_prop(&kept));
+    g.warnings.push(format!(
+        "{dev}: dropped interrupt(s) {} (host-only guest)",
+        dropped.join(", ")
+    ));
 }
 
 /// The fallback: a copy of the host node under the property policy.
@@ -354,6 +428,53 @@ mod tests {
         assert!(g.node.prop("usb-role-switch").is_none());
         assert!(g.node.prop("phys").is_none() && g.node.prop("phy-names").is_none());
         assert_eq!(g.node.prop("interrupts").unwrap(), cells_prop(&[0, 16, 4]));
+    }
+
+    /// zynqmp.dtsi's dwc3_0: host and OTG interrupts; as generic-xhci, no DWC3 properties.
+    #[test]
+    fn zynqmp_dwc3_host_interrupt_and_generic_xhci_conversion() {
+        let h = host(
+            "usb@fe200000",
+            &[
+                ("compatible", b"snps,dwc3\0"),
+                ("interrupt-names", b"dwc_usb3\0otg\0"),
+                ("snps,usb3_lpm_capable", b""),
+                ("snps,resume-hs-terminations", b""),
+            ],
+        );
+        let irqs = [
+            GuestIrq {
+                spi: 16,
+                level: true,
+            },
+            GuestIrq {
+                spi: 17,
+                level: true,
+            },
+        ];
+        let g = Usb.generate(Some(&h), &params(&[(0x4000_0000, 0x10000)], &irqs));
+        assert_eq!(g.node.prop("interrupts").unwrap(), cells_prop(&[0, 16, 4]));
+        assert_eq!(g.node.prop("interrupt-names").unwrap(), b"dwc_usb3\0");
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("dropped interrupt(s) otg")));
+
+        let xhci = vec!["generic-xhci".to_string()];
+        let mut p = params(&[(0x4000_0000, 0x10000)], &irqs);
+        p.compatible = Some(&xhci);
+        let g = Usb.generate(Some(&h), &p);
+        assert_eq!(g.node.prop("interrupts").unwrap(), cells_prop(&[0, 16, 4]));
+        assert!(g.node.prop("interrupt-names").is_none());
+        assert!(g.node.prop("snps,resume-hs-terminations").is_none());
+        assert_eq!(g.node.prop("usb3-lpm-capable").unwrap(), b"");
+    }
+
+    #[test]
+    fn ceva_gets_the_fixed_clock() {
+        let h = host("ahci@fd0c0000", &[("compatible", b"ceva,ahci-1v84\0")]);
+        let g = Sata.generate(Some(&h), &params(&[(0x4000_0000, 0x2000)], LEVEL));
+        assert_eq!(g.node.prop("clocks").unwrap(), cells_prop(&[2]));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Nodes: root (`linux,dummy-virt`), `cpus` (one `cpu@N` per vCPU, reg = MPIDR affinity,
 //! PSCI enable-method), `memory@80000000`, `chosen` (bootargs, initrd, stdout-path), the
-//! GIC (`intc@8000000`), the architected timer, `psci` (0.2, HVC) and the console UART.
+//! GIC (`interrupt-controller@8000000`), the architected timer, `psci` (0.2, HVC) and the console UART.
 //! Passthrough device nodes are added by callers through [`DeviceNode`].
 
 use vm_fdt::{FdtWriter, FdtWriterResult};
@@ -105,7 +105,7 @@ pub enum FdtError {
 }
 
 fn uart_node_name() -> String {
-    format!("uart@{UART_BASE:x}")
+    format!("serial@{UART_BASE:x}")
 }
 
 /// Builds the DTB.
@@ -183,7 +183,7 @@ fn write_memory(fdt: &mut FdtWriter, regions: &[(u64, u64)]) -> FdtWriterResult<
 }
 
 fn write_gic(fdt: &mut FdtWriter, gic: GicVersion, vcpus: u32) -> FdtWriterResult<()> {
-    let intc = fdt.begin_node(&format!("intc@{GIC_DIST_BASE:x}"))?;
+    let intc = fdt.begin_node(&format!("interrupt-controller@{GIC_DIST_BASE:x}"))?;
     match gic {
         GicVersion::V3 => {
             fdt.property_string("compatible", "arm,gic-v3")?;
@@ -309,7 +309,7 @@ mod tests {
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(fdt.root().compatible().first(), "linux,dummy-virt");
         assert_eq!(fdt.chosen().bootargs(), Some("console=ttyS0 panic=-1"));
-        assert_eq!(fdt.chosen().stdout().unwrap().name, "uart@9000000");
+        assert_eq!(fdt.chosen().stdout().unwrap().name, "serial@9000000");
         assert_eq!(
             u64s(prop(&fdt, "/chosen", "linux,initrd-start")),
             [0x8f00_0000]
@@ -371,7 +371,7 @@ mod tests {
         let blob = build(GicVersion::V3, 4, None);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let gic = fdt.find_phandle(GIC_PHANDLE).expect("GIC phandle resolves");
-        assert_eq!(gic.name, "intc@8000000");
+        assert_eq!(gic.name, "interrupt-controller@8000000");
         assert_eq!(gic.compatible().unwrap().first(), "arm,gic-v3");
         assert_eq!(
             u64s(gic.property("reg").unwrap().value),
@@ -383,11 +383,14 @@ mod tests {
             ]
         );
         assert_eq!(cells(prop(&fdt, "/", "interrupt-parent")), [GIC_PHANDLE]);
-        let uart = fdt.find_node("/uart@9000000").unwrap();
+        let uart = fdt.find_node("/serial@9000000").unwrap();
         // The UART inherits the root's interrupt-parent, which must resolve to the GIC.
         assert!(uart.property("interrupt-parent").is_none());
         let parent = cells(prop(&fdt, "/", "interrupt-parent"))[0];
-        assert_eq!(fdt.find_phandle(parent).unwrap().name, "intc@8000000");
+        assert_eq!(
+            fdt.find_phandle(parent).unwrap().name,
+            "interrupt-controller@8000000"
+        );
         assert_eq!(
             cells(uart.property("interrupts").unwrap().value),
             [GIC_FDT_IRQ_TYPE_SPI, UART_SPI, IRQ_TYPE_EDGE_RISING]
@@ -403,11 +406,11 @@ mod tests {
         let blob = build(GicVersion::V2, 2, None);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(
-            prop(&fdt, "/intc@8000000", "compatible"),
+            prop(&fdt, "/interrupt-controller@8000000", "compatible"),
             b"arm,cortex-a15-gic\0"
         );
         assert_eq!(
-            u64s(prop(&fdt, "/intc@8000000", "reg")),
+            u64s(prop(&fdt, "/interrupt-controller@8000000", "reg")),
             [GIC_DIST_BASE, 0x1000, GICV2_CPU_BASE, 0x2000]
         );
         let timer = cells(prop(&fdt, "/timer", "interrupts"));
@@ -419,17 +422,17 @@ mod tests {
         let blob = build(GicVersion::V3, 1, None);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(
-            u64s(prop(&fdt, "/uart@9000000", "reg")),
+            u64s(prop(&fdt, "/serial@9000000", "reg")),
             [UART_BASE, UART_SIZE]
         );
-        assert_eq!(prop(&fdt, "/uart@9000000", "compatible"), b"ns16550a\0");
+        assert_eq!(prop(&fdt, "/serial@9000000", "compatible"), b"ns16550a\0");
         assert_eq!(
-            cells(prop(&fdt, "/uart@9000000", "clock-frequency")),
+            cells(prop(&fdt, "/serial@9000000", "clock-frequency")),
             [UART_CLOCK_HZ]
         );
         assert_eq!(
             fdt.aliases().unwrap().resolve("serial0"),
-            Some("/uart@9000000")
+            Some("/serial@9000000")
         );
     }
 
@@ -486,7 +489,10 @@ mod tests {
             name: "usb@40000000".into(),
             props: vec![
                 ("compatible".into(), b"generic-xhci\0".to_vec()),
-                ("snps,quirk-frame-length-adjustment".into(), vec![0, 0, 0, 0x20]),
+                (
+                    "snps,quirk-frame-length-adjustment".into(),
+                    vec![0, 0, 0, 0x20],
+                ),
             ],
             children: vec![],
         };

@@ -1,0 +1,225 @@
+//! `platvmm preview-dt`: the guest device tree platvmm would build for host nodes taken from a
+//! DTB (e.g. a board's upstream device tree compiled with dtc), without VFIO or KVM. Regions
+//! come from the host `reg` (their sizes; placed in the passthrough window as platvmm would),
+//! interrupts from the host `interrupts` (level for level-triggered flags, edge otherwise).
+//! Used to check the type handlers against real board trees and to validate their output with
+//! dt-schema (ci/dt-validate.sh), and by users before they bind anything to VFIO.
+
+use std::path::{Path, PathBuf};
+
+use devices::vfio::device::DeviceKind;
+use devices::vfio::handlers;
+use devices::vfio::hostdt::HostNode;
+use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
+
+use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, FixedClock, RawNode};
+use crate::arch::aarch64::layout::{self, MIB};
+use crate::arch::aarch64::GicVersion;
+use crate::passthrough::{WindowAllocator, AMBA_CLOCK_PHANDLE};
+
+/// Errors of preview-dt.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("cannot read {path}: {msg}")]
+    Read { path: PathBuf, msg: String },
+    #[error("{0}: no such node in the host device tree")]
+    NoNode(String),
+    #[error("{0}: the host node has no reg")]
+    NoReg(String),
+    #[error("the passthrough window is full")]
+    WindowFull,
+    #[error("{0}")]
+    Fdt(#[from] fdt::FdtError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn to_host(n: ::fdt::node::FdtNode) -> HostNode {
+    HostNode {
+        name: n.name.to_string(),
+        props: n
+            .properties()
+            .map(|p| (p.name.to_string(), p.value.to_vec()))
+            .collect(),
+        children: n.children().map(to_host).collect(),
+    }
+}
+
+/// Builds the guest DTB for `nodes` of `host_dtb` and writes it to `out`; returns the handler
+/// chosen for each node, with the reason, and the warnings.
+pub fn run(
+    host_dtb: &Path,
+    nodes: &[String],
+    compatible: Option<Vec<String>>,
+    handler: Option<&str>,
+    out: &Path,
+) -> Result<Vec<String>, PreviewError> {
+    let blob = std::fs::read(host_dtb).map_err(|e| PreviewError::Read {
+        path: host_dtb.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let tree = ::fdt::Fdt::new(&blob).map_err(|e| PreviewError::Read {
+        path: host_dtb.to_path_buf(),
+        msg: format!("not a DTB: {e:?}"),
+    })?;
+    let mut window =
+        WindowAllocator::new(layout::PASSTHROUGH_MMIO_BASE, layout::PASSTHROUGH_MMIO_SIZE);
+    let mut spi = layout::PASSTHROUGH_SPI_BASE;
+    let mut generated: Vec<GuestNode> = Vec::new();
+    let mut report = Vec::new();
+    let mut amba = false;
+    for path in nodes {
+        let n = tree
+            .find_node(path)
+            .ok_or_else(|| PreviewError::NoNode(path.clone()))?;
+        let sizes: Vec<u64> = n
+            .reg()
+            .ok_or_else(|| PreviewError::NoReg(path.clone()))?
+            .map(|r| r.size.unwrap_or(0) as u64)
+            .collect();
+        let regs = sizes
+            .iter()
+            .map(|&s| {
+                window
+                    .alloc(s, 4096)
+                    .map(|a| (a, s))
+                    .ok_or(PreviewError::WindowFull)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let irqs: Vec<GuestIrq> = n
+            .property("interrupts")
+            .map(|p| {
+                p.value
+                    .chunks_exact(12)
+                    .map(|c| {
+                        let flags = u32::from_be_bytes(c[8..12].try_into().expect("4 bytes"));
+                        let g = GuestIrq {
+                            spi,
+                            level: flags & 0xc != 0,
+                        };
+                        spi += 1;
+                        g
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let host = to_host(n);
+        let kind = if host
+            .strings("compatible")
+            .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"))
+        {
+            amba = true;
+            DeviceKind::Amba
+        } else {
+            DeviceKind::Platform
+        };
+        let (h, why) = match handler.and_then(handlers::by_name) {
+            Some(h) => (h, "chosen with --handler".to_string()),
+            None => handlers::select(Some(&host)),
+        };
+        let g = h.generate(
+            Some(&host),
+            &NodeParams {
+                dev_name: path,
+                kind,
+                regs: &regs,
+                irqs: &irqs,
+                compatible: compatible.as_deref(),
+                amba_clock: AMBA_CLOCK_PHANDLE,
+            },
+        );
+        report.push(format!(
+            "{path}: {} handler ({why}) → /{}",
+            h.name(),
+            g.node.name
+        ));
+        report.extend(g.warnings.iter().map(|w| format!("  note: {w}")));
+        generated.push(g.node);
+    }
+    let clock = FixedClock {
+        name: "apb-pclk",
+        phandle: AMBA_CLOCK_PHANDLE,
+        hz: 24_000_000,
+    };
+    let raw: Vec<RawNode> = generated.iter().map(RawNode).collect();
+    let mut devs: Vec<&dyn DeviceNode> = Vec::new();
+    if amba
+        || generated
+            .iter()
+            .any(crate::passthrough::references_fixed_clock)
+    {
+        devs.push(&clock);
+    }
+    devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
+    let dtb = fdt::create_fdt(&FdtConfig {
+        mpidrs: &[0],
+        gic: GicVersion::V3,
+        memory: &[(layout::RAM_BASE, 256 * MIB)],
+        cmdline: "console=ttyS0",
+        initrd: None,
+        devices: &devs,
+    })?;
+    std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host tree shaped like fsl-ls1046a.dtsi's soc with the SATA controller.
+    fn host_dtb() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let sata = w.begin_node("sata@3200000").unwrap();
+        w.property_string("compatible", "fsl,ls1046a-ahci").unwrap();
+        w.property_array_u64("reg", &[0x320_0000, 0x1_0000, 0x2014_0520, 4])
+            .unwrap();
+        w.property_string_list("reg-names", vec!["ahci".into(), "sata-ecc".into()])
+            .unwrap();
+        w.property_array_u32("interrupts", &[0, 69, 4]).unwrap();
+        w.property_null("dma-coherent").unwrap();
+        w.end_node(sata).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn previews_a_layerscape_sata_node() {
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, host_dtb()).unwrap();
+        let report = run(&host, &["/soc/sata@3200000".into()], None, None, &out).unwrap();
+        assert!(report[0].contains("sata handler"), "{report:?}");
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let n = g.find_node("/sata@40000000").unwrap();
+        let reg: Vec<u64> = n
+            .property("reg")
+            .unwrap()
+            .value
+            .chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            reg,
+            [0x4000_0000, 0x1_0000, 0x4001_0000, 4],
+            "ECC register keeps its 4 bytes"
+        );
+        assert!(run(&host, &["/soc/nope".into()], None, None, &out).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
