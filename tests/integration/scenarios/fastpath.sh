@@ -13,7 +13,7 @@ vfio_bind platform 9020000.fw-cfg vfio-platform || { reason "cannot bind fw-cfg"
 run_l2 fastpath --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --vfio-platform /sys/bus/amba/devices/9010000.pl031 \
     --vfio-platform /sys/bus/platform/devices/9020000.fw-cfg \
-    --cmdline "console=ttyS0 panic=-1 quiet iomem=relaxed platvmm.check=fastpath platvmm.fastpath_n=$N platvmm.fastpath_bare=$B"
+    --cmdline "console=ttyS0 panic=-1 iomem=relaxed platvmm.check=fastpath platvmm.fastpath_n=$N platvmm.fastpath_bare=$B"
 l2_passed || exit 1
 result=$(l2_result)
 timing "$(echo "$result" | sed 's/.*fastpath: //')"
