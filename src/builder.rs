@@ -377,7 +377,20 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         .iter()
         .map(|o| passthrough::read_overlay(o))
         .collect::<Result<Vec<_>, _>>()?;
+    // The SEC controller: emulated page on the bus, node written by crate::sec.
+    let sec_node = if p.cfg.sec_controller {
+        let ctrl = devices::caam::CaamController::new();
+        bus.insert(
+            crate::sec::SEC_CTRL_BASE,
+            devices::caam::CAAM_WINDOW,
+            Arc::new(Mutex::new(ctrl)),
+        )?;
+        Some(crate::sec::controller_node(&[]))
+    } else {
+        None
+    };
     let mut raw_nodes: Vec<RawNode> = pt.devices.iter().map(|d| RawNode(&d.node)).collect();
+    raw_nodes.extend(sec_node.iter().map(RawNode));
     // The children of each overlay's root become root nodes of the guest tree.
     raw_nodes.extend(overlays.iter().flat_map(|o| o.children.iter().map(RawNode)));
     let mut dev_nodes: Vec<&dyn DeviceNode> = Vec::new();

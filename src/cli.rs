@@ -75,6 +75,12 @@ pub struct Cli {
     #[arg(long = "dt-overlay", value_name = "FILE.dtb")]
     pub dt_overlay: Vec<PathBuf>,
 
+    /// Give the guest an NXP SEC (CAAM) controller node backed by platvmm's emulated controller
+    /// page, even with no job ring passed through (its caam driver then probes the controller
+    /// alone). SEC job rings given with --vfio-platform go under it.
+    #[arg(long)]
+    pub sec_controller: bool,
+
     /// Back guest RAM with hugepages placed at guest-physical == host-physical addresses, so
     /// devices passed through without an IOMMU (VFIO no-IOMMU mode) can DMA to guest memory.
     /// Needs root and free hugepages (e.g. hugepagesz=32M hugepages=8 on the host kernel

@@ -7,6 +7,7 @@ pub mod identity;
 pub mod inspect;
 pub mod passthrough;
 pub mod preview;
+pub mod sec;
 pub mod vmm;
 
 #[cfg(target_arch = "aarch64")]

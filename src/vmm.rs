@@ -24,6 +24,7 @@ pub struct VmConfig {
     pub dt_overlays: Vec<PathBuf>,
     pub stats: bool,
     pub identity_ram: bool,
+    pub sec_controller: bool,
 }
 
 impl From<Cli> for VmConfig {
@@ -39,6 +40,7 @@ impl From<Cli> for VmConfig {
             dt_overlays: c.dt_overlay,
             stats: c.stats,
             identity_ram: c.identity_map_ram,
+            sec_controller: c.sec_controller,
         }
     }
 }
@@ -281,6 +283,7 @@ mod tests {
             dt_overlays: Vec::new(),
             stats: false,
             identity_ram: false,
+            sec_controller: false,
         }
     }
 

@@ -7,6 +7,7 @@
 //! The VFIO platform backend will live here too, one module per concern.
 
 pub mod bus;
+pub mod caam;
 pub mod serial;
 pub mod vfio;
 
