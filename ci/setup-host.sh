@@ -9,18 +9,18 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 HOST_ARCH=$(uname -m)
-PKGS=(qemu-system-arm device-tree-compiler kmod cpio xz-utils zstd make bc flex bison
+PKGS=(qemu-system-arm device-tree-compiler kmod cpio xz-utils zstd make bc flex bison python3-venv python3-libfdt
       python3 socat e2fsprogs patch shellcheck gcc libc6-dev)
 if [ "$HOST_ARCH" = x86_64 ]; then
     PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi
 
+need_update=0
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 # arm64 packages are fetched with `apt-get download NAME:arm64`: the arch must be known to apt.
-need_update=0
 if [ "$HOST_ARCH" = x86_64 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
     step "adding the arm64 architecture to dpkg"
     $SUDO dpkg --add-architecture arm64

@@ -378,18 +378,28 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         .map(|o| passthrough::read_overlay(o))
         .collect::<Result<Vec<_>, _>>()?;
     // The SEC controller: emulated page on the bus, node written by crate::sec.
-    let sec_node = if p.cfg.sec_controller {
+    let rings: Vec<crate::sec::JobRing> = pt
+        .devices
+        .iter()
+        .filter_map(|d| d.sec_ring.clone())
+        .collect();
+    let sec_node = if p.cfg.sec_controller || !rings.is_empty() {
         let ctrl = devices::caam::CaamController::new();
         bus.insert(
             crate::sec::SEC_CTRL_BASE,
             devices::caam::CAAM_WINDOW,
             Arc::new(Mutex::new(ctrl)),
         )?;
-        Some(crate::sec::controller_node(&[]))
+        Some(crate::sec::controller_node(&rings, pt.sec_block))
     } else {
         None
     };
-    let mut raw_nodes: Vec<RawNode> = pt.devices.iter().map(|d| RawNode(&d.node)).collect();
+    let mut raw_nodes: Vec<RawNode> = pt
+        .devices
+        .iter()
+        .filter(|d| d.sec_ring.is_none())
+        .map(|d| RawNode(&d.node))
+        .collect();
     raw_nodes.extend(sec_node.iter().map(RawNode));
     // The children of each overlay's root become root nodes of the guest tree.
     raw_nodes.extend(overlays.iter().flat_map(|o| o.children.iter().map(RawNode)));

@@ -277,7 +277,7 @@ mod tests {
         );
         assert!(parse_vfio("/d,handler=gpu")
             .unwrap_err()
-            .contains("handlers: sata, usb, generic"));
+            .contains("handlers: sata, usb, sec, generic"));
     }
 
     #[test]

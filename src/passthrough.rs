@@ -68,6 +68,12 @@ pub enum PassthroughError {
         what: &'static str,
         source: std::io::Error,
     },
+    /// Job rings of two SEC blocks in one guest.
+    #[error("--vfio-platform: {dev} is a job ring of another SEC block than the guest's other job rings: pass rings of one SEC per guest")]
+    SecMixed { dev: String },
+    /// A job ring whose offset in its SEC block is unknown.
+    #[error("--vfio-platform: {dev}: a SEC job ring needs its host DT node (its reg gives the ring's offset in the SEC block)")]
+    SecNoOffset { dev: String },
     /// The overlay DTB is unreadable.
     #[error("--vfio-platform: overlay {path}: {msg}")]
     Overlay { path: PathBuf, msg: String },
@@ -93,6 +99,8 @@ pub struct PassDevice {
     pub placement: Vec<(u32, u64, u64, bool)>,
     /// (irq index, SPI, level)
     pub irq_map: Vec<(u32, u32, bool)>,
+    /// A SEC job ring: written under the synthesized controller, not at the root.
+    pub sec_ring: Option<crate::sec::JobRing>,
     _maps: Vec<MappedRegion>,
     _irq_fds: Vec<(EventFd, Option<EventFd>)>,
 }
@@ -101,6 +109,8 @@ pub struct PassDevice {
 #[derive(Default)]
 pub struct Passthrough {
     pub devices: Vec<PassDevice>,
+    /// Guest address of the SEC block holding passed-through job rings.
+    pub sec_block: Option<u64>,
     container: Option<Container>,
     _kvm_vfio: Option<DeviceFd>,
 }
@@ -272,6 +282,8 @@ pub fn setup(
     let mut next_spi = layout::PASSTHROUGH_SPI_BASE;
     let mut slot = first_slot;
     let mut kvm_groups: Vec<u32> = Vec::new();
+    let mut sec_parent: Option<PathBuf> = None;
+    let mut sec_block: Option<u64> = None;
 
     for ((host, spec), overlay) in hosts.into_iter().zip(specs).zip(overlays) {
         let name = host.name.clone();
@@ -317,6 +329,40 @@ pub fn setup(
         let dev = VfioPlatformDevice::open(host, group)?;
         let counters = Arc::new(Counters::default());
 
+        let host_node = dev
+            .host
+            .of_node
+            .as_deref()
+            .map(HostNode::read)
+            .transpose()
+            .unwrap_or_else(|e| {
+                warn!("{name}: cannot read its host DT node: {e}");
+                None
+            });
+        let (handler, why) = match spec.handler.as_deref().and_then(handlers::by_name) {
+            Some(h) => (h, "chosen with handler=".to_string()),
+            None => handlers::select(host_node.as_ref()),
+        };
+        info!(
+            "{name}: guest node by the {} handler ({why})",
+            handler.name()
+        );
+        // A SEC job ring sits at its host offset inside one guest SEC block (the controller's
+        // single `ranges` entry covers it).
+        let sec_offset = if handler.name() == "sec" {
+            let off = crate::sec::ring_offset(host_node.as_ref())
+                .ok_or_else(|| PassthroughError::SecNoOffset { dev: name.clone() })?;
+            if sec_block.is_none() {
+                sec_block = Some(
+                    window
+                        .alloc(crate::sec::SEC_BLOCK_SIZE, crate::sec::SEC_BLOCK_SIZE)
+                        .ok_or_else(|| PassthroughError::WindowFull { dev: name.clone() })?,
+                );
+            }
+            Some(off)
+        } else {
+            None
+        };
         let mut placement = Vec::new();
         let mut maps = Vec::new();
         for r in &dev.regions {
@@ -324,9 +370,12 @@ pub fn setup(
                 continue;
             }
             let mapped = r.mappable(page);
-            let gpa = window
-                .alloc(r.size, page)
-                .ok_or_else(|| PassthroughError::WindowFull { dev: name.clone() })?;
+            let gpa = match (sec_offset, sec_block, placement.is_empty()) {
+                (Some(off), Some(block), true) => block + u64::from(off),
+                _ => window
+                    .alloc(r.size, page)
+                    .ok_or_else(|| PassthroughError::WindowFull { dev: name.clone() })?,
+            };
             if mapped {
                 let m = MappedRegion::map(&dev.fd, r.offset, r.size, r.writable()).map_err(
                     |source| PassthroughError::Mmap {
@@ -445,29 +494,11 @@ pub fn setup(
                  --identity-map-ram, or make sure the guest driver never starts DMA."
             );
         }
-        let host_node = dev
-            .host
-            .of_node
-            .as_deref()
-            .map(HostNode::read)
-            .transpose()
-            .unwrap_or_else(|e| {
-                warn!("{name}: cannot read its host DT node: {e}");
-                None
-            });
         let regs: Vec<(u64, u64)> = placement.iter().map(|p| (p.1, p.2)).collect();
         let irqs: Vec<GuestIrq> = irq_map
             .iter()
             .map(|&(_, spi, level)| GuestIrq { spi, level })
             .collect();
-        let (handler, why) = match spec.handler.as_deref().and_then(handlers::by_name) {
-            Some(h) => (h, "chosen with handler=".to_string()),
-            None => handlers::select(host_node.as_ref()),
-        };
-        info!(
-            "{name}: guest node by the {} handler ({why})",
-            handler.name()
-        );
         let mut g = handler.generate(
             host_node.as_ref(),
             &NodeParams {
@@ -485,12 +516,40 @@ pub fn setup(
         if let Some(o) = &overlay {
             g.node.merge(o);
         }
+        let sec_ring = match (sec_offset, placement.first()) {
+            (Some(offset), Some(&(_, _, size, _))) => Some(crate::sec::JobRing {
+                node: g.node.clone(),
+                offset,
+                size,
+            }),
+            _ => None,
+        };
+        if let Some(r) = &sec_ring {
+            let parent = dev
+                .host
+                .of_node
+                .as_ref()
+                .and_then(|p| p.parent())
+                .map(Path::to_path_buf);
+            match &sec_parent {
+                Some(sp) if Some(sp) != parent.as_ref() => {
+                    return Err(PassthroughError::SecMixed { dev: name.clone() })
+                }
+                _ => sec_parent = parent,
+            }
+            info!(
+                "{name}: SEC job ring at offset {:#x} of its SEC block",
+                r.offset
+            );
+        }
+        pt.sec_block = sec_block;
         pt.devices.push(PassDevice {
             dev,
             counters,
             node: g.node,
             placement,
             irq_map,
+            sec_ring,
             _maps: maps,
             _irq_fds: irq_fds,
         });

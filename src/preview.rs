@@ -26,6 +26,8 @@ pub enum PreviewError {
     NoNode(String),
     #[error("{0}: the host node has no reg")]
     NoReg(String),
+    #[error("{0}")]
+    Sec(String),
     #[error("the passthrough window is full")]
     WindowFull,
     #[error("{0}")]
@@ -71,6 +73,8 @@ pub fn run(
     let mut generated: Vec<GuestNode> = Vec::new();
     let mut report = Vec::new();
     let mut amba = false;
+    let mut rings: Vec<crate::sec::JobRing> = Vec::new();
+    let mut sec_block: Option<u64> = None;
     for path in nodes {
         let n = tree
             .find_node(path)
@@ -80,15 +84,6 @@ pub fn run(
             .ok_or_else(|| PreviewError::NoReg(path.clone()))?
             .map(|r| r.size.unwrap_or(0) as u64)
             .collect();
-        let regs = sizes
-            .iter()
-            .map(|&s| {
-                window
-                    .alloc(s, 4096)
-                    .map(|a| (a, s))
-                    .ok_or(PreviewError::WindowFull)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let irqs: Vec<GuestIrq> = n
             .property("interrupts")
             .map(|p| {
@@ -120,6 +115,29 @@ pub fn run(
             Some(h) => (h, "chosen with --handler".to_string()),
             None => handlers::select(Some(&host)),
         };
+        // As platvmm places them: a SEC job ring at its offset in the guest SEC block.
+        let sec_offset = if h.name() == "sec" {
+            let off = crate::sec::ring_offset(Some(&host))
+                .ok_or_else(|| PreviewError::Sec(format!("{path}: no ring offset in its reg")))?;
+            if sec_block.is_none() {
+                sec_block = Some(
+                    window
+                        .alloc(crate::sec::SEC_BLOCK_SIZE, crate::sec::SEC_BLOCK_SIZE)
+                        .ok_or(PreviewError::WindowFull)?,
+                );
+            }
+            Some(off)
+        } else {
+            None
+        };
+        let mut regs = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let gpa = match (sec_offset, sec_block, i) {
+                (Some(off), Some(block), 0) => block + u64::from(off),
+                _ => window.alloc(size, 4096).ok_or(PreviewError::WindowFull)?,
+            };
+            regs.push((gpa, size));
+        }
         let g = h.generate(
             Some(&host),
             &NodeParams {
@@ -131,13 +149,33 @@ pub fn run(
                 amba_clock: AMBA_CLOCK_PHANDLE,
             },
         );
-        report.push(format!(
-            "{path}: {} handler ({why}) → /{}",
-            h.name(),
-            g.node.name
-        ));
-        report.extend(g.warnings.iter().map(|w| format!("  note: {w}")));
-        generated.push(g.node);
+        let notes: Vec<String> = g.warnings.iter().map(|w| format!("  note: {w}")).collect();
+        match sec_offset {
+            Some(offset) => {
+                report.push(format!(
+                    "{path}: {} handler ({why}) → /crypto@{:x}/jr@{offset:x}",
+                    h.name(),
+                    crate::sec::SEC_CTRL_BASE
+                ));
+                rings.push(crate::sec::JobRing {
+                    node: g.node,
+                    offset,
+                    size: regs.first().map_or(0, |r| r.1),
+                });
+            }
+            None => {
+                report.push(format!(
+                    "{path}: {} handler ({why}) → /{}",
+                    h.name(),
+                    g.node.name
+                ));
+                generated.push(g.node);
+            }
+        }
+        report.extend(notes);
+    }
+    if !rings.is_empty() {
+        generated.push(crate::sec::controller_node(&rings, sec_block));
     }
     let clock = FixedClock {
         name: "apb-pclk",
@@ -194,6 +232,70 @@ mod tests {
         w.end_node(soc).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    /// LS1046A's crypto block: two job rings under crypto@1700000 (1 address cell).
+    #[test]
+    fn job_rings_go_under_the_synthesized_controller() {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let c = w.begin_node("crypto@1700000").unwrap();
+        w.property_string_list(
+            "compatible",
+            vec!["fsl,sec-v5.4".into(), "fsl,sec-v4.0".into()],
+        )
+        .unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_array_u32("ranges", &[0, 0, 0x170_0000, 0x10_0000])
+            .unwrap();
+        for (name, off, irq) in [("jr@10000", 0x10000u32, 71u32), ("jr@20000", 0x20000, 72)] {
+            let j = w.begin_node(name).unwrap();
+            w.property_string_list(
+                "compatible",
+                vec![
+                    "fsl,sec-v5.4-job-ring".into(),
+                    "fsl,sec-v4.0-job-ring".into(),
+                ],
+            )
+            .unwrap();
+            w.property_array_u32("reg", &[off, 0x10000]).unwrap();
+            w.property_array_u32("interrupts", &[0, irq, 4]).unwrap();
+            w.end_node(j).unwrap();
+        }
+        w.end_node(c).unwrap();
+        w.end_node(root).unwrap();
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, w.finish().unwrap()).unwrap();
+        let nodes = [
+            "/crypto@1700000/jr@10000".to_string(),
+            "/crypto@1700000/jr@20000".into(),
+        ];
+        let report = run(&host, &nodes, None, None, &out).unwrap();
+        assert!(report[0].contains("sec handler"), "{report:?}");
+        assert!(
+            report[0].ends_with("/crypto@9100000/jr@10000"),
+            "{report:?}"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let ctrl = g.find_node("/crypto@9100000").unwrap();
+        assert_eq!(ctrl.children().count(), 2);
+        let jr2 = g.find_node("/crypto@9100000/jr@20000").unwrap();
+        assert_eq!(jr2.property("reg").unwrap().value, [0, 2, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            jr2.property("interrupts").unwrap().value,
+            [0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 4]
+        );
+        assert!(
+            g.find_node("/jr@40010000").is_none(),
+            "rings are not root nodes"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -24,20 +24,32 @@ pub const SEC_COMPATIBLE: [&str; 3] = ["fsl,sec-v5.4", "fsl,sec-v5.0", "fsl,sec-
 /// SEC era the page models.
 pub const SEC_ERA: u32 = 8;
 
+/// Size of the guest SEC block job rings are placed in (as on the host: rings at 0x10000,
+/// 0x20000... of a 1 MiB block), mapped by the controller's single `ranges` entry.
+pub const SEC_BLOCK_SIZE: u64 = 0x10_0000;
+
 /// A passed-through job ring as a child of the controller.
 #[derive(Debug, Clone)]
 pub struct JobRing {
-    /// The ring's node as the handler generated it (its `reg`/`interrupts` are rewritten here).
+    /// The ring's node as the handler generated it (its `reg` is rewritten here).
     pub node: GuestNode,
-    /// Offset of the ring in the host SEC block (its host `reg`), used as the child address.
+    /// Offset of the ring in the SEC block (its host `reg`), also its child address.
     pub offset: u32,
-    /// Guest address and size of the ring's page.
-    pub gpa: u64,
+    /// Size of the ring's page.
     pub size: u64,
 }
 
-/// The controller node with `rings` as children.
-pub fn controller_node(rings: &[JobRing]) -> GuestNode {
+/// A job ring's offset in its SEC block: the first cell of its host `reg` (the host
+/// controller gives its children one address cell).
+pub fn ring_offset(host: Option<&devices::vfio::hostdt::HostNode>) -> Option<u32> {
+    host.and_then(|h| h.prop("reg"))
+        .filter(|r| r.len() >= 4)
+        .map(|r| u32::from_be_bytes(r[..4].try_into().expect("4 bytes")))
+        .filter(|&o| u64::from(o) < SEC_BLOCK_SIZE)
+}
+
+/// The controller node with `rings` as children, in the guest SEC block at `block`.
+pub fn controller_node(rings: &[JobRing], block: Option<u64>) -> GuestNode {
     let mut n = GuestNode {
         name: format!("crypto@{SEC_CTRL_BASE:x}"),
         ..Default::default()
@@ -52,17 +64,16 @@ pub fn controller_node(rings: &[JobRing]) -> GuestNode {
             .collect(),
     );
     n.set("dma-coherent", Vec::new());
-    if rings.is_empty() {
+    let Some(block) = block.filter(|_| !rings.is_empty()) else {
         return n;
-    }
+    };
     n.set("#address-cells", cells_prop(&[1]));
     n.set("#size-cells", cells_prop(&[1]));
-    // One ranges entry per ring: child address (its host offset) → its guest page.
-    let ranges: Vec<u32> = rings
-        .iter()
-        .flat_map(|r| [r.offset, (r.gpa >> 32) as u32, r.gpa as u32, r.size as u32])
-        .collect();
-    n.set("ranges", cells_prop(&ranges));
+    // Child address 0 is the start of the guest SEC block, as on the host.
+    n.set(
+        "ranges",
+        cells_prop(&[0, (block >> 32) as u32, block as u32, SEC_BLOCK_SIZE as u32]),
+    );
     for r in rings {
         let mut c = r.node.clone();
         c.name = format!("jr@{:x}", r.offset);
@@ -78,7 +89,7 @@ mod tests {
 
     #[test]
     fn controller_alone() {
-        let n = controller_node(&[]);
+        let n = controller_node(&[], None);
         assert_eq!(n.name, "crypto@9100000");
         assert_eq!(
             n.prop("compatible").unwrap(),
@@ -90,7 +101,7 @@ mod tests {
 
     #[test]
     fn rings_become_children_through_ranges() {
-        let jr = |offset, gpa| JobRing {
+        let jr = |offset| JobRing {
             node: GuestNode {
                 name: "jr@40000000".into(),
                 props: vec![
@@ -103,22 +114,13 @@ mod tests {
                 children: vec![],
             },
             offset,
-            gpa,
             size: 0x10000,
         };
-        let n = controller_node(&[jr(0x10000, 0x4000_0000), jr(0x20000, 0x4001_0000)]);
+        let n = controller_node(&[jr(0x10000), jr(0x20000)], Some(0x4010_0000));
         assert_eq!(
             n.prop("ranges").unwrap(),
-            cells_prop(&[
-                0x10000,
-                0,
-                0x4000_0000,
-                0x10000,
-                0x20000,
-                0,
-                0x4001_0000,
-                0x10000
-            ])
+            cells_prop(&[0, 0, 0x4010_0000, 0x10_0000]),
+            "one ranges entry: the binding allows no more"
         );
         assert_eq!(n.children[1].name, "jr@20000");
         assert_eq!(

@@ -6,7 +6,9 @@
 //!   vendor compatible (the guest's ahci_qoriq applies the SoC errata fixes) with both `reg`
 //!   entries in VFIO order: the 4-byte `sata-ecc` register is a sub-page region, so platvmm
 //!   traps it and forwards exactly those 4 bytes. Xilinx `ceva,ahci-1v84` keeps its vendor
-//!   compatible and the `ceva,*` PHY parameters its driver requires. Any of them can be turned
+//!   compatible and the `ceva,*` PHY parameters its driver requires. Both bindings require a
+//!   `clocks` entry: it points at platvmm's fixed clock (the drivers only enable it; the host
+//!   keeps the real clock running while VFIO holds the device). Any of them can be turned
 //!   into a plain AHCI with `compatible=generic-ahci`.
 //! - [`Usb`]: `generic-xhci`/`-ehci`/`-ohci` as they are; `snps,dwc3` is host-only in a guest:
 //!   `dr_mode = "host"` is forced, the `snps,*` quirks (cells included) kept, PHY and role-switch
@@ -28,7 +30,7 @@ pub trait TypeHandler: Sync {
 }
 
 /// Every handler, most specific first; the generic one claims everything.
-pub static HANDLERS: &[&dyn TypeHandler] = &[&Sata, &Usb, &Generic];
+pub static HANDLERS: &[&dyn TypeHandler] = &[&Sata, &Usb, &SecJobRing, &Generic];
 
 /// The handler named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn TypeHandler> {
@@ -90,7 +92,10 @@ impl TypeHandler for Sata {
             .prop("compatible")
             .map(super::hostdt::string_list)
             .unwrap_or_default();
-        if guest_compat.iter().any(|c| c == "ceva,ahci-1v84") {
+        if guest_compat
+            .iter()
+            .any(|c| c == "ceva,ahci-1v84" || is_layerscape_ahci(c))
+        {
             // Its binding requires a clock; the driver only enables it. platvmm's fixed clock
             // stands in (the host keeps the real one running while VFIO holds the device).
             g.node.set("clocks", node::cells_prop(&[p.amba_clock]));
@@ -147,6 +152,17 @@ impl TypeHandler for Usb {
         if generic {
             // A DWC3 (or its host node) presented as a plain xHCI: its binding has none of the
             // DWC3 properties; the one meaning something to xhci-plat is translated.
+            // The generic bindings take one interrupt: the host one, first after the filter.
+            if let Some(irqs) = g.node.prop("interrupts").map(<[u8]>::to_vec) {
+                if irqs.len() > 12 {
+                    g.node.set("interrupts", irqs[..12].to_vec());
+                    g.warnings.push(format!(
+                        "{}: a generic USB host controller has one interrupt: kept the first of {}",
+                        p.dev_name,
+                        irqs.len() / 12
+                    ));
+                }
+            }
             if g.node.remove("snps,usb3_lpm_capable") {
                 g.node.set("usb3-lpm-capable", Vec::new());
             }
@@ -225,6 +241,34 @@ fn host_interrupts_only(g: &mut Generated, dev: &str) {
         "{dev}: dropped interrupt(s) {} (host-only guest)",
         dropped.join(", ")
     ));
+}
+
+/// NXP SEC (CAAM) job rings. The ring's own node is a copy (compatible, interrupts); the VMM
+/// puts it under a synthesized controller node whose register page it emulates, with the
+/// ring's host offset in the SEC block as its child address (see platvmm's `sec` module).
+pub struct SecJobRing;
+
+/// Whether `c` is a SEC job-ring compatible (`fsl,sec-vX.Y-job-ring`).
+pub fn is_sec_job_ring(c: &str) -> bool {
+    c.starts_with("fsl,sec-v") && c.ends_with("-job-ring")
+}
+
+impl TypeHandler for SecJobRing {
+    fn name(&self) -> &'static str {
+        "sec"
+    }
+    fn claims(&self, compat: &[String]) -> Option<String> {
+        first_match(compat, is_sec_job_ring).map(|c| {
+            format!(
+                "compatible \"{c}\" is a SEC job ring: it goes under a synthesized SEC controller"
+            )
+        })
+    }
+    fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
+        let mut g = node::generate(host, p);
+        rename(&mut g, "jr");
+        g
+    }
 }
 
 /// The fallback: a copy of the host node under the property policy.
@@ -309,7 +353,15 @@ mod tests {
         assert_eq!(h.name(), "generic");
         assert!(why.contains("arm,pl031, arm,primecell"), "{why}");
         assert_eq!(select(None).0.name(), "generic");
-        assert_eq!(names(), ["sata", "usb", "generic"]);
+        assert_eq!(names(), ["sata", "usb", "sec", "generic"]);
+        let jr = host(
+            "jr@10000",
+            &[(
+                "compatible",
+                b"fsl,sec-v5.4-job-ring\0fsl,sec-v5.0-job-ring\0fsl,sec-v4.0-job-ring\0",
+            )],
+        );
+        assert_eq!(select(Some(&jr)).0.name(), "sec");
         assert!(by_name("usb").is_some() && by_name("nope").is_none());
     }
 
@@ -339,8 +391,16 @@ mod tests {
         );
         assert_eq!(g.node.prop("reg-names").unwrap(), b"ahci\0sata-ecc\0");
         assert_eq!(g.node.prop("dma-coherent").unwrap(), b"");
-        assert!(g.node.prop("clocks").is_none() && g.node.prop("status").is_none());
-        assert!(g.warnings.iter().any(|w| w.contains("'clocks'")));
+        assert_eq!(
+            g.node.prop("clocks").unwrap(),
+            cells_prop(&[2]),
+            "platvmm's fixed clock"
+        );
+        assert!(g.node.prop("status").is_none());
+        assert!(
+            g.warnings.iter().any(|w| w.contains("'clocks'")),
+            "the host's clock is dropped"
+        );
 
         let fallback = vec!["generic-ahci".to_string()];
         let mut p = params(&regs[..1], LEVEL);
