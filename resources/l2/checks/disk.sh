@@ -5,6 +5,8 @@
 #   platvmm.disk_dev=NAME     block device (default vda)
 #   platvmm.disk_md5=MD5      md5 of the whole disk, computed by the host
 #   platvmm.dma_token=TOKEN   written as "platvmm-dma:TOKEN" at 16 MiB (the host checks it)
+#   platvmm.disk_mib=N        hash and read only the first N MiB (real disks: ci/hw-test.sh)
+#   platvmm.disk_write=0      read-only: no token is written (real disks)
 # Reports the sequential read rate and the disk's interrupts per MiB.
 # Sourced by /init, which provides arg, expect, detail and fail.
 want_md5=$(arg platvmm.disk_md5)
@@ -28,12 +30,16 @@ while [ ! -b "/dev/$dev" ] && [ $i -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
 [ -b "/dev/$dev" ] || { fail "no /dev/$dev: the disk driver did not probe ($modules)"; return 0; }
 detail "dev=$dev"
 size_mib=$(( $(cat "/sys/block/$dev/size") / 2048 ))
+limit=$(arg platvmm.disk_mib)
+[ -n "$limit" ] && [ "$limit" -lt "$size_mib" ] && size_mib=$limit
 detail "disk=${size_mib}MiB"
+# The first size_mib MiB of the disk.
+head_of_disk() { dd if="/dev/$dev" bs=1M count="$size_mib" status=none; }
 
 echo 3 >/proc/sys/vm/drop_caches
 i0=$(dev_irqs)
 t0=$(cut -d' ' -f1 /proc/uptime)
-got_md5=$(md5sum "/dev/$dev" | cut -d' ' -f1)
+got_md5=$(head_of_disk | md5sum | cut -d' ' -f1)
 t1=$(cut -d' ' -f1 /proc/uptime)
 i1=$(dev_irqs)
 detail "md5_ok=$([ "$got_md5" = "$want_md5" ] && echo yes || echo no)"
@@ -44,10 +50,11 @@ detail "$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" -v n=$((i1 - i0)) \
 echo 3 >/proc/sys/vm/drop_caches
 echo 3 >/proc/sys/vm/drop_caches
 t0=$(cut -d' ' -f1 /proc/uptime)
-dd if="/dev/$dev" of=/dev/null bs=1M status=none
+head_of_disk >/dev/null
 t1=$(cut -d' ' -f1 /proc/uptime)
 detail "$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" 'BEGIN { printf "dd_read_MBps=%.1f", s * 1.048576 / (b - a) }')"
 
+[ "$(arg platvmm.disk_write)" = 0 ] && return 0
 printf 'platvmm-dma:%s' "$token" | dd of="/dev/$dev" bs=1M seek=16 conv=notrunc,fsync status=none ||
     fail "writing the token failed"
 echo 3 >/proc/sys/vm/drop_caches
