@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034 # sourced by ci/board.sh
-# A 32 MiB random disk behind L1's top virtio-mmio transport, hugepages for identity-mapped
+# A 128 MiB random disk behind L1's top virtio-mmio transport, hugepages for identity-mapped
 # L2 RAM, and the expectations L2 checks (md5 of the disk, a token it writes at 16 MiB).
-dd if=/dev/urandom of="$RUN_DIR/disk.img" bs=1M count=32 status=none
+dd if=/dev/urandom of="$RUN_DIR/disk.img" bs=1M count=128 status=none
 DMA_MD5=$(md5sum "$RUN_DIR/disk.img" | cut -d' ' -f1)
 DMA_TOKEN=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 L1_APPEND+=(hugepagesz=32M hugepages=8 "platvmm.disk_md5=$DMA_MD5" "platvmm.dma_token=$DMA_TOKEN")

@@ -1,9 +1,9 @@
 # shellcheck shell=bash disable=SC2034 # sourced by ci/board.sh
-# The emulated ZCU102: its sysbus AHCI controller with a 32 MiB random disk on port 0,
+# The emulated ZCU102: its sysbus AHCI controller with a 128 MiB random disk on port 0,
 # hugepages for identity-mapped L2 RAM, and what L2 must find (the disk's md5, a token it
 # writes at 16 MiB). host_after checks the token landed in the image.
 use_board zcu102
-dd if=/dev/urandom of="$RUN_DIR/sata.img" bs=1M count=32 status=none
+dd if=/dev/urandom of="$RUN_DIR/sata.img" bs=1M count=128 status=none
 DISK_MD5=$(md5sum "$RUN_DIR/sata.img" | cut -d' ' -f1)
 DISK_TOKEN=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 L1_APPEND+=(hugepagesz=32M hugepages=8 "platvmm.disk_md5=$DISK_MD5" "platvmm.dma_token=$DISK_TOKEN")

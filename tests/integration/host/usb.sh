@@ -1,8 +1,8 @@
 # shellcheck shell=bash disable=SC2034 # sourced by ci/board.sh
-# The emulated Versal: its xHCI (the dwc3 block) with a 32 MiB random usb-storage disk,
+# The emulated Versal: its xHCI (the dwc3 block) with a 128 MiB random usb-storage disk,
 # hugepages for identity-mapped L2 RAM, and what L2 must find (md5, a token at 16 MiB).
 use_board versal
-dd if=/dev/urandom of="$RUN_DIR/usb.img" bs=1M count=32 status=none
+dd if=/dev/urandom of="$RUN_DIR/usb.img" bs=1M count=128 status=none
 DISK_MD5=$(md5sum "$RUN_DIR/usb.img" | cut -d' ' -f1)
 DISK_TOKEN=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 L1_APPEND+=(hugepagesz=32M hugepages=8 "platvmm.disk_md5=$DISK_MD5" "platvmm.dma_token=$DISK_TOKEN")
