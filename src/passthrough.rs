@@ -479,12 +479,7 @@ pub fn setup(
             irq_map.push((irq.index, spi, irq.level()));
         }
 
-        let dma_hint = dev
-            .host
-            .of_node
-            .as_deref()
-            .and_then(|p| HostNode::read(p).ok())
-            .and_then(|h| looks_dma_capable(&h));
+        let dma_hint = host_node.as_ref().and_then(looks_dma_capable);
         if let (Some(why), Some(IommuMode::NoIommu), false) =
             (&dma_hint, pt.iommu_mode(), identity_ram)
         {

@@ -20,15 +20,7 @@ echo "dma: the disk is behind $DEV"
 
 # Baseline: L1 reads the whole disk with its own virtio-blk, the way L2 will (dd, 1 MiB
 # blocks, cold cache), and checks its md5.
-size_mib=$(( $(cat /sys/block/vda/size) / 2048 ))
-echo 3 >/proc/sys/vm/drop_caches
-t0=$(now)
-dd if=/dev/vda of=/dev/null bs=1M status=none
-t1=$(now)
-l1_rate=$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", s * 1.048576 / (b - a) }')
-timing "L1 native: dd read of ${size_mib} MiB at ${l1_rate} MB/s"
-l1_md5=$(md5sum /dev/vda | cut -d' ' -f1)
-[ "$l1_md5" = "$md5" ] || { reason "L1 itself reads md5 $l1_md5, host says $md5"; exit 1; }
+l1_disk_baseline vda "$md5" || exit 1
 
 vfio_bind platform "$DEV" vfio-platform || { reason "cannot bind $DEV to vfio-platform"; exit 1; }
 RUST_LOG=info run_l2 dma --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
@@ -38,9 +30,7 @@ grep 'identity-mapped RAM' "$L2_LOG" | sed 's/^.*INFO \] /dma: /'
 if ! l2_passed; then
     status=1
 else
-    result=$(l2_result)
-    l2_rate=$(echo "$result" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
-    timing "L2 passthrough: dd read at ${l2_rate} MB/s = $(awk -v a="$l2_rate" -v b="$l1_rate" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$result" | grep -o 'irqs_per_MiB=[0-9.]*')"
+    l2_disk_report
 fi
 grep -q "$DEV: region 0 (0x200 bytes, read,write) at guest 0x[0-9a-f]*, trapped" "$L2_LOG" ||
     { reason "the virtio-mmio region was not trapped"; status=1; }

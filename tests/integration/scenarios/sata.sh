@@ -12,17 +12,7 @@ token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 
 # Baseline: L1's own driver, the way L2 will read (dd, 1 MiB blocks, cold cache).
 if ! modprobe ahci_platform || ! modprobe sd_mod; then reason "L1 cannot load ahci_platform"; exit 1; fi
-i=0
-while [ ! -b /dev/sda ] && [ $i -lt 120 ]; do sleep 0.25; i=$((i + 1)); done
-[ -b /dev/sda ] || { reason "L1's ahci_platform found no disk"; exit 1; }
-size_mib=$(( $(cat /sys/block/sda/size) / 2048 ))
-echo 3 >/proc/sys/vm/drop_caches
-t0=$(now)
-dd if=/dev/sda of=/dev/null bs=1M status=none
-t1=$(now)
-l1_rate=$(awk -v s="$size_mib" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", s * 1.048576 / (b - a) }')
-timing "L1 native: dd read of ${size_mib} MiB at ${l1_rate} MB/s"
-[ "$(md5sum /dev/sda | cut -d' ' -f1)" = "$md5" ] || { reason "L1 itself reads a different md5"; exit 1; }
+l1_disk_baseline sda "$md5" || exit 1
 
 vfio_bind platform $DEV vfio-platform || { reason "cannot bind $DEV to vfio-platform"; exit 1; }
 RUST_LOG=info run_l2 sata --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
@@ -32,9 +22,7 @@ grep -E 'identity-mapped RAM|vGIC' "$L2_LOG" | sed 's/^.*INFO \] /sata: /'
 if ! l2_passed; then
     status=1
 else
-    result=$(l2_result)
-    l2_rate=$(echo "$result" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
-    timing "L2 passthrough: dd read at ${l2_rate} MB/s = $(awk -v a="$l2_rate" -v b="$l1_rate" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$result" | grep -o 'irqs_per_MiB=[0-9.]*')"
+    l2_disk_report
 fi
 grep -q "$DEV: guest node by the sata handler (compatible \"generic-ahci\" is an AHCI SATA controller)" "$L2_LOG" ||
     { reason "the sata handler did not generate the node"; status=1; }

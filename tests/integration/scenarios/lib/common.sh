@@ -78,6 +78,30 @@ l2_passed() {
     reason "${_r:-no L2-RESULT line from the guest}"; return 1
 }
 
+# l1_disk_baseline BLOCKDEV MD5: L1's own driver reads the whole disk the way L2 will (dd,
+# 1 MiB blocks, cold cache): sets L1_RATE (MB/s) and reports it; fails (returns 1) if the disk
+# is missing or its md5 is not the host's.
+l1_disk_baseline() {
+    _i=0
+    while [ ! -b "/dev/$1" ] && [ $_i -lt 160 ]; do sleep 0.25; _i=$((_i + 1)); done
+    [ -b "/dev/$1" ] || { reason "L1's own driver found no disk /dev/$1"; return 1; }
+    _mib=$(( $(cat "/sys/block/$1/size") / 2048 ))
+    echo 3 >/proc/sys/vm/drop_caches
+    _t0=$(now)
+    dd if="/dev/$1" of=/dev/null bs=1M status=none
+    _t1=$(now)
+    L1_RATE=$(awk -v s="$_mib" -v a="$_t0" -v b="$_t1" 'BEGIN { printf "%.1f", s * 1.048576 / (b - a) }')
+    timing "L1 native: dd read of ${_mib} MiB at ${L1_RATE} MB/s"
+    [ "$(md5sum "/dev/$1" | cut -d' ' -f1)" = "$2" ] || { reason "L1 itself reads a different md5"; return 1; }
+}
+
+# l2_disk_report: the last run_l2's read rate (disk check) against L1_RATE.
+l2_disk_report() {
+    _r=$(l2_result)
+    _rate=$(echo "$_r" | sed -n 's/.*dd_read_MBps=\([0-9.]*\).*/\1/p')
+    timing "L2 passthrough: dd read at ${_rate} MB/s = $(awk -v a="$_rate" -v b="$L1_RATE" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$_r" | grep -o 'irqs_per_MiB=[0-9.]*')"
+}
+
 # "TIMING" lines are collected by ci/board.sh into its summary.
 timing() { echo "TIMING $SCENARIO $*"; }
 
