@@ -87,11 +87,7 @@ impl TypeHandler for Sata {
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
         rename(&mut g, "sata");
-        let guest_compat = g
-            .node
-            .prop("compatible")
-            .map(super::hostdt::string_list)
-            .unwrap_or_default();
+        let guest_compat = g.node.strings("compatible");
         if guest_compat
             .iter()
             .any(|c| c == "ceva,ahci-1v84" || is_layerscape_ahci(c))
@@ -140,11 +136,7 @@ impl TypeHandler for Usb {
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("snps,"));
         rename(&mut g, "usb");
-        let compat = g
-            .node
-            .prop("compatible")
-            .map(super::hostdt::string_list)
-            .unwrap_or_default();
+        let compat = g.node.strings("compatible");
         let generic = compat.iter().any(|c| USB_GENERIC.contains(&c.as_str()));
         if compat.iter().any(|c| c == "snps,dwc3") || generic {
             host_interrupts_only(&mut g, p.dev_name);
@@ -299,26 +291,10 @@ mod tests {
     use crate::vfio::device::DeviceKind;
     use crate::vfio::node::{cells_prop, GuestIrq};
 
-    fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
-        HostNode {
-            name: name.into(),
-            props: props
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_vec()))
-                .collect(),
-            children: vec![],
-        }
-    }
+    use crate::vfio::node::test_support::host;
 
     fn params<'a>(regs: &'a [(u64, u64)], irqs: &'a [GuestIrq]) -> NodeParams<'a> {
-        NodeParams {
-            dev_name: "dev",
-            kind: DeviceKind::Platform,
-            regs,
-            irqs,
-            compatible: None,
-            amba_clock: 2,
-        }
+        crate::vfio::node::test_support::params(DeviceKind::Platform, regs, irqs)
     }
 
     const LEVEL: &[GuestIrq] = &[GuestIrq {

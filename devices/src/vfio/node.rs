@@ -122,6 +122,13 @@ impl GuestNode {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// A string-list property (empty if absent).
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        self.prop(name)
+            .map(super::hostdt::string_list)
+            .unwrap_or_default()
+    }
+
     /// Sets (replacing) a property.
     pub fn set(&mut self, name: &str, value: Vec<u8>) {
         match self.props.iter_mut().find(|(n, _)| n == name) {
@@ -265,10 +272,7 @@ pub fn generate_with(
     if p.kind == DeviceKind::Amba {
         node.set("clocks", cells_prop(&[p.amba_clock]));
         node.set("clock-names", strings_prop(&["apb_pclk"]));
-        let mut compat = node
-            .prop("compatible")
-            .map(super::hostdt::string_list)
-            .unwrap_or_default();
+        let mut compat = node.strings("compatible");
         if !compat.iter().any(|c| c == "arm,primecell") {
             compat.push("arm,primecell".into());
             node.set("compatible", strings_prop(&compat));
@@ -343,11 +347,13 @@ fn copy_child(
     node
 }
 
+/// Builders shared by the node and handler unit tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
 
-    fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
+    /// A host node with `props` and no children.
+    pub fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
         HostNode {
             name: name.into(),
             props: props
@@ -358,7 +364,8 @@ mod tests {
         }
     }
 
-    fn params<'a>(
+    /// Parameters of a device called "dev" with the fixed clock at phandle 2.
+    pub fn params<'a>(
         kind: DeviceKind,
         regs: &'a [(u64, u64)],
         irqs: &'a [GuestIrq],
@@ -372,6 +379,12 @@ mod tests {
             amba_clock: 2,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{host, params};
+    use super::*;
 
     #[test]
     fn pl031_amba_node() {

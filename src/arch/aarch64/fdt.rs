@@ -290,6 +290,19 @@ mod tests {
             .value
     }
 
+    /// One GICv3 vCPU, no command line or initramfs: the tree around device/memory nodes.
+    fn one_cpu(memory: &[(u64, u64)], devices: &[&dyn DeviceNode]) -> Vec<u8> {
+        create_fdt(&FdtConfig {
+            mpidrs: &[0],
+            gic: GicVersion::V3,
+            memory,
+            cmdline: "",
+            initrd: None,
+            devices,
+        })
+        .unwrap()
+    }
+
     fn build(gic: GicVersion, ncpu: u64, initrd: Option<(u64, u64)>) -> Vec<u8> {
         let mpidrs: Vec<u64> = (0..ncpu).map(|i| 0x8000_0000 | i).collect();
         create_fdt(&FdtConfig {
@@ -327,15 +340,7 @@ mod tests {
     #[test]
     fn identity_memory_has_every_run() {
         let runs = [(0x4a00_0000, 64 * MIB), (0x9000_0000, 32 * MIB)];
-        let blob = create_fdt(&FdtConfig {
-            mpidrs: &[0],
-            gic: GicVersion::V3,
-            memory: &runs,
-            cmdline: "",
-            initrd: None,
-            devices: &[],
-        })
-        .unwrap();
+        let blob = one_cpu(&runs, &[]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert_eq!(
             u64s(prop(&fdt, "/memory@4a000000", "reg")),
@@ -462,15 +467,7 @@ mod tests {
             phandle: 2,
             hz: 24_000_000,
         };
-        let blob = create_fdt(&FdtConfig {
-            mpidrs: &[0],
-            gic: GicVersion::V3,
-            memory: &[(RAM_BASE, 64 * MIB)],
-            cmdline: "",
-            initrd: None,
-            devices: &[&clk, &RawNode(&node)],
-        })
-        .unwrap();
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&clk, &RawNode(&node)]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let dev = fdt.find_node("/pl031@40000000").unwrap();
         let clk_ph = cells(dev.property("clocks").unwrap().value)[0];
@@ -496,15 +493,7 @@ mod tests {
             ],
             children: vec![],
         };
-        let blob = create_fdt(&FdtConfig {
-            mpidrs: &[0],
-            gic: GicVersion::V3,
-            memory: &[(RAM_BASE, 64 * MIB)],
-            cmdline: "",
-            initrd: None,
-            devices: &[&RawNode(&node)],
-        })
-        .unwrap();
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&RawNode(&node)]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let n = fdt.find_node("/usb@40000000").unwrap();
         assert!(n.property("compatible").is_some());
@@ -513,15 +502,7 @@ mod tests {
 
     #[test]
     fn device_nodes_are_appended() {
-        let blob = create_fdt(&FdtConfig {
-            mpidrs: &[0],
-            gic: GicVersion::V3,
-            memory: &[(RAM_BASE, 64 * MIB)],
-            cmdline: "",
-            initrd: None,
-            devices: &[&Extra],
-        })
-        .unwrap();
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&Extra]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert!(fdt.find_compatible(&["test,extra"]).is_some());
     }
