@@ -181,36 +181,94 @@ pub fn pick_window(runs: &[Run], size: u64) -> Result<u64, IdentityError> {
     Err(IdentityError::NoWindow)
 }
 
-/// Host physical address of each `page`-sized page of the mapping at `addr`.
-fn physical_pages(addr: u64, len: u64, page: u64) -> Result<Vec<(u64, u64)>, IdentityError> {
-    let pm = File::open("/proc/self/pagemap").map_err(|e| IdentityError::Pagemap(e.to_string()))?;
+/// Present bit of a pagemap entry.
+const PM_PRESENT: u64 = 1 << 63;
+/// Page frame number bits (0-54) of a pagemap entry.
+const PM_PFN_MASK: u64 = (1 << 55) - 1;
+
+/// The host's base page size (`sysconf(_SC_PAGESIZE)`), 4096 if it cannot be read. pagemap
+/// has one entry per base page; hugepages are a multiple of it.
+fn host_base_page() -> u64 {
+    // SAFETY: sysconf only reads a system constant; it has no memory-safety preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as u64
+    } else {
+        4096
+    }
+}
+
+/// Byte offset in /proc/self/pagemap of the 8-byte entry for the base page holding `va`.
+fn pagemap_offset(va: u64, base_page: u64) -> u64 {
+    (va / base_page) * 8
+}
+
+/// Host physical address of `va` given the pagemap `entry` of its base page: the PFN (in
+/// base-page units) times `base_page`, plus `va`'s offset within the base page. `None` if
+/// the page is not present or the PFN is hidden (reads as 0 without CAP_SYS_ADMIN).
+fn entry_to_phys(entry: u64, base_page: u64, va: u64) -> Option<u64> {
+    let pfn = entry & PM_PFN_MASK;
+    if entry & PM_PRESENT == 0 || pfn == 0 {
+        return None;
+    }
+    pfn.checked_mul(base_page)?.checked_add(va % base_page)
+}
+
+/// Host physical address of each `page`-sized page of the mapping at `addr`, with
+/// `read_entry` returning the pagemap entry at a byte offset of the file and `base_page` the
+/// host's base page size.
+fn physical_pages_with(
+    mut read_entry: impl FnMut(u64) -> std::io::Result<u64>,
+    addr: u64,
+    len: u64,
+    page: u64,
+    base_page: u64,
+) -> Result<Vec<(u64, u64)>, IdentityError> {
+    debug_assert!(page >= base_page && base_page > 0);
     let mut v = Vec::new();
     let mut off = 0;
     while off < len {
         let va = addr + off;
-        let mut e = [0u8; 8];
-        pm.read_exact_at(&mut e, (va / 4096) * 8)
+        let entry = read_entry(pagemap_offset(va, base_page))
             .map_err(|e| IdentityError::Pagemap(e.to_string()))?;
-        let entry = u64::from_le_bytes(e);
-        let pfn = entry & ((1 << 55) - 1);
-        if entry >> 63 == 0 || pfn == 0 {
-            return Err(IdentityError::Pagemap(
-                "page frame numbers are hidden".into(),
-            ));
-        }
-        v.push((pfn * 4096, va));
+        let pa = entry_to_phys(entry, base_page, va)
+            .ok_or_else(|| IdentityError::Pagemap("page frame numbers are hidden".into()))?;
+        v.push((pa, va));
         off += page;
     }
     Ok(v)
 }
 
-/// Hugetlb memory that stays mapped for the life of the process.
+/// Host physical address of each `page`-sized page of the mapping at `addr`, from
+/// /proc/self/pagemap.
+fn physical_pages(addr: u64, len: u64, page: u64) -> Result<Vec<(u64, u64)>, IdentityError> {
+    let pm = File::open("/proc/self/pagemap").map_err(|e| IdentityError::Pagemap(e.to_string()))?;
+    let read_entry = |offset: u64| {
+        let mut e = [0u8; 8];
+        pm.read_exact_at(&mut e, offset)?;
+        Ok(u64::from_le_bytes(e))
+    };
+    physical_pages_with(read_entry, addr, len, page, host_base_page())
+}
+
+/// Hugetlb memory, unmapped when dropped (the device manager drops it last, after every vCPU
+/// thread has been joined).
 pub struct IdentityRam {
     /// Contiguous in both address spaces: one memslot each.
     pub runs: Vec<Run>,
     /// Physically contiguous guest RAM ranges.
     pub ranges: Vec<(u64, u64)>,
     pub page_size: u64,
+    /// The mapping: host address and length.
+    mapping: (u64, u64),
+}
+
+impl Drop for IdentityRam {
+    fn drop(&mut self) {
+        // SAFETY: `mapping` is the hugetlb mapping `allocate` made; nothing uses it any more
+        // (its owner drops it after the vCPUs are joined and the guest memory is gone).
+        unsafe { libc::munmap(self.mapping.0 as *mut libc::c_void, self.mapping.1 as usize) };
+    }
 }
 
 /// Allocates `size` bytes of hugepages and returns their runs.
@@ -218,7 +276,7 @@ pub fn allocate(size: u64) -> Result<IdentityRam, IdentityError> {
     let pool = choose_pool(&pools(Path::new("/sys/kernel/mm/hugepages")), size)?;
     let shift = pool.page_size.trailing_zeros() as i32;
     // SAFETY: a fresh anonymous mapping; MAP_POPULATE faults every page in so pagemap can
-    // report it. It is never unmapped: guest RAM lives as long as platvmm.
+    // report it. The returned IdentityRam owns it and unmaps it when dropped.
     let ptr = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -240,14 +298,18 @@ pub fn allocate(size: u64) -> Result<IdentityRam, IdentityError> {
             source: std::io::Error::last_os_error(),
         });
     }
-    let pages = physical_pages(ptr as u64, size, pool.page_size)?;
-    let runs = merge_runs(pages, pool.page_size);
-    check_runs(&runs)?;
-    Ok(IdentityRam {
-        ranges: merge_ranges(&runs),
-        runs,
+    // Owned from here on: an error below unmaps it.
+    let mut id = IdentityRam {
+        runs: Vec::new(),
+        ranges: Vec::new(),
         page_size: pool.page_size,
-    })
+        mapping: (ptr as u64, size),
+    };
+    let pages = physical_pages(ptr as u64, size, pool.page_size)?;
+    id.runs = merge_runs(pages, pool.page_size);
+    check_runs(&id.runs)?;
+    id.ranges = merge_ranges(&id.runs);
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -335,5 +397,130 @@ mod tests {
             check_runs(&low),
             Err(IdentityError::DeviceAreaOverlap { .. })
         ));
+    }
+
+    const PAGE: u64 = 32 * MIB;
+    const VA: u64 = 0x7f00_0000_0000; // 32 MiB aligned
+
+    #[test]
+    fn pagemap_offset_per_base_page() {
+        // 4 KiB: entry index va >> 12; 64 KiB: va >> 16; 8 bytes each.
+        assert_eq!(pagemap_offset(VA, 4096), (VA >> 12) * 8);
+        assert_eq!(pagemap_offset(VA, 4096), 0x3f_8000_0000);
+        assert_eq!(pagemap_offset(VA, 64 * 1024), 0x3_f800_0000);
+        assert_eq!(pagemap_offset(VA + 4095, 4096), pagemap_offset(VA, 4096));
+        assert_eq!(
+            pagemap_offset(VA + 4096, 4096),
+            pagemap_offset(VA, 4096) + 8
+        );
+        assert_eq!(
+            pagemap_offset(VA + 4096, 64 * 1024),
+            pagemap_offset(VA, 64 * 1024),
+            "same 64 KiB base page"
+        );
+    }
+
+    #[test]
+    fn entry_to_phys_uses_base_page_units() {
+        let entry = PM_PRESENT | 0x12345;
+        assert_eq!(entry_to_phys(entry, 4096, VA), Some(0x1234_5000));
+        assert_eq!(entry_to_phys(entry, 64 * 1024, VA), Some(0x1_2345_0000));
+        // Flag bits 55-62 (soft-dirty, exclusive, file/shared) are not part of the PFN.
+        assert_eq!(
+            entry_to_phys(entry | 0x7f << 55, 64 * 1024, VA),
+            Some(0x1_2345_0000)
+        );
+        // The offset of va within its base page is kept.
+        assert_eq!(entry_to_phys(entry, 4096, VA + 0x123), Some(0x1234_5123));
+        assert_eq!(
+            entry_to_phys(entry, 64 * 1024, VA + 0x1234),
+            Some(0x1_2345_1234)
+        );
+    }
+
+    #[test]
+    fn entry_to_phys_rejects_hidden_pfns() {
+        for base in [4096, 64 * 1024] {
+            assert_eq!(entry_to_phys(0x12345, base, VA), None, "not present");
+            assert_eq!(entry_to_phys(PM_PRESENT, base, VA), None, "PFN 0");
+            assert_eq!(entry_to_phys(0, base, VA), None);
+        }
+    }
+
+    /// Walks two hugepages with a fake pagemap whose entries are present with PFN
+    /// `pfn_of(offset)`; returns the pages and the offsets read.
+    fn walk(base: u64, pfn_of: impl Fn(u64) -> u64) -> (Vec<(u64, u64)>, Vec<u64>) {
+        let mut asked = Vec::new();
+        let r = physical_pages_with(
+            |off| {
+                asked.push(off);
+                Ok(PM_PRESENT | pfn_of(off))
+            },
+            VA,
+            2 * PAGE,
+            PAGE,
+            base,
+        )
+        .unwrap();
+        (r, asked)
+    }
+
+    #[test]
+    fn walk_two_hugepages_4k_base() {
+        let base = 4096;
+        let off0 = pagemap_offset(VA, base);
+        // Second hugepage is physically below the first.
+        let (r, asked) = walk(base, |off| if off == off0 { 0x8_2000 } else { 0x8_0000 });
+        assert_eq!(asked, vec![off0, off0 + (PAGE / base) * 8]);
+        assert_eq!(r, vec![(0x8200_0000, VA), (0x8000_0000, VA + PAGE)]);
+    }
+
+    #[test]
+    fn walk_two_hugepages_64k_base() {
+        let base = 64 * 1024;
+        let off0 = pagemap_offset(VA, base);
+        let (r, asked) = walk(base, |off| if off == off0 { 0x8000 } else { 0x8200 });
+        assert_eq!(asked, vec![off0, off0 + (PAGE / base) * 8]);
+        assert_eq!(asked[1] - asked[0], 512 * 8, "512 base pages per 32 MiB");
+        assert_eq!(r, vec![(0x8000_0000, VA), (0x8200_0000, VA + PAGE)]);
+    }
+
+    #[test]
+    fn walk_reports_hidden_pfns_and_read_errors() {
+        for base in [4096, 64 * 1024] {
+            for entry in [0x8000, PM_PRESENT] {
+                let mut n = 0;
+                let e = physical_pages_with(
+                    |_| {
+                        n += 1;
+                        Ok(if n == 1 { PM_PRESENT | 0x8000 } else { entry })
+                    },
+                    VA,
+                    2 * PAGE,
+                    PAGE,
+                    base,
+                )
+                .unwrap_err();
+                assert!(matches!(e, IdentityError::Pagemap(_)));
+                let msg = e.to_string();
+                assert!(msg.contains("page frame numbers are hidden"), "{msg}");
+                assert!(msg.contains("needs root"), "{msg}");
+            }
+            let e = physical_pages_with(
+                |_| Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied)),
+                VA,
+                PAGE,
+                PAGE,
+                base,
+            )
+            .unwrap_err();
+            assert!(matches!(e, IdentityError::Pagemap(_)), "{e}");
+        }
+    }
+
+    #[test]
+    fn host_base_page_is_a_power_of_two() {
+        let b = host_base_page();
+        assert!(b >= 4096 && b.is_power_of_two(), "{b}");
     }
 }

@@ -4,15 +4,15 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use devices::vfio::container::{Container, Group};
 use devices::vfio::device::VfioPlatformDevice;
-use devices::vfio::handlers;
 use devices::vfio::hostdt::{is_string_list, string_list, HostNode};
-use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
-use devices::vfio::sysfs::HostDevice;
+use devices::vfio::node::GuestNode;
 
 use crate::arch::aarch64::layout;
-use crate::passthrough::{page_size, PassthroughError, WindowAllocator, AMBA_CLOCK_PHANDLE};
+use crate::cli::VfioSpec;
+use crate::passthrough::plan::{Access, DevicePlan, PlanError, Planner, Trigger};
+use crate::passthrough::{self, PassthroughError, ProbedDevice};
+use crate::resources::{page_size, Resources};
 
 /// Renders a property value the way dtc would print it.
 pub fn dts_value(v: &[u8]) -> String {
@@ -60,37 +60,65 @@ fn host_to_guest(h: &HostNode) -> GuestNode {
     }
 }
 
-/// Prints the report for `path`.
+/// Prints the report for `path`: the device is opened through VFIO (no KVM) and planned as
+/// the only passed-through device of a VM, with the same planner `setup` uses.
 pub fn run(
     path: &Path,
     compatible: Option<Vec<String>>,
     handler: Option<&str>,
 ) -> Result<(), PassthroughError> {
-    let sysfs = Path::new("/sys");
-    let host = HostDevice::probe(sysfs, path)?;
+    let sysfs = crate::passthrough::sysfs_root();
+    let spec = VfioSpec {
+        path: path.to_path_buf(),
+        compatible,
+        overlay: None,
+        handler: handler.map(String::from),
+    };
+    let probed = passthrough::probe(&sysfs, std::slice::from_ref(&spec))?;
+    let host = &probed[0].host;
     println!(
         "device {} ({} bus, IOMMU group {})",
         host.name,
         host.bus.name(),
         host.group
     );
-    let group = Group::open(&host, sysfs)?;
-    let mut container = Container::open(group.mode)?;
-    println!("VFIO group mode: {:?}", group.mode);
-    let gi = container.add_group(group, &host.name)?;
-    let dev = VfioPlatformDevice::open(host, &container.groups()[gi])?;
+    let vfio = passthrough::open(&sysfs, probed, &[])?.expect("one device");
+    println!("VFIO group mode: {:?}", vfio.container.mode);
+    let (p, dev) = &vfio.devices[0];
     println!("VFIO device kind: {:?}", dev.kind);
-
     let page = page_size();
-    let mut window =
-        WindowAllocator::new(layout::PASSTHROUGH_MMIO_BASE, layout::PASSTHROUGH_MMIO_SIZE);
-    let mut regs = Vec::new();
+    let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+    let mut planner = Planner::new(&mut res, page).map_err(|source| PlanError::Exhausted {
+        dev: dev.host.name.clone(),
+        source,
+    })?;
+    let plan = planner
+        .add(&passthrough::desc(p, dev, page), &p.options())?
+        .clone();
+    print_regions(dev, &plan);
+    print_irqs(dev, &plan);
+    print_host_node(p);
+    println!("handler: {} ({})", plan.handler, plan.why);
+    println!("guest node (as the only passed-through device):");
+    print!(
+        "{}",
+        to_dts(&plan.node.name, &plan.node.props, &plan.node.children, 1)
+    );
+    for w in &plan.warnings {
+        println!("note: {w}");
+    }
+    Ok(())
+}
+
+fn print_regions(dev: &VfioPlatformDevice, plan: &DevicePlan) {
     println!("regions:");
     for r in &dev.regions {
-        let how = if r.mappable(page) {
-            "mapped into the guest"
-        } else {
-            "trapped (pread/pwrite)"
+        let how = match plan.placements.iter().find(|p| p.index == r.index) {
+            Some(p) if p.access == Access::Mapped => {
+                format!("mapped into the guest at {:#x}", p.gpa)
+            }
+            Some(p) => format!("trapped (pread/pwrite) at guest {:#x}", p.gpa),
+            None => "empty: not placed".into(),
         };
         println!(
             "  {}: size {:#x} fd offset {:#x} flags {} → {how}",
@@ -99,74 +127,37 @@ pub fn run(
             r.offset,
             r.flag_names()
         );
-        if let Some(a) = window.alloc(r.size, page) {
-            regs.push((a, r.size));
-        }
     }
-    let mut irqs = Vec::new();
+}
+
+fn print_irqs(dev: &VfioPlatformDevice, plan: &DevicePlan) {
     println!("interrupts:");
-    for (n, i) in dev.irqs.iter().enumerate() {
-        let kind = if i.level() {
-            "level: irqfd + resamplefd → VFIO unmask"
-        } else {
-            "edge: irqfd"
+    for i in &dev.irqs {
+        let how = match plan.irqs.iter().find(|r| r.index == i.index) {
+            Some(r) if r.trigger == Trigger::Level => {
+                format!("SPI {}, level: irqfd + resamplefd → VFIO unmask", r.spi)
+            }
+            Some(r) => format!("SPI {}, edge: irqfd", r.spi),
+            None => "no lines: not routed".into(),
         };
         println!(
-            "  {}: count {} flags {} → {kind}",
+            "  {}: count {} flags {} → {how}",
             i.index,
             i.count,
             i.flag_names()
         );
-        irqs.push(GuestIrq {
-            spi: layout::PASSTHROUGH_SPI_BASE + n as u32,
-            level: i.level(),
-        });
     }
-    let host_node = dev
-        .host
-        .of_node
-        .as_deref()
-        .and_then(|p| HostNode::read(p).ok());
-    match &host_node {
-        Some(h) => {
-            println!(
-                "host DT node ({}):",
-                dev.host
-                    .of_node
-                    .as_deref()
-                    .unwrap_or(Path::new("?"))
-                    .display()
-            );
+}
+
+fn print_host_node(p: &ProbedDevice) {
+    match (&p.host_node, &p.host.of_node) {
+        (Some(h), Some(path)) => {
+            println!("host DT node ({}):", path.display());
             let g = host_to_guest(h);
             print!("{}", to_dts(&g.name, &g.props, &g.children, 1));
         }
-        None => println!("host DT node: none"),
+        _ => println!("host DT node: none"),
     }
-    let (h, why) = match handler.and_then(handlers::by_name) {
-        Some(h) => (h, "chosen with --handler".to_string()),
-        None => handlers::select(host_node.as_ref()),
-    };
-    let g = h.generate(
-        host_node.as_ref(),
-        &NodeParams {
-            dev_name: &dev.host.name,
-            kind: dev.kind,
-            regs: &regs,
-            irqs: &irqs,
-            compatible: compatible.as_deref(),
-            amba_clock: AMBA_CLOCK_PHANDLE,
-        },
-    );
-    println!("handler: {} ({why})", h.name());
-    println!("guest node (as the only passed-through device):");
-    print!(
-        "{}",
-        to_dts(&g.node.name, &g.node.props, &g.node.children, 1)
-    );
-    for w in &g.warnings {
-        println!("note: {w}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,18 +1,43 @@
 //! platvmm: a virtual machine monitor for aarch64 KVM guests whose purpose is handing host
 //! platform devices to the guest through vfio-platform. See docs/ARCHITECTURE.md.
+//!
+//! Floors, top to bottom (a module imports only from floors below it):
+//! `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `passthrough`, `event_loop`,
+//! `console` → `cli`, `sec`, `identity`, `vstate`, `overlay`, `error`, `startup` →
+//! `arch`, `resources`, `terminal`.
 
 pub mod arch;
 pub mod cli;
+pub mod console;
+pub mod device_manager;
+pub mod error;
+pub mod event_loop;
 pub mod identity;
 pub mod inspect;
+pub mod overlay;
 pub mod passthrough;
 pub mod preview;
+pub mod resources;
 pub mod sec;
+pub mod startup;
 pub mod vmm;
+pub mod vstate;
 
 #[cfg(target_arch = "aarch64")]
 mod builder;
 #[cfg(target_arch = "aarch64")]
 mod terminal;
-#[cfg(target_arch = "aarch64")]
-mod vcpu;
+
+use vmm::{Error, GuestExit, VmConfig};
+
+/// Validates `cfg` (no KVM needed), builds the VM and runs it until the guest stops.
+pub fn run(cfg: VmConfig) -> Result<GuestExit, Error> {
+    let prepared = vmm::prepare(cfg)?;
+    #[cfg(target_arch = "aarch64")]
+    return builder::run(prepared);
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        drop(prepared);
+        Err(Error::HostNotAarch64(std::env::consts::ARCH))
+    }
+}

@@ -3,9 +3,10 @@
 use clap::Parser;
 
 use platvmm::cli::{parse_compatible, Cli, Command};
-use platvmm::{inspect, preview, vmm};
+use platvmm::{inspect, preview};
 
 fn main() {
+    platvmm::startup::mark_main();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_target(false)
         .init();
@@ -68,7 +69,7 @@ fn main() {
         }
         None => {}
     }
-    match vmm::run(cli.into()) {
+    match platvmm::run(cli.into()) {
         Ok(exit) => std::process::exit(exit.exit_code()),
         Err(e) => {
             eprintln!("platvmm: error: {e}");

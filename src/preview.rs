@@ -7,15 +7,16 @@
 
 use std::path::{Path, PathBuf};
 
-use devices::vfio::device::DeviceKind;
-use devices::vfio::handlers;
 use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
 
-use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, FixedClock, RawNode};
+use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, RawNode};
 use crate::arch::aarch64::layout::{self, MIB};
 use crate::arch::aarch64::GicVersion;
-use crate::passthrough::{WindowAllocator, AMBA_CLOCK_PHANDLE};
+use crate::passthrough::plan::{DeviceDesc, DeviceOptions, PlanError, Planner, VmPlan};
+use crate::resources::{Exhausted, Resources};
+
+/// Page size preview-dt places regions with (the common arm64 host page).
+pub const PREVIEW_PAGE: u64 = 4096;
 
 /// Errors of preview-dt.
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +28,7 @@ pub enum PreviewError {
     #[error("{0}: the host node has no reg")]
     NoReg(String),
     #[error("{0}")]
-    Sec(String),
-    #[error("the passthrough window is full")]
-    WindowFull,
+    Plan(#[from] PlanError),
     #[error("{0}")]
     Fdt(#[from] fdt::FdtError),
     #[error("cannot write {path}: {source}")]
@@ -67,129 +66,70 @@ pub fn run(
         path: host_dtb.to_path_buf(),
         msg: format!("not a DTB: {e:?}"),
     })?;
-    let mut window =
-        WindowAllocator::new(layout::PASSTHROUGH_MMIO_BASE, layout::PASSTHROUGH_MMIO_SIZE);
-    let mut spi = layout::PASSTHROUGH_SPI_BASE;
-    let mut generated: Vec<GuestNode> = Vec::new();
-    let mut report = Vec::new();
-    let mut amba = false;
-    let mut rings: Vec<crate::sec::JobRing> = Vec::new();
-    let mut sec_block: Option<u64> = None;
-    for path in nodes {
-        let n = tree
-            .find_node(path)
-            .ok_or_else(|| PreviewError::NoNode(path.clone()))?;
-        let sizes: Vec<u64> = n
-            .reg()
-            .ok_or_else(|| PreviewError::NoReg(path.clone()))?
-            .map(|r| r.size.unwrap_or(0) as u64)
-            .collect();
-        let irqs: Vec<GuestIrq> = n
-            .property("interrupts")
-            .map(|p| {
-                p.value
-                    .chunks_exact(12)
-                    .map(|c| {
-                        let flags = u32::from_be_bytes(c[8..12].try_into().expect("4 bytes"));
-                        let g = GuestIrq {
-                            spi,
-                            level: flags & 0xc != 0,
-                        };
-                        spi += 1;
-                        g
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let host = to_host(n);
-        let kind = if host
-            .strings("compatible")
-            .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"))
-        {
-            amba = true;
-            DeviceKind::Amba
-        } else {
-            DeviceKind::Platform
-        };
-        let (h, why) = match handler.and_then(handlers::by_name) {
-            Some(h) => (h, "chosen with --handler".to_string()),
-            None => handlers::select(Some(&host)),
-        };
-        // As platvmm places them: a SEC job ring at its offset in the guest SEC block.
-        let sec_offset = if h.name() == "sec" {
-            let off = crate::sec::ring_offset(Some(&host))
-                .ok_or_else(|| PreviewError::Sec(format!("{path}: no ring offset in its reg")))?;
-            if sec_block.is_none() {
-                sec_block = Some(
-                    window
-                        .alloc(crate::sec::SEC_BLOCK_SIZE, crate::sec::SEC_BLOCK_SIZE)
-                        .ok_or(PreviewError::WindowFull)?,
-                );
-            }
-            Some(off)
-        } else {
-            None
-        };
-        let mut regs = Vec::new();
-        for (i, &size) in sizes.iter().enumerate() {
-            let gpa = match (sec_offset, sec_block, i) {
-                (Some(off), Some(block), 0) => block + u64::from(off),
-                _ => window.alloc(size, 4096).ok_or(PreviewError::WindowFull)?,
-            };
-            regs.push((gpa, size));
-        }
-        let g = h.generate(
-            Some(&host),
-            &NodeParams {
-                dev_name: path,
-                kind,
-                regs: &regs,
-                irqs: &irqs,
-                compatible: compatible.as_deref(),
-                amba_clock: AMBA_CLOCK_PHANDLE,
-            },
-        );
-        let notes: Vec<String> = g.warnings.iter().map(|w| format!("  note: {w}")).collect();
-        match sec_offset {
-            Some(offset) => {
-                report.push(format!(
-                    "{path}: {} handler ({why}) → /crypto@{:x}/jr@{offset:x}",
-                    h.name(),
-                    crate::sec::SEC_CTRL_BASE
-                ));
-                rings.push(crate::sec::JobRing {
-                    node: g.node,
-                    offset,
-                    size: regs.first().map_or(0, |r| r.1),
-                });
-            }
-            None => {
-                report.push(format!(
-                    "{path}: {} handler ({why}) → /{}",
-                    h.name(),
-                    g.node.name
-                ));
-                generated.push(g.node);
-            }
-        }
-        report.extend(notes);
-    }
-    if !rings.is_empty() {
-        generated.push(crate::sec::controller_node(&rings, sec_block));
-    }
-    let clock = FixedClock {
-        name: "apb-pclk",
-        phandle: AMBA_CLOCK_PHANDLE,
-        hz: 24_000_000,
+    let opts = DeviceOptions {
+        compatible: compatible.as_deref(),
+        handler,
+        overlay: None,
     };
-    let raw: Vec<RawNode> = generated.iter().map(RawNode).collect();
+    let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+    let mut planner = Planner::new(&mut res, PREVIEW_PAGE).map_err(plan_err("the guest"))?;
+    for path in nodes {
+        planner.add(&desc(&tree, path)?, &opts)?;
+    }
+    let plan = planner
+        .finish(false)
+        .map_err(plan_err("the SEC controller"))?;
+    write_guest_dtb(&plan, out)?;
+    Ok(report(&plan))
+}
+
+fn plan_err(dev: &'static str) -> impl Fn(Exhausted) -> PreviewError {
+    move |source| {
+        PreviewError::Plan(PlanError::Exhausted {
+            dev: dev.to_string(),
+            source,
+        })
+    }
+}
+
+/// The planner's view of host node `path`: VFIO would give one region per `reg` entry and one
+/// IRQ per `interrupts` specifier.
+fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
+    let n = tree
+        .find_node(path)
+        .ok_or_else(|| PreviewError::NoNode(path.to_string()))?;
+    let sizes: Vec<u64> = n
+        .reg()
+        .ok_or_else(|| PreviewError::NoReg(path.to_string()))?
+        .map(|r| r.size.unwrap_or(0) as u64)
+        .collect();
+    let mut d = DeviceDesc::from_dt(path, to_host(n), &sizes, PREVIEW_PAGE);
+    d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
+    Ok(d)
+}
+
+/// One line per node (handler, why, where it went), then its notes.
+fn report(plan: &VmPlan) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in &plan.devices {
+        v.push(format!(
+            "{}: {} handler ({}) → {}",
+            d.name,
+            d.handler,
+            d.why,
+            plan.node_path(d)
+        ));
+        v.extend(d.warnings.iter().map(|w| format!("  note: {w}")));
+    }
+    v
+}
+
+fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
+    let g = plan.guest_nodes(&[]);
+    let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
     let mut devs: Vec<&dyn DeviceNode> = Vec::new();
-    if amba
-        || generated
-            .iter()
-            .any(crate::passthrough::references_fixed_clock)
-    {
-        devs.push(&clock);
+    if let Some(c) = &g.clock {
+        devs.push(c);
     }
     devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
     let dtb = fdt::create_fdt(&FdtConfig {
@@ -203,8 +143,7 @@ pub fn run(
     std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
         path: out.to_path_buf(),
         source,
-    })?;
-    Ok(report)
+    })
 }
 
 #[cfg(test)]

@@ -12,12 +12,8 @@ use devices::vfio::node::{cells_prop, strings_prop, GuestNode};
 
 use crate::arch::aarch64::layout;
 
-/// Guest address of the emulated controller page, in platvmm's emulated-device area.
-pub const SEC_CTRL_BASE: u64 = 0x0910_0000;
-const _: () = assert!(
-    SEC_CTRL_BASE >= layout::EMULATED_MMIO_BASE
-        && SEC_CTRL_BASE + CAAM_WINDOW <= layout::EMULATED_MMIO_END
-);
+// The controller page is allocated in the emulated-device area (1 MiB aligned: 0x0910_0000).
+const _: () = assert!(CAAM_WINDOW <= layout::EMULATED_MMIO_END - layout::EMULATED_MMIO_BASE);
 
 /// Compatible of the emulated controller (what the register page models).
 pub const SEC_COMPATIBLE: [&str; 3] = ["fsl,sec-v5.4", "fsl,sec-v5.0", "fsl,sec-v4.0"];
@@ -48,17 +44,18 @@ pub fn ring_offset(host: Option<&devices::vfio::hostdt::HostNode>) -> Option<u32
         .filter(|&o| u64::from(o) < SEC_BLOCK_SIZE)
 }
 
-/// The controller node with `rings` as children, in the guest SEC block at `block`.
-pub fn controller_node(rings: &[JobRing], block: Option<u64>) -> GuestNode {
+/// The controller node (its page at `ctrl`) with `rings` as children, in the guest SEC block
+/// at `block`.
+pub fn controller_node(ctrl: u64, rings: &[JobRing], block: Option<u64>) -> GuestNode {
     let mut n = GuestNode {
-        name: format!("crypto@{SEC_CTRL_BASE:x}"),
+        name: format!("crypto@{ctrl:x}"),
         ..Default::default()
     };
     n.set("compatible", strings_prop(&SEC_COMPATIBLE));
     n.set("fsl,sec-era", cells_prop(&[SEC_ERA]));
     n.set(
         "reg",
-        [SEC_CTRL_BASE, CAAM_WINDOW]
+        [ctrl, CAAM_WINDOW]
             .iter()
             .flat_map(|x| x.to_be_bytes())
             .collect(),
@@ -89,7 +86,7 @@ mod tests {
 
     #[test]
     fn controller_alone() {
-        let n = controller_node(&[], None);
+        let n = controller_node(0x0910_0000, &[], None);
         assert_eq!(n.name, "crypto@9100000");
         assert_eq!(
             n.prop("compatible").unwrap(),
@@ -116,7 +113,7 @@ mod tests {
             offset,
             size: 0x10000,
         };
-        let n = controller_node(&[jr(0x10000), jr(0x20000)], Some(0x4010_0000));
+        let n = controller_node(0x0910_0000, &[jr(0x10000), jr(0x20000)], Some(0x4010_0000));
         assert_eq!(
             n.prop("ranges").unwrap(),
             cells_prop(&[0, 0, 0x4010_0000, 0x10_0000]),

@@ -7,9 +7,12 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::arch::aarch64::image::{self, BootPlan, ImageError, ImageHeader, PlanError};
+use devices::vfio::node::GuestNode;
+
+use crate::arch::aarch64::image::{self, BootPlan, ImageHeader};
 use crate::arch::aarch64::layout::{self, LayoutError};
 use crate::cli::{Cli, VfioSpec};
+use crate::passthrough::ProbedDevice;
 
 /// A VM to run.
 #[derive(Debug, Clone)]
@@ -45,105 +48,8 @@ impl From<Cli> for VmConfig {
     }
 }
 
-/// How the guest ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestExit {
-    /// PSCI SYSTEM_OFF.
-    PowerOff,
-    /// PSCI SYSTEM_RESET.
-    Reset,
-    /// The guest reported a crash, or a vCPU hit an exit platvmm cannot continue from.
-    Crash,
-    /// platvmm received a terminating signal (SIGTERM, SIGINT, SIGHUP).
-    Signal(i32),
-}
-
-impl GuestExit {
-    /// Process exit status (documented in `--help`).
-    pub fn exit_code(self) -> i32 {
-        match self {
-            GuestExit::PowerOff => 0,
-            GuestExit::Reset => 3,
-            GuestExit::Crash => 4,
-            GuestExit::Signal(s) => 128 + s,
-        }
-    }
-}
-
-/// Everything that can stop platvmm before or while running a guest.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Sizes outside the memory map, vCPU counts.
-    #[error("{0}")]
-    Layout(#[from] LayoutError),
-    /// The kernel file cannot be read.
-    #[error("cannot read kernel {path}: {source}")]
-    KernelOpen {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The kernel file is not an arm64 Image.
-    #[error("kernel {path}: {source}")]
-    KernelFormat { path: PathBuf, source: ImageError },
-    /// The initramfs cannot be read.
-    #[error("cannot read initramfs {path}: {source}")]
-    InitramfsOpen {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// Kernel + initramfs + DTB do not fit in guest RAM.
-    #[error("{0}")]
-    BootPlan(#[from] PlanError),
-    /// platvmm runs aarch64 guests with KVM: it needs an aarch64 host.
-    #[error("this host is {0}: platvmm needs an aarch64 host with KVM (on x86_64, run the emulated board: ci/demo.sh)")]
-    HostNotAarch64(&'static str),
-    /// /dev/kvm cannot be opened.
-    #[error("cannot open /dev/kvm: {0} (is the kvm module loaded and the kernel booted at EL2? are you in the kvm group?)")]
-    NoKvm(std::io::Error),
-    /// More vCPUs than KVM allows.
-    #[error("--cpus {requested} is more than this host's KVM allows ({max})")]
-    TooManyCpus { requested: u32, max: u32 },
-    /// A KVM call failed while building the VM.
-    #[error("{what}: {source}")]
-    Kvm {
-        what: &'static str,
-        source: std::io::Error,
-    },
-    /// The interrupt controller.
-    #[cfg(target_arch = "aarch64")]
-    #[error("{0}")]
-    Gic(#[from] crate::arch::aarch64::gic::GicError),
-    /// Guest RAM could not be allocated.
-    #[error("cannot allocate {mib} MiB of guest memory: {reason}")]
-    GuestMemory { mib: u64, reason: String },
-    /// Loading the kernel, initramfs or DTB into guest memory failed.
-    #[error("cannot load {what} into guest memory: {reason}")]
-    Load { what: &'static str, reason: String },
-    /// The device tree could not be built.
-    #[error("{0}")]
-    Fdt(#[from] crate::arch::aarch64::fdt::FdtError),
-    /// `--dump-dtb` target not writable.
-    #[error("cannot write the device tree to {path}: {source}")]
-    DumpDtb {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The MMIO bus refused a device.
-    #[error("{0}")]
-    Bus(#[from] devices::BusError),
-    /// Identity-mapped RAM could not be set up.
-    #[error("{0}")]
-    Identity(#[from] crate::identity::IdentityError),
-    /// Passthrough setup failed.
-    #[error("{0}")]
-    Passthrough(#[from] crate::passthrough::PassthroughError),
-    /// A host resource (eventfd, epoll, thread) could not be set up.
-    #[error("{what}: {source}")]
-    Host {
-        what: &'static str,
-        source: std::io::Error,
-    },
-}
+pub use crate::error::Error;
+pub use crate::vstate::exit::GuestExit;
 
 /// The validated inputs of a boot.
 #[derive(Debug)]
@@ -155,6 +61,10 @@ pub struct Prepared {
     pub initramfs: Option<(File, u64)>,
     /// Where things go with RAM at `RAM_BASE` (identity-mapped RAM re-plans in its runs).
     pub plan: BootPlan,
+    /// The `--vfio-platform` devices, probed in sysfs, with their options and host nodes.
+    pub devices: Vec<ProbedDevice>,
+    /// The `--dt-overlay` fragments, parsed.
+    pub dt_overlays: Vec<GuestNode>,
 }
 
 fn open_sized(path: &Path) -> std::io::Result<(File, u64)> {
@@ -191,13 +101,12 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
 
     // Passthrough paths are checked before anything else touches KVM or VFIO, so a wrong
     // path or binding fails fast with its fix and changes nothing on the host.
-    for spec in &cfg.vfio {
-        devices::vfio::sysfs::HostDevice::probe(std::path::Path::new("/sys"), &spec.path)
-            .map_err(crate::passthrough::PassthroughError::from)?;
-    }
-    for o in &cfg.dt_overlays {
-        crate::passthrough::read_overlay(o)?;
-    }
+    let devices = crate::passthrough::probe(&crate::passthrough::sysfs_root(), &cfg.vfio)?;
+    let dt_overlays = cfg
+        .dt_overlays
+        .iter()
+        .map(|p| crate::overlay::read(p).map_err(Error::DtOverlay))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let initramfs = match &cfg.initramfs {
         Some(p) => Some(open_sized(p).map_err(|source| Error::InitramfsOpen {
@@ -220,6 +129,8 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         header,
         initramfs,
         plan,
+        devices,
+        dt_overlays,
     })
 }
 
@@ -232,22 +143,6 @@ fn read_up_to(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// Validates `cfg`, builds the VM and runs it until the guest stops.
-pub fn run(cfg: VmConfig) -> Result<GuestExit, Error> {
-    let prepared = prepare(cfg)?;
-    run_prepared(prepared)
-}
-
-#[cfg(target_arch = "aarch64")]
-fn run_prepared(p: Prepared) -> Result<GuestExit, Error> {
-    crate::builder::run(p)
-}
-
-#[cfg(not(target_arch = "aarch64"))]
-fn run_prepared(_p: Prepared) -> Result<GuestExit, Error> {
-    Err(Error::HostNotAarch64(std::env::consts::ARCH))
 }
 
 #[cfg(test)]
@@ -326,12 +221,5 @@ mod tests {
         big_initrd.initramfs = Some(tmp_file("bi", &vec![0u8; 70 * MIB as usize]));
         let e = prepare(big_initrd).unwrap_err().to_string();
         assert!(e.contains("too small for the kernel, initramfs"), "{e}");
-    }
-
-    #[test]
-    fn exit_codes_are_distinct() {
-        let codes =
-            [GuestExit::PowerOff, GuestExit::Reset, GuestExit::Crash].map(|e| e.exit_code());
-        assert_eq!(codes, [0, 3, 4]);
     }
 }

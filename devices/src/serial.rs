@@ -22,6 +22,14 @@ use crate::bus::MmioDevice;
 pub const SERIAL_MMIO_SIZE: u64 = 0x1000;
 /// Number of 8-bit registers of a 16550.
 const SERIAL_REGS: u64 = 8;
+/// Interrupt Enable Register offset (the divisor latch high byte while DLAB is set).
+const IER_OFFSET: u64 = 1;
+/// Line Control Register offset.
+const LCR_OFFSET: u64 = 3;
+/// IER: transmitter holding register empty interrupt (ETBEI).
+const IER_THR_EMPTY_BIT: u8 = 0b0000_0010;
+/// LCR: divisor latch access bit; while set, offsets 0 and 1 are the divisor latch.
+const LCR_DLAB_BIT: u8 = 0b1000_0000;
 
 /// The UART interrupt line: an eventfd that KVM turns into an SPI edge (irqfd).
 pub struct IrqLine(pub EventFd);
@@ -52,14 +60,40 @@ type Uart = Serial<IrqLine, InputRoom, Box<dyn Write + Send>>;
 /// The console UART as an MMIO device.
 pub struct SerialConsole {
     uart: Uart,
+    /// Shadow of the UART's IER, as the guest last wrote it.
+    ier: u8,
+    /// Shadow of the UART's LCR (for DLAB), as the guest last wrote it.
+    lcr: u8,
 }
 
 impl SerialConsole {
     /// A UART raising `irq`, writing guest output to `out` and signalling `input_room` when
     /// its receive FIFO empties.
     pub fn new(irq: EventFd, input_room: EventFd, out: Box<dyn Write + Send>) -> Self {
+        let uart = Serial::with_events(IrqLine(irq), InputRoom(input_room), out);
+        let state = uart.state();
         Self {
-            uart: Serial::with_events(IrqLine(irq), InputRoom(input_room), out),
+            uart,
+            ier: state.interrupt_enable,
+            lcr: state.line_control,
+        }
+    }
+
+    /// Whether the guest has enabled the transmit-empty interrupt (IER bit 1, ETBEI).
+    ///
+    /// While it has, its driver transmits from the interrupt handler, so buffered
+    /// (coalesced) writes to the transmit register must be delivered promptly for the
+    /// interrupt that asks for more to be raised.
+    pub fn tx_interrupt_enabled(&self) -> bool {
+        self.ier & IER_THR_EMPTY_BIT != 0
+    }
+
+    /// Mirrors a guest register write into the IER/LCR shadows, as vm-superio decodes it.
+    fn shadow_write(&mut self, offset: u64, value: u8) {
+        match offset {
+            LCR_OFFSET => self.lcr = value,
+            IER_OFFSET if self.lcr & LCR_DLAB_BIT == 0 => self.ier = value,
+            _ => {}
         }
     }
 
@@ -93,6 +127,8 @@ impl MmioDevice for SerialConsole {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         if data.len() == 1 && offset < SERIAL_REGS {
+            // vm-superio updates its registers even when raising the interrupt fails.
+            self.shadow_write(offset, data[0]);
             if let Err(e) = self.uart.write(offset as u8, data[0]) {
                 warn!("serial: write at {offset:#x} failed: {e:?}");
             }
@@ -253,6 +289,63 @@ mod tests {
         let mut wide = [0xffu8; 4];
         c.read(0, &mut wide);
         assert_eq!(wide, [0; 4]);
+    }
+
+    /// The shadowed IER agrees with the one vm-superio keeps.
+    fn assert_ier_in_sync(c: &SerialConsole) {
+        let ier = c.uart.state().interrupt_enable;
+        assert_eq!(c.tx_interrupt_enabled(), ier & IER_THR_EMPTY_BIT != 0);
+    }
+
+    #[test]
+    fn tx_interrupt_follows_etbei() {
+        let (mut c, _irq, _room, _rx) = console();
+        assert!(!c.tx_interrupt_enabled(), "reset value: all interrupts off");
+        c.write(1, &[0x02]);
+        assert!(c.tx_interrupt_enabled());
+        assert_ier_in_sync(&c);
+        c.write(1, &[0x01]); // RX interrupt only
+        assert!(!c.tx_interrupt_enabled());
+        assert_ier_in_sync(&c);
+        c.write(1, &[0x0f]);
+        assert!(c.tx_interrupt_enabled());
+        c.write(1, &[0x00]);
+        assert!(!c.tx_interrupt_enabled());
+        assert_ier_in_sync(&c);
+        // Wide or out-of-range accesses are ignored by the UART, and by the shadow.
+        c.write(1, &[0x02, 0x00]);
+        c.write(SERIAL_REGS + 1, &[0x02]);
+        assert!(!c.tx_interrupt_enabled());
+        assert_ier_in_sync(&c);
+    }
+
+    #[test]
+    fn divisor_latch_writes_are_not_ier() {
+        let (mut c, _irq, _room, rx) = console();
+        c.write(1, &[0x02]);
+        c.write(3, &[0x83]); // DLAB on, 8N1
+        c.write(0, &[0x01]); // divisor low: not output
+        c.write(1, &[0x00]); // divisor high: not IER
+        assert!(c.tx_interrupt_enabled(), "ETBEI kept across divisor writes");
+        assert_ier_in_sync(&c);
+        c.write(1, &[0x02]);
+        c.write(3, &[0x03]); // DLAB off
+        c.write(1, &[0x00]);
+        assert!(!c.tx_interrupt_enabled());
+        c.write(3, &[0x80]);
+        c.write(1, &[0x02]); // divisor high again: ETBEI stays off
+        assert!(!c.tx_interrupt_enabled());
+        assert_ier_in_sync(&c);
+        let mut d = [0u8; 1];
+        c.read(1, &mut d);
+        assert_eq!(
+            d[0], 0x02,
+            "offset 1 reads the divisor latch while DLAB is set"
+        );
+        c.write(3, &[0x03]);
+        c.read(1, &mut d);
+        assert_eq!(d[0], 0x00, "and IER once DLAB is clear");
+        assert_eq!(rx.try_iter().count(), 0, "divisor writes produce no output");
     }
 
     #[test]

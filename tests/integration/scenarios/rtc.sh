@@ -14,8 +14,8 @@ vfio_bind amba $DEV vfio-amba || { reason "cannot bind $DEV to vfio-amba"; exit 
 # What platvmm would do with it, without starting a VM.
 "$PLATVMM" inspect /sys/bus/amba/devices/$DEV >/tmp/inspect.txt 2>&1 || { reason "inspect failed: $(cat /tmp/inspect.txt)"; status=1; }
 cat /tmp/inspect.txt
-for want in "VFIO device kind: Amba" "0: size 0x1000 fd offset 0x0 flags read,write,mmap → mapped into the guest" \
-            "0: count 1 flags eventfd,maskable,automasked → level: irqfd + resamplefd" \
+for want in "VFIO device kind: Amba" "0: size 0x1000 fd offset 0x0 flags read,write,mmap → mapped into the guest at 0x40000000" \
+            "0: count 1 flags eventfd,maskable,automasked → SPI 16, level: irqfd + resamplefd" \
             'handler: generic (no type handler for [arm,pl031, arm,primecell]' \
             'compatible = "arm,pl031", "arm,primecell";' "interrupts = <0x0 0x10 0x4>;" 'clock-names = "apb_pclk";'; do
     grep -qF "$want" /tmp/inspect.txt || { reason "inspect output lacks: $want"; status=1; }

@@ -1,0 +1,324 @@
+//! The device manager: owns guest memory, the MMIO bus and the VM's [`Resources`], and attaches
+//! every device. Each `attach_*` takes its addresses, SPIs, memslots and phandles from the
+//! allocators, puts its models on the bus, and leaves what the device tree needs in the
+//! manager; [`DeviceManager::release`] undoes it in order once no vCPU runs.
+
+use std::sync::{Arc, Mutex};
+
+use devices::serial::SerialConsole;
+use devices::Bus;
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::VmFd;
+use log::{info, warn};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::aarch64::layout::{self, MIB};
+use crate::console::{Console, ConsoleMmio};
+use crate::error::{host_err, kvm_err, Error};
+use crate::passthrough::plan::{GuestNodes, Planner, VmPlan};
+use crate::passthrough::{self, wire, PassDevice, Passthrough, ProbedDevice, RamMapping};
+use crate::resources::{page_size, Resources};
+
+/// Guest RAM and where the boot images go.
+pub struct Ram {
+    pub mem: GuestMemoryMmap,
+    /// (base, size) of each guest RAM range, sorted: what the DT memory node lists.
+    pub ranges: Vec<(u64, u64)>,
+    /// The range the kernel, initramfs and DTB go into.
+    pub boot: (u64, u64),
+    /// Guest address of the passthrough MMIO window.
+    pub window: u64,
+    /// The hugetlb mapping behind identity-mapped RAM (unmapped last).
+    _identity: Option<crate::identity::IdentityRam>,
+}
+
+impl Ram {
+    /// Each memory region for VFIO DMA mapping.
+    pub fn mappings(&self) -> Vec<RamMapping> {
+        self.mem
+            .iter()
+            .map(|r| RamMapping {
+                host: self
+                    .mem
+                    .get_host_address(r.start_addr())
+                    .map_or(0, |h| h as u64),
+                gpa: r.start_addr().0,
+                size: r.len(),
+            })
+            .collect()
+    }
+}
+
+/// Owns the VM's devices and resources.
+pub struct DeviceManager {
+    pub ram: Ram,
+    bus: Arc<Bus>,
+    res: Resources,
+    console: Option<Arc<Console>>,
+    passthrough: Passthrough,
+    plan: Option<VmPlan>,
+}
+
+impl DeviceManager {
+    /// Guest RAM of `size` bytes (identity-mapped if asked), one memslot per region.
+    pub fn new(vm: &VmFd, size: u64, identity: bool) -> Result<Self, Error> {
+        let ram = if identity {
+            identity_memory(size)?
+        } else {
+            plain_memory(size)?
+        };
+        let mut dm = Self {
+            res: Resources::new(ram.window),
+            ram,
+            bus: Arc::new(Bus::new()),
+            console: None,
+            passthrough: Passthrough::default(),
+            plan: None,
+        };
+        dm.register_ram(vm)?;
+        Ok(dm)
+    }
+
+    fn register_ram(&mut self, vm: &VmFd) -> Result<(), Error> {
+        for m in self.ram.mappings() {
+            let r = kvm_userspace_memory_region {
+                slot: self.res.memslot()?,
+                flags: 0,
+                guest_phys_addr: m.gpa,
+                memory_size: m.size,
+                userspace_addr: m.host,
+            };
+            // SAFETY: the region is a live mapping owned by `self.ram` of exactly
+            // `memory_size` bytes; it is released only after every vCPU has been joined.
+            unsafe { vm.set_user_memory_region(r) }.map_err(kvm_err("cannot map guest RAM"))?;
+        }
+        Ok(())
+    }
+
+    fn bus_mut(&mut self) -> &mut Bus {
+        Arc::get_mut(&mut self.bus).expect("devices are attached before any vCPU runs")
+    }
+
+    /// The bus, for the vCPU threads (no device can be attached afterwards).
+    pub fn bus(&self) -> Arc<Bus> {
+        self.bus.clone()
+    }
+
+    /// The console UART at its fixed address and SPI, output to `out`; its transmit register
+    /// coalesced through `ring` when KVM offers one.
+    pub fn attach_console(
+        &mut self,
+        vm: &VmFd,
+        out: Box<dyn std::io::Write + Send>,
+        ring: Option<devices::coalesced::CoalescedRing>,
+    ) -> Result<(Arc<Console>, EventFd), Error> {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?;
+        vm.register_irqfd(&irq, layout::UART_SPI)
+            .map_err(kvm_err("cannot wire the console interrupt (irqfd)"))?;
+        let room = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?;
+        let room2 = room.try_clone().map_err(host_err("eventfd"))?;
+        let uart = Arc::new(Mutex::new(SerialConsole::new(irq, room2, out)));
+        let console = Arc::new(
+            Console::new(layout::UART_BASE, layout::UART_SIZE, uart, ring)
+                .map_err(host_err("cannot create the console drain timer"))?,
+        );
+        let dev = Arc::new(Mutex::new(ConsoleMmio(console.clone())));
+        self.bus_mut()
+            .insert(layout::UART_BASE, layout::UART_SIZE, dev)?;
+        self.console = Some(console.clone());
+        Ok((console, room))
+    }
+
+    /// Opens, plans and wires the passed-through devices; adds the emulated SEC controller
+    /// when job rings are among them or `sec_controller` asks for it.
+    pub fn attach_passthrough(
+        &mut self,
+        vm: &VmFd,
+        probed: Vec<ProbedDevice>,
+        sec_controller: bool,
+        identity: bool,
+    ) -> Result<(), Error> {
+        let page = page_size();
+        let vfio = passthrough::open(&passthrough::sysfs_root(), probed, &self.ram.mappings())?;
+        let mut planner = Planner::new(&mut self.res, page)?;
+        let Some(mut vfio) = vfio else {
+            self.plan = Some(planner.finish(sec_controller)?);
+            return self.attach_sec_controller();
+        };
+        vfio.attach_kvm(vm)?;
+        for (d, (p, _)) in vfio.descs(page).iter().zip(&vfio.devices) {
+            let dp = planner
+                .add(d, &p.options())
+                .map_err(passthrough::PassthroughError::from)?;
+            log_plan(dp);
+        }
+        let plan = planner.finish(sec_controller)?;
+        let (container, kvm_dev, devices) = vfio.into_parts();
+        let mode = container.mode;
+        let mut pass = Vec::new();
+        for ((_, dev), dp) in devices.into_iter().zip(plan.devices.iter().cloned()) {
+            warn_dma(&dp, mode, identity);
+            let counters = Arc::new(devices::vfio::region::Counters::default());
+            let mut t = wire::Target {
+                vm,
+                bus: Arc::get_mut(&mut self.bus).expect("no vCPU runs yet"),
+                res: &mut self.res,
+                page,
+            };
+            let wired = wire::device(&mut t, &dev, &dp, &counters)?;
+            pass.push(PassDevice {
+                dev,
+                counters,
+                plan: dp,
+                wired,
+            });
+        }
+        self.passthrough = Passthrough::new(container, kvm_dev, pass);
+        self.plan = Some(plan);
+        self.attach_sec_controller()
+    }
+
+    /// The emulated SEC controller page, where the plan put it.
+    fn attach_sec_controller(&mut self) -> Result<(), Error> {
+        let Some(base) = self.plan.as_ref().and_then(|p| p.sec_controller) else {
+            return Ok(());
+        };
+        let ctrl = devices::caam::CaamController::new();
+        self.bus_mut()
+            .insert(base, devices::caam::CAAM_WINDOW, Arc::new(Mutex::new(ctrl)))?;
+        info!("SEC controller page at guest {base:#x}");
+        Ok(())
+    }
+
+    /// The nodes the devices add to the guest tree, then those of `dt_overlays`.
+    pub fn guest_nodes(&self, dt_overlays: &[devices::vfio::node::GuestNode]) -> GuestNodes {
+        match &self.plan {
+            Some(p) => p.guest_nodes(dt_overlays),
+            None => GuestNodes {
+                clock: None,
+                nodes: dt_overlays
+                    .iter()
+                    .flat_map(|o| o.children.iter().cloned())
+                    .collect(),
+            },
+        }
+    }
+
+    /// Per-device counters, for the stats printer.
+    pub fn device_counters(&self) -> Vec<(String, Arc<devices::vfio::region::Counters>)> {
+        self.passthrough
+            .devices
+            .iter()
+            .map(|d| (d.dev.host.name.clone(), d.counters.clone()))
+            .collect()
+    }
+
+    /// Teardown once every vCPU thread has been joined: console bytes still queued are
+    /// written, VFIO interrupts disabled and DMA unmapped, then device mappings and fds are
+    /// closed, and guest memory is released last.
+    pub fn release(mut self, counters: &crate::vstate::counters::ExitCounters) {
+        if let Some(c) = &self.console {
+            c.drain(counters);
+        }
+        self.passthrough.release();
+        drop(self.passthrough);
+        drop(self.bus);
+        drop(self.ram);
+    }
+}
+
+fn log_plan(d: &crate::passthrough::plan::DevicePlan) {
+    info!(
+        "{}: guest node by the {} handler ({})",
+        d.name, d.handler, d.why
+    );
+    for w in &d.warnings {
+        warn!("{w}");
+    }
+}
+
+fn warn_dma(
+    d: &crate::passthrough::plan::DevicePlan,
+    mode: devices::vfio::container::IommuMode,
+    identity: bool,
+) {
+    use devices::vfio::container::IommuMode;
+    if let (Some(why), IommuMode::NoIommu, false) = (&d.dma, mode, identity) {
+        warn!(
+            "WARNING: {} looks DMA-capable ({why}) but VFIO runs without an IOMMU and guest \
+             RAM is not identity-mapped: any DMA it does will hit the wrong host memory. Use \
+             --identity-map-ram, or make sure the guest driver never starts DMA.",
+            d.name
+        );
+    }
+}
+
+/// RAM at `RAM_BASE`, anonymous memory.
+fn plain_memory(size: u64) -> Result<Ram, Error> {
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_BASE), size as usize)])
+            .map_err(|e| Error::GuestMemory {
+                mib: size / MIB,
+                reason: e.to_string(),
+            })?;
+    Ok(Ram {
+        mem,
+        ranges: vec![(layout::RAM_BASE, size)],
+        boot: (layout::RAM_BASE, size),
+        window: layout::PASSTHROUGH_MMIO_BASE,
+        _identity: None,
+    })
+}
+
+/// Identity-mapped RAM: hugepages at their host physical addresses.
+fn identity_memory(size: u64) -> Result<Ram, Error> {
+    use vm_memory::{GuestRegionMmap, MmapRegion};
+    let id = crate::identity::allocate(size)?;
+    let gm_err = |reason: String| Error::GuestMemory {
+        mib: size / MIB,
+        reason,
+    };
+    let mut regions = Vec::new();
+    for r in &id.runs {
+        // SAFETY: `r.host..r.host + r.size` lies inside the hugetlb mapping identity::allocate
+        // made with exactly these prot/flags bits; `id` owns it and is dropped after `mem`.
+        let raw = unsafe {
+            MmapRegion::build_raw(
+                r.host as *mut u8,
+                r.size as usize,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
+            )
+        }
+        .map_err(|e| gm_err(e.to_string()))?;
+        regions.push(
+            GuestRegionMmap::new(raw, GuestAddress(r.gpa))
+                .ok_or_else(|| gm_err(format!("bad region at {:#x}", r.gpa)))?,
+        );
+    }
+    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| gm_err(e.to_string()))?;
+    let window = crate::identity::pick_window(&id.runs, layout::PASSTHROUGH_MMIO_SIZE)?;
+    info!(
+        "identity-mapped RAM: {} KiB pages in {} memslot(s), guest RAM {}; passthrough window at {window:#x}",
+        id.page_size / 1024,
+        id.runs.len(),
+        id.ranges
+            .iter()
+            .map(|r| format!("{:#x}+{:#x}", r.0, r.1))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let boot = *id
+        .ranges
+        .iter()
+        .max_by_key(|r| r.1)
+        .expect("at least one range");
+    Ok(Ram {
+        mem,
+        ranges: id.ranges.clone(),
+        boot,
+        window,
+        _identity: Some(id),
+    })
+}

@@ -1,0 +1,706 @@
+//! The pure planning of passed-through devices: regions → guest addresses (mapped or trapped),
+//! IRQs → SPIs (level or edge), SEC job rings → their offsets in one guest SEC block, and the
+//! guest node. `setup` (through the device manager), `inspect` and `preview-dt` all plan with
+//! this code, from a [`DeviceDesc`] made of VFIO's region/IRQ info or of a host DT node.
+
+use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
+use devices::vfio::handlers::{self, TypeHandler};
+use devices::vfio::hostdt::HostNode;
+use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
+
+use crate::arch::aarch64::fdt::{FixedClock, IRQ_TYPE_LEVEL_HIGH, IRQ_TYPE_LEVEL_LOW};
+use crate::resources::{Exhausted, Resources};
+use crate::sec::{self, JobRing};
+
+/// Rate of the fixed clock AMBA devices get as `apb_pclk`.
+pub const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// Why a plan cannot be made. Each names the device.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{dev}: {source}")]
+    Exhausted { dev: String, source: Exhausted },
+    /// An IRQ VFIO cannot signal through an eventfd.
+    #[error("{dev}: IRQ {index} cannot be signalled through an eventfd")]
+    IrqNoEventfd { dev: String, index: u32 },
+    /// Job rings of two SEC blocks in one guest.
+    #[error("{dev} is a job ring of another SEC block than the guest's other job rings: pass rings of one SEC per guest")]
+    SecMixed { dev: String },
+    /// A job ring whose offset in its SEC block is unknown.
+    #[error("{dev}: a SEC job ring needs its host DT node (its reg gives the ring's offset in the SEC block)")]
+    SecNoOffset { dev: String },
+}
+
+/// A device region as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionDesc {
+    pub index: u32,
+    pub size: u64,
+    /// Whole pages that VFIO can mmap: the guest reaches them without exits.
+    pub mappable: bool,
+}
+
+/// A device interrupt as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrqDesc {
+    pub index: u32,
+    pub count: u32,
+    pub level: bool,
+    /// VFIO can signal it through an eventfd.
+    pub eventfd: bool,
+}
+
+/// One device to plan.
+#[derive(Debug, Clone)]
+pub struct DeviceDesc {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub regions: Vec<RegionDesc>,
+    pub irqs: Vec<IrqDesc>,
+    pub host_node: Option<HostNode>,
+    /// The host node's parent (SEC job rings of one guest must share it).
+    pub host_parent: Option<String>,
+}
+
+impl DeviceDesc {
+    /// From what VFIO reports of an open device.
+    pub fn from_vfio(
+        name: &str,
+        kind: DeviceKind,
+        regions: &[RegionInfo],
+        irqs: &[IrqInfo],
+        page: u64,
+    ) -> Self {
+        use vfio_bindings::bindings::vfio::VFIO_IRQ_INFO_EVENTFD;
+        Self {
+            name: name.to_string(),
+            kind,
+            regions: regions
+                .iter()
+                .map(|r| RegionDesc {
+                    index: r.index,
+                    size: r.size,
+                    mappable: r.mappable(page),
+                })
+                .collect(),
+            irqs: irqs
+                .iter()
+                .map(|i| IrqDesc {
+                    index: i.index,
+                    count: i.count,
+                    level: i.level(),
+                    eventfd: i.flags & VFIO_IRQ_INFO_EVENTFD != 0,
+                })
+                .collect(),
+            host_node: None,
+            host_parent: None,
+        }
+    }
+
+    /// From a host DT node as VFIO would present it: one region per `reg` entry (`sizes`),
+    /// one IRQ per GIC `interrupts` specifier (level for level-triggered flags).
+    pub fn from_dt(name: &str, host: HostNode, sizes: &[u64], page: u64) -> Self {
+        let irqs = host
+            .prop("interrupts")
+            .map(|v| {
+                v.chunks_exact(12)
+                    .zip(0u32..)
+                    .map(|(c, index)| IrqDesc {
+                        index,
+                        count: 1,
+                        level: u32::from_be_bytes(c[8..12].try_into().expect("4 bytes"))
+                            & (IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW)
+                            != 0,
+                        eventfd: true,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let primecell = host
+            .strings("compatible")
+            .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"));
+        Self {
+            name: name.to_string(),
+            kind: if primecell {
+                DeviceKind::Amba
+            } else {
+                DeviceKind::Platform
+            },
+            regions: (0u32..)
+                .zip(sizes)
+                .map(|(index, &size)| RegionDesc {
+                    index,
+                    size,
+                    mappable: size % page == 0,
+                })
+                .collect(),
+            irqs,
+            host_node: Some(host),
+            host_parent: None,
+        }
+    }
+}
+
+/// The user's choices for one device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceOptions<'a> {
+    pub compatible: Option<&'a [String]>,
+    pub handler: Option<&'a str>,
+    pub overlay: Option<&'a GuestNode>,
+}
+
+/// How the guest reaches a region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// mmap'ed and a KVM memslot: no exits.
+    Mapped,
+    /// On the MMIO bus: every access exits and is forwarded with pread/pwrite.
+    Trapped,
+}
+
+/// Where one region goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub index: u32,
+    pub gpa: u64,
+    pub size: u64,
+    pub access: Access,
+}
+
+/// How an interrupt is signalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// irqfd + resamplefd → VFIO unmask.
+    Level,
+    /// Plain irqfd.
+    Edge,
+}
+
+/// Where one interrupt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IrqRoute {
+    pub index: u32,
+    pub spi: u32,
+    pub trigger: Trigger,
+}
+
+/// Everything decided for one device.
+#[derive(Debug, Clone)]
+pub struct DevicePlan {
+    pub name: String,
+    pub handler: &'static str,
+    /// Why that handler.
+    pub why: String,
+    pub placements: Vec<Placement>,
+    pub irqs: Vec<IrqRoute>,
+    /// A SEC job ring: its offset in the guest SEC block (its node goes under the controller).
+    pub sec_offset: Option<u32>,
+    pub node: GuestNode,
+    /// Properties dropped, with why.
+    pub warnings: Vec<String>,
+    /// Why the device looks DMA-capable, if it does.
+    pub dma: Option<String>,
+}
+
+/// Everything decided for a VM's devices.
+#[derive(Debug, Clone)]
+pub struct VmPlan {
+    pub devices: Vec<DevicePlan>,
+    /// Guest address of the SEC block holding passed-through job rings.
+    pub sec_block: Option<u64>,
+    /// Guest address of the emulated SEC controller page, when the guest gets one.
+    pub sec_controller: Option<u64>,
+    /// phandle of the fixed clock AMBA devices reference.
+    pub amba_clock: u32,
+}
+
+/// Plans devices one by one against a VM's [`Resources`].
+pub struct Planner<'r> {
+    res: &'r mut Resources,
+    page: u64,
+    plan: VmPlan,
+    sec_parent: Option<Option<String>>,
+}
+
+impl<'r> Planner<'r> {
+    /// A planner placing regions at `page` granularity.
+    pub fn new(res: &'r mut Resources, page: u64) -> Result<Self, Exhausted> {
+        let amba_clock = res.phandle()?;
+        Ok(Self {
+            res,
+            page,
+            plan: VmPlan {
+                devices: Vec::new(),
+                sec_block: None,
+                sec_controller: None,
+                amba_clock,
+            },
+            sec_parent: None,
+        })
+    }
+
+    /// Plans `d`; returns its plan.
+    pub fn add(&mut self, d: &DeviceDesc, o: &DeviceOptions) -> Result<&DevicePlan, PlanError> {
+        let ex = |source| PlanError::Exhausted {
+            dev: d.name.clone(),
+            source,
+        };
+        let (handler, why) = match o.handler.and_then(handlers::by_name) {
+            Some(h) => (h, "chosen by the user".to_string()),
+            None => handlers::select(d.host_node.as_ref()),
+        };
+        let sec_offset = self.sec_ring(d, handler)?;
+        let placements = self.place_regions(d, sec_offset).map_err(ex)?;
+        let irqs = self.route_irqs(d)?;
+        let generated = self.generate(d, o, handler, &placements, &irqs);
+        self.plan.devices.push(DevicePlan {
+            name: d.name.clone(),
+            handler: handler.name(),
+            why,
+            placements,
+            irqs,
+            sec_offset,
+            node: generated.node,
+            warnings: generated.warnings,
+            dma: d.host_node.as_ref().and_then(looks_dma_capable),
+        });
+        Ok(self.plan.devices.last().expect("just pushed"))
+    }
+
+    /// The plan; `sec_controller` gives the guest a SEC controller even without job rings.
+    pub fn finish(mut self, sec_controller: bool) -> Result<VmPlan, Exhausted> {
+        if sec_controller || self.plan.sec_block.is_some() {
+            self.plan.sec_controller = Some(self.res.emulated(
+                devices::caam::CAAM_WINDOW,
+                crate::arch::aarch64::layout::MIB,
+            )?);
+        }
+        Ok(self.plan)
+    }
+
+    /// A SEC job ring's offset in its block (allocating the guest SEC block for the first).
+    fn sec_ring(&mut self, d: &DeviceDesc, h: &dyn TypeHandler) -> Result<Option<u32>, PlanError> {
+        if h.name() != "sec" {
+            return Ok(None);
+        }
+        let off = sec::ring_offset(d.host_node.as_ref()).ok_or_else(|| PlanError::SecNoOffset {
+            dev: d.name.clone(),
+        })?;
+        match &self.sec_parent {
+            Some(p) if *p != d.host_parent => {
+                return Err(PlanError::SecMixed {
+                    dev: d.name.clone(),
+                })
+            }
+            _ => self.sec_parent = Some(d.host_parent.clone()),
+        }
+        if self.plan.sec_block.is_none() {
+            let block = self
+                .res
+                .window(sec::SEC_BLOCK_SIZE, sec::SEC_BLOCK_SIZE)
+                .map_err(|source| PlanError::Exhausted {
+                    dev: d.name.clone(),
+                    source,
+                })?;
+            self.plan.sec_block = Some(block);
+        }
+        Ok(Some(off))
+    }
+
+    /// Regions in VFIO order; empty ones get nothing. A job ring's first region sits at its
+    /// offset in the SEC block.
+    fn place_regions(
+        &mut self,
+        d: &DeviceDesc,
+        sec_offset: Option<u32>,
+    ) -> Result<Vec<Placement>, Exhausted> {
+        let mut v: Vec<Placement> = Vec::new();
+        for r in d.regions.iter().filter(|r| r.size > 0) {
+            let gpa = match (sec_offset, self.plan.sec_block, v.is_empty()) {
+                (Some(off), Some(block), true) => block + u64::from(off),
+                _ => self.res.window(r.size, self.page)?,
+            };
+            v.push(Placement {
+                index: r.index,
+                gpa,
+                size: r.size,
+                access: if r.mappable {
+                    Access::Mapped
+                } else {
+                    Access::Trapped
+                },
+            });
+        }
+        Ok(v)
+    }
+
+    /// One SPI per IRQ that exists (count > 0).
+    fn route_irqs(&mut self, d: &DeviceDesc) -> Result<Vec<IrqRoute>, PlanError> {
+        let mut v = Vec::new();
+        for i in d.irqs.iter().filter(|i| i.count > 0) {
+            if !i.eventfd {
+                return Err(PlanError::IrqNoEventfd {
+                    dev: d.name.clone(),
+                    index: i.index,
+                });
+            }
+            let spi = self.res.spi().map_err(|source| PlanError::Exhausted {
+                dev: d.name.clone(),
+                source,
+            })?;
+            let trigger = if i.level {
+                Trigger::Level
+            } else {
+                Trigger::Edge
+            };
+            v.push(IrqRoute {
+                index: i.index,
+                spi,
+                trigger,
+            });
+        }
+        Ok(v)
+    }
+
+    fn generate(
+        &self,
+        d: &DeviceDesc,
+        o: &DeviceOptions,
+        h: &dyn TypeHandler,
+        placements: &[Placement],
+        irqs: &[IrqRoute],
+    ) -> devices::vfio::node::Generated {
+        let regs: Vec<(u64, u64)> = placements.iter().map(|p| (p.gpa, p.size)).collect();
+        let girqs: Vec<GuestIrq> = irqs
+            .iter()
+            .map(|r| GuestIrq {
+                spi: r.spi,
+                level: r.trigger == Trigger::Level,
+            })
+            .collect();
+        let mut g = h.generate(
+            d.host_node.as_ref(),
+            &NodeParams {
+                dev_name: &d.name,
+                kind: d.kind,
+                regs: &regs,
+                irqs: &girqs,
+                compatible: o.compatible,
+                amba_clock: self.plan.amba_clock,
+            },
+        );
+        if let Some(ov) = o.overlay {
+            g.node.merge(ov);
+        }
+        g
+    }
+}
+
+/// The nodes a VM plan adds at the root of the guest tree.
+pub struct GuestNodes {
+    /// The AMBA `apb_pclk` fixed clock, when some node references it.
+    pub clock: Option<FixedClock>,
+    /// Device nodes, the SEC controller, then the `--dt-overlay` nodes, in that order.
+    pub nodes: Vec<GuestNode>,
+}
+
+impl VmPlan {
+    /// Where device `name`'s node went, for reports: `/node` or `/crypto@.../jr@...`.
+    pub fn node_path(&self, d: &DevicePlan) -> String {
+        match (d.sec_offset, self.sec_controller) {
+            (Some(off), Some(ctrl)) => format!("/crypto@{ctrl:x}/jr@{off:x}"),
+            _ => format!("/{}", d.node.name),
+        }
+    }
+
+    /// The guest's root nodes for these devices, plus the children of `dt_overlays`' roots.
+    pub fn guest_nodes(&self, dt_overlays: &[GuestNode]) -> GuestNodes {
+        let mut nodes: Vec<GuestNode> = self
+            .devices
+            .iter()
+            .filter(|d| d.sec_offset.is_none())
+            .map(|d| d.node.clone())
+            .collect();
+        if let Some(ctrl) = self.sec_controller {
+            let rings: Vec<JobRing> = self
+                .devices
+                .iter()
+                .filter_map(|d| {
+                    Some(JobRing {
+                        node: d.node.clone(),
+                        offset: d.sec_offset?,
+                        size: d.placements.first()?.size,
+                    })
+                })
+                .collect();
+            nodes.push(sec::controller_node(ctrl, &rings, self.sec_block));
+        }
+        let clock = nodes
+            .iter()
+            .any(|n| references_phandle(n, self.amba_clock))
+            .then_some(FixedClock {
+                name: "apb-pclk",
+                phandle: self.amba_clock,
+                hz: APB_PCLK_HZ,
+            });
+        nodes.extend(dt_overlays.iter().flat_map(|o| o.children.iter().cloned()));
+        GuestNodes { clock, nodes }
+    }
+}
+
+/// Whether `n` (or a child) has `clocks` cells equal to `phandle`.
+pub fn references_phandle(n: &GuestNode, phandle: u32) -> bool {
+    n.prop("clocks")
+        .is_some_and(|c| c.chunks(4).any(|x| x == phandle.to_be_bytes()))
+        || n.children.iter().any(|c| references_phandle(c, phandle))
+}
+
+/// Why a host node looks like a DMA master, if it does.
+pub fn looks_dma_capable(h: &HostNode) -> Option<String> {
+    const DMA_COMPATIBLES: &[&str] = &[
+        "virtio,mmio",
+        "ahci",
+        "xhci",
+        "ehci",
+        "ohci",
+        "dwc3",
+        "sdhci",
+        "mmc",
+        "ethernet",
+        "gmac",
+        "dwmac",
+        "sec-v",
+        "caam",
+        "pcie",
+        "dma",
+    ];
+    if let Some(c) = h.strings("compatible").and_then(|cs| {
+        cs.into_iter()
+            .find(|c| DMA_COMPATIBLES.iter().any(|d| c.contains(d)))
+    }) {
+        return Some(format!("compatible \"{c}\""));
+    }
+    ["iommus", "dmas", "dma-coherent", "dma-ranges"]
+        .iter()
+        .find(|p| h.prop(p).is_some())
+        .map(|p| format!("has '{p}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::aarch64::layout;
+    use devices::vfio::node::cells_prop;
+    use vfio_bindings::bindings::vfio::{
+        VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
+        VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    };
+
+    const RW_MMAP: u32 =
+        VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP;
+    const LEVEL: u32 = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+
+    fn host(name: &str, props: &[(&str, Vec<u8>)]) -> HostNode {
+        HostNode {
+            name: name.into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect(),
+            children: vec![],
+        }
+    }
+
+    /// The LS1046A SATA controller: a 64 KiB AHCI block and a 4-byte ECC register.
+    fn sata() -> HostNode {
+        host(
+            "sata@3200000",
+            &[
+                ("compatible", b"fsl,ls1046a-ahci\0".to_vec()),
+                ("reg", vec![0; 32]),
+                ("interrupts", cells_prop(&[0, 69, 4])),
+                ("dma-coherent", vec![]),
+            ],
+        )
+    }
+
+    /// How VFIO reports that controller: region 1 is sub-page (no mmap), one level IRQ, and
+    /// an extra empty IRQ index that must not get an SPI.
+    fn sata_as_vfio(page: u64) -> DeviceDesc {
+        let regions = [
+            RegionInfo {
+                index: 0,
+                flags: RW_MMAP,
+                size: 0x1_0000,
+                offset: 0,
+            },
+            RegionInfo {
+                index: 1,
+                flags: VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE,
+                size: 4,
+                offset: 1 << 40,
+            },
+            RegionInfo {
+                index: 2,
+                flags: 0,
+                size: 0,
+                offset: 2 << 40,
+            },
+        ];
+        let irqs = [
+            IrqInfo {
+                index: 0,
+                flags: LEVEL,
+                count: 1,
+            },
+            IrqInfo {
+                index: 1,
+                flags: VFIO_IRQ_INFO_EVENTFD,
+                count: 0,
+            },
+        ];
+        let mut d =
+            DeviceDesc::from_vfio("3200000.sata", DeviceKind::Platform, &regions, &irqs, page);
+        d.host_node = Some(sata());
+        d
+    }
+
+    fn plan_one(d: &DeviceDesc, page: u64) -> DevicePlan {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, page).unwrap();
+        p.add(d, &DeviceOptions::default()).unwrap().clone()
+    }
+
+    #[test]
+    fn vfio_and_host_tree_give_the_same_plan() {
+        let page = 4096;
+        let from_vfio = plan_one(&sata_as_vfio(page), page);
+        let mut from_dt = DeviceDesc::from_dt("3200000.sata", sata(), &[0x1_0000, 4], page);
+        from_dt.kind = DeviceKind::Platform;
+        let from_dt = plan_one(&from_dt, page);
+        assert_eq!(from_vfio.placements, from_dt.placements);
+        assert_eq!(from_vfio.irqs, from_dt.irqs);
+        assert_eq!(from_vfio.node, from_dt.node);
+        assert_eq!(from_vfio.handler, "sata");
+        assert_eq!(
+            from_vfio.placements,
+            [
+                Placement {
+                    index: 0,
+                    gpa: 0x4000_0000,
+                    size: 0x1_0000,
+                    access: Access::Mapped
+                },
+                Placement {
+                    index: 1,
+                    gpa: 0x4001_0000,
+                    size: 4,
+                    access: Access::Trapped
+                },
+            ],
+            "the empty region gets no address"
+        );
+        assert_eq!(
+            from_vfio.irqs,
+            [IrqRoute {
+                index: 0,
+                spi: layout::PASSTHROUGH_SPI_BASE,
+                trigger: Trigger::Level
+            }],
+            "the zero-count IRQ gets no SPI"
+        );
+        assert!(from_vfio.dma.is_some());
+    }
+
+    #[test]
+    fn regions_follow_the_host_page_size() {
+        let p = plan_one(&sata_as_vfio(0x1_0000), 0x1_0000);
+        assert_eq!(p.placements[1].gpa, 0x4001_0000);
+        let mut small = sata_as_vfio(0x1_0000);
+        small.regions[0].size = 0x1000;
+        small.regions[0].mappable = false;
+        let p = plan_one(&small, 0x1_0000);
+        assert_eq!(p.placements[1].gpa, 0x4001_0000, "64 KiB granules");
+        assert_eq!(p.placements[0].access, Access::Trapped);
+    }
+
+    fn ring(name: &str, off: u32) -> DeviceDesc {
+        let h = host(
+            name,
+            &[
+                (
+                    "compatible",
+                    b"fsl,sec-v5.4-job-ring\0fsl,sec-v4.0-job-ring\0".to_vec(),
+                ),
+                ("reg", cells_prop(&[off, 0x10000])),
+                ("interrupts", cells_prop(&[0, 71, 4])),
+            ],
+        );
+        let mut d = DeviceDesc::from_dt(name, h, &[0x10000], 4096);
+        d.host_parent = Some("/soc/crypto@1700000".into());
+        d
+    }
+
+    #[test]
+    fn job_rings_share_one_sec_block_and_a_controller() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        p.add(&ring("jr@10000", 0x10000), &DeviceOptions::default())
+            .unwrap();
+        p.add(&ring("jr@20000", 0x20000), &DeviceOptions::default())
+            .unwrap();
+        let mut other = ring("jr@30000", 0x30000);
+        other.host_parent = Some("/soc/crypto@1800000".into());
+        let e = p.add(&other, &DeviceOptions::default()).unwrap_err();
+        assert!(matches!(e, PlanError::SecMixed { .. }), "{e}");
+        let plan = p.finish(false).unwrap();
+        let block = plan.sec_block.unwrap();
+        assert_eq!(plan.devices[1].placements[0].gpa, block + 0x20000);
+        assert_eq!(plan.sec_controller, Some(0x0910_0000));
+        let g = plan.guest_nodes(&[]);
+        assert_eq!(g.nodes.len(), 1, "rings go under the controller");
+        assert_eq!(g.nodes[0].children.len(), 2);
+        assert_eq!(plan.node_path(&plan.devices[0]), "/crypto@9100000/jr@10000");
+        assert!(g.clock.is_none());
+    }
+
+    #[test]
+    fn amba_devices_get_the_shared_clock_and_out_of_spis_is_named() {
+        let pl031 = host(
+            "pl031@9010000",
+            &[
+                ("compatible", b"arm,pl031\0arm,primecell\0".to_vec()),
+                ("interrupts", cells_prop(&[0, 2, 4])),
+            ],
+        );
+        let d = DeviceDesc::from_dt("9010000.pl031", pl031, &[0x1000], 4096);
+        assert_eq!(d.kind, DeviceKind::Amba);
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        p.add(&d, &DeviceOptions::default()).unwrap();
+        let plan = p.finish(false).unwrap();
+        let g = plan.guest_nodes(&[]);
+        assert_eq!(g.clock.as_ref().map(|c| c.phandle), Some(plan.amba_clock));
+        assert!(plan.sec_controller.is_none());
+
+        let mut many = d.clone();
+        many.irqs = (0..300)
+            .map(|index| IrqDesc {
+                index,
+                count: 1,
+                level: true,
+                eventfd: true,
+            })
+            .collect();
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let e = p
+            .add(&many, &DeviceOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("9010000.pl031: out of guest interrupt lines"),
+            "{e}"
+        );
+    }
+}

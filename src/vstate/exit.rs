@@ -1,0 +1,88 @@
+//! How a guest ended, the process exit status it maps to, and the signal through which vCPU
+//! threads and signal handling report it to the event loop.
+
+use std::sync::Mutex;
+
+use log::error;
+use vmm_sys_util::eventfd::EventFd;
+
+/// How the guest ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestExit {
+    /// PSCI SYSTEM_OFF.
+    PowerOff,
+    /// PSCI SYSTEM_RESET.
+    Reset,
+    /// The guest reported a crash, or a vCPU hit an exit platvmm cannot continue from.
+    Crash,
+    /// platvmm received a terminating signal (SIGTERM, SIGINT, SIGHUP).
+    Signal(i32),
+}
+
+impl GuestExit {
+    /// Process exit status (documented in `--help`).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            GuestExit::PowerOff => 0,
+            GuestExit::Reset => 3,
+            GuestExit::Crash => 4,
+            GuestExit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Where vCPU threads report how the guest ended; the main loop watches `evt`.
+pub struct ExitSignal {
+    pub evt: EventFd,
+    outcome: Mutex<Option<GuestExit>>,
+}
+
+impl ExitSignal {
+    pub fn new(evt: EventFd) -> Self {
+        Self {
+            evt,
+            outcome: Mutex::new(None),
+        }
+    }
+
+    /// Records the first outcome and wakes the main loop.
+    pub fn set(&self, e: GuestExit) {
+        let mut o = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
+        o.get_or_insert(e);
+        drop(o);
+        if let Err(err) = self.evt.write(1) {
+            error!("cannot signal VM exit: {err}");
+        }
+    }
+
+    pub fn get(&self) -> Option<GuestExit> {
+        *self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [
+            GuestExit::PowerOff,
+            GuestExit::Reset,
+            GuestExit::Crash,
+            GuestExit::Signal(libc::SIGTERM),
+        ]
+        .map(|e| e.exit_code());
+        assert_eq!(codes, [0, 3, 4, 143]);
+    }
+
+    #[test]
+    fn first_outcome_wins() {
+        let s = ExitSignal::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        assert_eq!(s.get(), None);
+        s.set(GuestExit::PowerOff);
+        s.set(GuestExit::Crash);
+        assert_eq!(s.get(), Some(GuestExit::PowerOff));
+        assert_eq!(s.evt.read().unwrap(), 2);
+    }
+}

@@ -1,0 +1,241 @@
+//! vCPU threads: one per vCPU, `KVM_RUN` until the guest stops or platvmm stops the thread.
+//!
+//! MMIO exits go to the [`Bus`]; accesses no device claims read as zero and are logged
+//! (rate-limited). PSCI SYSTEM_OFF/RESET arrive as system events and end the VM. Console
+//! transmit bytes queued in KVM's coalesced-MMIO ring are handed to the UART before any exit
+//! is handled, so no byte is reordered against the guest's other accesses.
+//!
+//! Stopping: [`stop_all`] sets each thread's stop flag and kicks it with [`KICK_SIGNAL`],
+//! whose handler sets `immediate_exit` in the thread's own `kvm_run`, so `KVM_RUN` returns
+//! `EINTR` at once even if the signal landed just before the thread entered it; the thread
+//! sees the flag and returns; [`stop_all`] joins it.
+
+use std::cell::Cell;
+use std::os::unix::thread::JoinHandleExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use devices::Bus;
+use kvm_bindings::{
+    kvm_run, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use log::{error, warn};
+
+use super::counters::{bump, ExitCounters};
+use super::exit::{ExitSignal, GuestExit};
+use crate::console::Console;
+use crate::startup::Startup;
+
+/// What every vCPU thread shares.
+pub struct VcpuContext {
+    pub bus: Arc<Bus>,
+    pub exit: Arc<ExitSignal>,
+    pub counters: Arc<ExitCounters>,
+    /// The console, whose coalesced transmit bytes are drained before each exit.
+    pub console: Arc<Console>,
+    pub startup: Arc<Startup>,
+}
+
+/// A running vCPU thread.
+pub struct VcpuHandle {
+    id: usize,
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN` (not blocked in vCPU threads).
+pub fn kick_signal() -> i32 {
+    libc::SIGRTMIN()
+}
+
+thread_local! {
+    /// This thread's `kvm_run`, for the kick handler (null outside vCPU threads).
+    static KVM_RUN: Cell<*mut kvm_run> = const { Cell::new(std::ptr::null_mut()) };
+}
+
+extern "C" fn on_kick(_signo: libc::c_int) {
+    KVM_RUN.with(|p| {
+        let run = p.get();
+        if !run.is_null() {
+            // SAFETY: `run` is this thread's kvm_run mapping, set by the thread itself before
+            // its first KVM_RUN and cleared before the VcpuFd (and the mapping) is dropped; a
+            // byte store is async-signal-safe.
+            unsafe { std::ptr::write_volatile(&mut (*run).immediate_exit, 1) };
+        }
+    });
+}
+
+/// Installs the kick handler (once per process, before any vCPU thread starts).
+pub fn install_kick_handler() -> std::io::Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value, filled in below.
+    let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+    sa.sa_sigaction = on_kick as extern "C" fn(libc::c_int) as usize;
+    // No SA_RESTART: KVM_RUN must return EINTR.
+    sa.sa_flags = 0;
+    // SAFETY: `sa` is initialised; on_kick only does an async-signal-safe store.
+    let r = unsafe {
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut())
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Starts vCPU `id` on its own thread.
+pub fn spawn(vcpu: VcpuFd, id: usize, ctx: Arc<VcpuContext>) -> std::io::Result<VcpuHandle> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name(format!("vcpu{id}"))
+        .spawn(move || thread_main(vcpu, id, &ctx, &flag))?;
+    Ok(VcpuHandle { id, stop, thread })
+}
+
+impl VcpuHandle {
+    fn kick(&self) {
+        // SAFETY: the thread is not joined yet, so its pthread_t is valid.
+        let r = unsafe { libc::pthread_kill(self.thread.as_pthread_t(), kick_signal()) };
+        if r != 0 && r != libc::ESRCH {
+            warn!("vcpu{}: cannot kick: errno {r}", self.id);
+        }
+    }
+}
+
+/// Stops every vCPU thread and joins it: none is inside `KVM_RUN` when this returns.
+pub fn stop_all(handles: Vec<VcpuHandle>) {
+    for h in &handles {
+        h.stop.store(true, Ordering::SeqCst);
+        h.kick();
+    }
+    for h in handles {
+        // immediate_exit makes one kick enough; kick again anyway while waiting.
+        while !h.thread.is_finished() {
+            std::thread::sleep(Duration::from_millis(2));
+            h.kick();
+        }
+        if h.thread.join().is_err() {
+            error!("vcpu{}: thread panicked", h.id);
+        }
+    }
+}
+
+fn thread_main(mut vcpu: VcpuFd, id: usize, ctx: &VcpuContext, stop: &AtomicBool) {
+    unblock_kick_signal();
+    KVM_RUN.with(|p| p.set(vcpu.get_kvm_run() as *mut kvm_run));
+    let outcome = run_loop(&mut vcpu, id, ctx, stop);
+    KVM_RUN.with(|p| p.set(std::ptr::null_mut()));
+    if let Some(o) = outcome {
+        ctx.exit.set(o);
+    }
+}
+
+fn unblock_kick_signal() {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, kick_signal());
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Runs until the guest stops (its outcome) or the thread is told to stop (`None`).
+fn run_loop(
+    vcpu: &mut VcpuFd,
+    id: usize,
+    ctx: &VcpuContext,
+    stop: &AtomicBool,
+) -> Option<GuestExit> {
+    if id == 0 {
+        ctx.startup.first_kvm_run();
+    }
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return None;
+        }
+        let r = vcpu.run();
+        // Coalesced console bytes were written before this exit: hand them over first.
+        ctx.console.drain(&ctx.counters);
+        match r {
+            Ok(exit) => {
+                if let Some(o) = handle_exit(exit, id, ctx) {
+                    return Some(o);
+                }
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                bump(&ctx.counters.interrupted);
+                vcpu.set_kvm_immediate_exit(0);
+            }
+            Err(e) => {
+                error!("vcpu{id}: KVM_RUN failed: {e}");
+                return Some(GuestExit::Crash);
+            }
+        }
+    }
+}
+
+/// Handles one exit; `Some` when the guest has stopped.
+fn handle_exit(exit: VcpuExit, id: usize, ctx: &VcpuContext) -> Option<GuestExit> {
+    let c = &ctx.counters;
+    match exit {
+        VcpuExit::MmioRead(addr, data) => {
+            count_mmio(c, &c.mmio_read, addr, &ctx.console);
+            if !ctx.bus.read(addr, data) {
+                bump(&c.mmio_unclaimed);
+                data.fill(0);
+                unclaimed("read", addr, data.len());
+            }
+            None
+        }
+        VcpuExit::MmioWrite(addr, data) => {
+            count_mmio(c, &c.mmio_write, addr, &ctx.console);
+            if !ctx.bus.write(addr, data) {
+                bump(&c.mmio_unclaimed);
+                unclaimed("write", addr, data.len());
+            }
+            None
+        }
+        VcpuExit::SystemEvent(kind, _) => {
+            bump(&c.system_event);
+            Some(match kind {
+                KVM_SYSTEM_EVENT_SHUTDOWN => GuestExit::PowerOff,
+                KVM_SYSTEM_EVENT_RESET => GuestExit::Reset,
+                KVM_SYSTEM_EVENT_CRASH => GuestExit::Crash,
+                other => {
+                    error!("vcpu{id}: unknown system event {other}");
+                    GuestExit::Crash
+                }
+            })
+        }
+        other => {
+            bump(&c.other);
+            error!("vcpu{id}: unexpected exit {other:?}");
+            Some(GuestExit::Crash)
+        }
+    }
+}
+
+fn count_mmio(c: &ExitCounters, kind: &AtomicU64, addr: u64, console: &Console) {
+    bump(kind);
+    if console.contains(addr) {
+        bump(&c.mmio_console);
+    }
+}
+
+/// Unclaimed MMIO accesses logged so far (the first few are logged, the rest counted).
+static UNCLAIMED: AtomicU64 = AtomicU64::new(0);
+const UNCLAIMED_LOG_LIMIT: u64 = 10;
+
+fn unclaimed(kind: &str, addr: u64, len: usize) {
+    let n = UNCLAIMED.fetch_add(1, Ordering::Relaxed);
+    if n < UNCLAIMED_LOG_LIMIT {
+        warn!("guest {kind} of {len} bytes at {addr:#x}: no device there (reads as 0)");
+    } else if n == UNCLAIMED_LOG_LIMIT {
+        warn!("more unclaimed MMIO accesses: no longer logging them");
+    }
+}
