@@ -13,6 +13,8 @@ Exit status:
   2  bad command line
   3  the guest asked for a reset (PSCI SYSTEM_RESET); platvmm does not reboot it
   4  the guest reported a crash (PSCI SYSTEM_EVENT crash) or a vCPU stopped unexpectedly
+  128+N  platvmm stopped the VM on signal N (143 SIGTERM, 130 SIGINT, 129 SIGHUP); the
+     vCPUs are stopped and the passed-through devices released first
 
 The console is the guest's ttyS0 (a 16550 UART at 0x9000000). Host stdin is forwarded to it;
 when stdin is a terminal it is put in raw mode, so Ctrl-C goes to the guest: power the guest

@@ -1,10 +1,10 @@
 //! platvmm: a virtual machine monitor for aarch64 KVM guests whose purpose is handing host
 //! platform devices to the guest through vfio-platform. See docs/ARCHITECTURE.md.
 //!
-//! Floors, top to bottom (a module imports only from floors below it):
-//! `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `passthrough`, `event_loop`,
-//! `console` → `cli`, `sec`, `identity`, `vstate`, `overlay`, `error`, `startup` →
-//! `arch`, `resources`, `terminal`.
+//! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
+//! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `event_loop`,
+//! `vstate/vcpu` → `error` → `passthrough/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
+//! `startup`, `vstate/{exit,counters}` → `resources`, `terminal` → `arch`.
 
 pub mod arch;
 pub mod cli;

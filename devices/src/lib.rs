@@ -5,8 +5,9 @@
 //!   buffers instead of exiting).
 //! - [`serial`]: the 16550 console UART (vm-superio) with an irqfd-backed interrupt and a
 //!   host-stdin input path driven by event-manager.
-//!
-//! The VFIO platform backend will live here too, one module per concern.
+//! - [`caam`]: the emulated NXP SEC controller page.
+//! - [`vfio`]: the VFIO platform/AMBA backend: sysfs, groups and containers, device fds,
+//!   regions, IRQs, host DT nodes and the guest-node handlers.
 
 pub mod bus;
 pub mod caam;

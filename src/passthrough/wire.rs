@@ -57,15 +57,33 @@ pub fn device(
             Access::Trapped => trap_region(t, dev, p, counters)?,
         }
         info!(
-            "{}: region {} ({:#x} bytes) at guest {:#x}, {:?}",
-            plan.name, p.index, p.size, p.gpa, p.access
+            "{}: region {} ({:#x} bytes, {}) at guest {:#x}, {}",
+            plan.name,
+            p.index,
+            p.size,
+            region_info(dev, p.index).flag_names(),
+            p.gpa,
+            match p.access {
+                Access::Mapped => "mapped",
+                Access::Trapped => "trapped",
+            }
         );
     }
     for r in &plan.irqs {
         w._irq_fds.push(wire_irq(t.vm, dev, r)?);
+        let flags = dev
+            .irqs
+            .iter()
+            .find(|i| i.index == r.index)
+            .map(|i| i.flag_names())
+            .unwrap_or_default();
+        let how = match r.trigger {
+            Trigger::Level => "level, resamplefd",
+            Trigger::Edge => "edge",
+        };
         info!(
-            "{}: IRQ {} → SPI {} ({:?})",
-            plan.name, r.index, r.spi, r.trigger
+            "{}: IRQ {} ({flags}) → SPI {} ({how})",
+            plan.name, r.index, r.spi
         );
     }
     Ok(w)

@@ -174,9 +174,15 @@ fn passthrough_paths_are_checked_first() {
     assert_error(&out, 2, "unknown option 'colour'");
     let bad = scratch("bad.dtb");
     std::fs::write(&bad, b"not a device tree").unwrap();
-    assert_error(
-        &platvmm(&["--kernel", s(&k), "--dt-overlay", s(&bad)]),
-        1,
-        "compile the DTS with dtc -I dts -O dtb",
+    let out = platvmm(&["--kernel", s(&k), "--dt-overlay", s(&bad)]);
+    assert_error(&out, 1, "compile the DTS with dtc -I dts -O dtb");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "platvmm: error: --dt-overlay {}: not a DTB",
+            s(&bad)
+        )),
+        "a --dt-overlay error names --dt-overlay: {err}"
     );
+    assert!(!err.contains("--vfio-platform"), "{err}");
 }

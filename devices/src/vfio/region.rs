@@ -20,21 +20,17 @@ pub struct Counters {
     pub trapped_writes: AtomicU64,
     /// Accesses outside the region, not forwarded.
     pub out_of_bounds: AtomicU64,
-    /// Interrupts platvmm had to handle in userspace (the design keeps this at 0: every IRQ
-    /// goes VFIO eventfd → KVM irqfd inside the kernel).
-    pub userspace_irqs: AtomicU64,
     /// pread/pwrite failures.
     pub io_errors: AtomicU64,
 }
 
 impl Counters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("trapped_reads", g(&self.trapped_reads)),
             ("trapped_writes", g(&self.trapped_writes)),
             ("out_of_bounds_dropped", g(&self.out_of_bounds)),
-            ("userspace_irqs", g(&self.userspace_irqs)),
             ("io_errors", g(&self.io_errors)),
         ]
     }

@@ -16,7 +16,7 @@ l2_passed || status=1
 grep -q "9010000.pl031: region 0 (0x1000 bytes, read,write,mmap) at guest 0x40000000, mapped" "$L2_LOG" &&
     grep -q "9020000.fw-cfg: region 0 (0x18 bytes, read,write) at guest 0x40001000, trapped" "$L2_LOG" ||
     { reason "unexpected region placement"; status=1; }
-grep -q "platvmm stats: device 9010000.pl031 .*userspace_irqs=0" "$L2_LOG" &&
-    grep -q "platvmm stats: device 9020000.fw-cfg .*out_of_bounds_dropped=2 userspace_irqs=0" "$L2_LOG" ||
+grep -q "platvmm stats: device 9010000.pl031 trapped_reads=0 trapped_writes=0 " "$L2_LOG" &&
+    grep -q "platvmm stats: device 9020000.fw-cfg .*out_of_bounds_dropped=2 io_errors=0" "$L2_LOG" ||
     { reason "unexpected counters: $(grep 'platvmm stats: device' "$L2_LOG" | tr '\n' ' ')"; status=1; }
 exit $status

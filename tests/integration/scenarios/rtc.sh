@@ -39,6 +39,6 @@ grep -q "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x40000000, map
 grep -q "$DEV: IRQ 0 (eventfd,maskable,automasked) → SPI 16 (level, resamplefd)" "$L2_LOG" ||
     { reason "the PL031 IRQ was not wired as a level irqfd with resample"; status=1; }
 stats=$(grep "platvmm stats: device $DEV" "$L2_LOG")
-echo "$stats" | grep -q "trapped_reads=0 trapped_writes=0 .*userspace_irqs=0" ||
+echo "$stats" | grep -q "trapped_reads=0 trapped_writes=0 .*io_errors=0" ||
     { reason "unexpected device counters: ${stats:-none printed}"; status=1; }
 exit $status
