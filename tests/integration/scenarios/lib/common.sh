@@ -27,13 +27,16 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 run_l2() {
     _name=$1; shift
     L2_LOG=/tmp/$_name.log
-    rm -f "/tmp/$_name.rc" "/tmp/$_name.t-init"
+    rm -f "/tmp/$_name.rc" "/tmp/$_name.t-init" "/tmp/$_name.ctxt"
     echo "$SCENARIO: \$ platvmm $*"
     _t0=$(now)
     { timeout -s KILL "$L2_TIMEOUT" "$PLATVMM" "$@" </dev/null 2>&1; echo $? >"/tmp/$_name.rc"; } |
         while IFS= read -r _line || [ -n "$_line" ]; do
             case $_line in
                 *L2-SIGNAL-USR1*) kill -USR1 "$(pidof platvmm)" ;;
+                *L2-CTXT*)
+                    _l=$(printf '%s' "${_line##*L2-CTXT }" | tr -d '\r')
+                    thread_switches "$_l" >>"/tmp/$_name.ctxt" ;;
                 *L2-INIT*)
                     [ -f "/tmp/$_name.t-init" ] || now >"/tmp/$_name.t-init"
                     vmm_rss >"/tmp/$_name.rss" ;;
@@ -49,6 +52,19 @@ run_l2() {
     else
         L2_T_INIT=none
     fi
+}
+
+# thread_switches LABEL: one line "LABEL TID COMM VOLUNTARY NONVOLUNTARY" per thread of the
+# running platvmm (context switches from /proc/PID/task/TID/status: a thread that sleeps and
+# wakes up counts one voluntary switch). run_l2 records them at each "L2-CTXT LABEL" line.
+thread_switches() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    [ -n "$_pid" ] || return 0
+    for _t in /proc/"$_pid"/task/*; do
+        awk -v l="$1" -v t="${_t##*/}" -v c="$(cat "$_t/comm")" '
+            /^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { n = $2 }
+            END { print l, t, c, v, n }' "$_t/status"
+    done
 }
 
 # Memory of the running platvmm, from /proc/PID/smaps: "rss=KB guest_ram_rss=KB
