@@ -245,9 +245,7 @@ fn write_dtb(
     let g = dm.guest_nodes(&p.dt_overlays);
     let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
     let mut nodes: Vec<&dyn DeviceNode> = Vec::new();
-    if let Some(c) = &g.clock {
-        nodes.push(c);
-    }
+    nodes.extend(g.clocks.iter().map(|c| c as &dyn DeviceNode));
     nodes.extend(raw.iter().map(|n| n as &dyn DeviceNode));
     let dtb = fdt::create_fdt(&FdtConfig {
         mpidrs,

@@ -196,7 +196,7 @@ impl DeviceManager {
         match &self.plan {
             Some(p) => p.guest_nodes(dt_overlays),
             None => GuestNodes {
-                clock: None,
+                clocks: Vec::new(),
                 nodes: dt_overlays
                     .iter()
                     .flat_map(|o| o.children.iter().cloned())

@@ -103,9 +103,24 @@ fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
         .ok_or_else(|| PreviewError::NoReg(path.to_string()))?
         .map(|r| r.size.unwrap_or(0) as u64)
         .collect();
-    let mut d = DeviceDesc::from_dt(path, to_host(n), &sizes, PREVIEW_PAGE);
+    let host = to_host(n);
+    let clocks = devices::vfio::clocks::resolve(&host, &DtbTree(tree));
+    let mut d = DeviceDesc::from_dt(path, host, &sizes, PREVIEW_PAGE);
     d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
+    d.clocks = clocks;
     Ok(d)
+}
+
+/// Phandle lookups in a host DTB (a node's name is its key: the fdt crate gives no paths).
+struct DtbTree<'a, 'b>(&'a ::fdt::Fdt<'b>);
+
+impl devices::vfio::clocks::PhandleLookup for DtbTree<'_, '_> {
+    fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
+        let n = self.0.find_phandle(phandle)?;
+        let mut h = to_host(n);
+        h.children.clear();
+        Some((format!("/{}", n.name), h))
+    }
 }
 
 /// One line per node (handler, why, where it went), then its notes.
@@ -128,9 +143,7 @@ fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
     let g = plan.guest_nodes(&[]);
     let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
     let mut devs: Vec<&dyn DeviceNode> = Vec::new();
-    if let Some(c) = &g.clock {
-        devs.push(c);
-    }
+    devs.extend(g.clocks.iter().map(|c| c as &dyn DeviceNode));
     devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
     let dtb = fdt::create_fdt(&FdtConfig {
         mpidrs: &[0],

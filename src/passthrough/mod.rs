@@ -18,6 +18,7 @@ pub mod wire;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use devices::vfio::clocks::{self, HostClock, SysfsTree};
 use devices::vfio::container::{Container, ContainerError, Group, IommuMode};
 use devices::vfio::device::{DeviceError, VfioPlatformDevice};
 use devices::vfio::hostdt::HostNode;
@@ -77,6 +78,8 @@ pub struct ProbedDevice {
     pub host: HostDevice,
     pub host_node: Option<HostNode>,
     pub overlay: Option<GuestNode>,
+    /// The host clocks its node references, resolved in the host's live tree.
+    pub clocks: Vec<HostClock>,
 }
 
 impl ProbedDevice {
@@ -114,11 +117,17 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
                 source,
             })?;
         let host_node = read_host_node(&host);
+        let tree = SysfsTree::new(&sysfs.join("firmware/devicetree/base"));
+        let clocks = host_node
+            .as_ref()
+            .map(|h| clocks::resolve(h, &tree))
+            .unwrap_or_default();
         v.push(ProbedDevice {
             spec: spec.clone(),
             host,
             host_node,
             overlay,
+            clocks,
         });
     }
     Ok(v)
@@ -228,6 +237,7 @@ pub fn desc(p: &ProbedDevice, d: &VfioPlatformDevice, page: u64) -> DeviceDesc {
     let mut desc = DeviceDesc::from_vfio(&d.host.name, d.kind, &d.regions, &d.irqs, page);
     desc.host_node = p.host_node.clone();
     desc.host_parent = p.host_parent();
+    desc.clocks = p.clocks.clone();
     desc
 }
 

@@ -3,6 +3,7 @@
 //! guest node. `setup` (through the device manager), `inspect` and `preview-dt` all plan with
 //! this code, from a [`DeviceDesc`] made of VFIO's region/IRQ info or of a host DT node.
 
+use devices::vfio::clocks::HostClock;
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
 use devices::vfio::handlers::{self, TypeHandler};
 use devices::vfio::hostdt::HostNode;
@@ -60,6 +61,8 @@ pub struct DeviceDesc {
     pub host_node: Option<HostNode>,
     /// The host node's parent (SEC job rings of one guest must share it).
     pub host_parent: Option<String>,
+    /// The host clocks its `clocks` property references, resolved where possible.
+    pub clocks: Vec<HostClock>,
 }
 
 impl DeviceDesc {
@@ -94,6 +97,7 @@ impl DeviceDesc {
                 .collect(),
             host_node: None,
             host_parent: None,
+            clocks: Vec::new(),
         }
     }
 
@@ -137,6 +141,7 @@ impl DeviceDesc {
             irqs,
             host_node: Some(host),
             host_parent: None,
+            clocks: Vec::new(),
         }
     }
 }
@@ -212,6 +217,16 @@ pub struct VmPlan {
     pub sec_controller: Option<u64>,
     /// phandle of the fixed clock AMBA devices reference.
     pub amba_clock: u32,
+    /// Host clocks given to the guest as fixed clocks, each once however many devices use it.
+    pub clocks: Vec<GuestClock>,
+}
+
+/// A host clock as a guest fixed clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestClock {
+    /// Which host clock (provider path and specifier).
+    pub key: String,
+    pub clock: FixedClock,
 }
 
 /// Plans devices one by one against a VM's [`Resources`].
@@ -234,6 +249,7 @@ impl<'r> Planner<'r> {
                 sec_block: None,
                 sec_controller: None,
                 amba_clock,
+                clocks: Vec::new(),
             },
             sec_parent: None,
         })
@@ -252,7 +268,9 @@ impl<'r> Planner<'r> {
         let sec_offset = self.sec_ring(d, handler)?;
         let placements = self.place_regions(d, sec_offset).map_err(ex)?;
         let irqs = self.route_irqs(d)?;
-        let generated = self.generate(d, o, handler, &placements, &irqs);
+        let (clocks, clock_note) = self.guest_clocks(d).map_err(ex)?;
+        let mut generated = self.generate(d, o, handler, &placements, &irqs, clocks.as_deref());
+        generated.warnings.extend(clock_note);
         self.plan.devices.push(DevicePlan {
             name: d.name.clone(),
             handler: handler.name(),
@@ -362,6 +380,70 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
+    /// Guest phandles for the device's host clocks when every one has a rate (one guest
+    /// fixed clock per distinct host clock), else `None` and a note naming the clock.
+    fn guest_clocks(
+        &mut self,
+        d: &DeviceDesc,
+    ) -> Result<(Option<Vec<u32>>, Option<String>), Exhausted> {
+        if d.clocks.is_empty() {
+            return Ok((None, None));
+        }
+        if let Some(c) = d.clocks.iter().find(|c| c.hz.is_none()) {
+            let note = format!(
+                "{}: dropped 'clocks': no rate for host clock {} ({}): its provider is not a \
+                 fixed-clock and the device assigns it no rate (the host keeps it running)",
+                d.name, c.label, c.key
+            );
+            return Ok((None, Some(note)));
+        }
+        let mut v = Vec::new();
+        for c in &d.clocks {
+            let ph = match self.plan.clocks.iter().find(|g| g.key == c.key) {
+                Some(g) => g.clock.phandle,
+                None => self.add_clock(c)?,
+            };
+            v.push(ph);
+        }
+        Ok((Some(v), None))
+    }
+
+    fn add_clock(&mut self, c: &HostClock) -> Result<u32, Exhausted> {
+        let phandle = self.res.phandle()?;
+        let safe: String = c
+            .label
+            .chars()
+            .map(|ch| {
+                if ch.is_ascii_alphanumeric() || ",._+-".contains(ch) {
+                    ch
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        // Two host clocks with one label get distinct node names.
+        let n = self
+            .plan
+            .clocks
+            .iter()
+            .filter(|g| g.clock.output == c.label)
+            .count();
+        let name = match n {
+            0 => format!("clock-{safe}"),
+            _ => format!("clock-{safe}-{n}"),
+        };
+        self.plan.clocks.push(GuestClock {
+            key: c.key.clone(),
+            clock: FixedClock {
+                name,
+                output: c.label.clone(),
+                phandle,
+                hz: c.hz.unwrap_or(0),
+            },
+        });
+        Ok(phandle)
+    }
+
     fn generate(
         &self,
         d: &DeviceDesc,
@@ -369,6 +451,7 @@ impl<'r> Planner<'r> {
         h: &dyn TypeHandler,
         placements: &[Placement],
         irqs: &[IrqRoute],
+        clocks: Option<&[u32]>,
     ) -> devices::vfio::node::Generated {
         let regs: Vec<(u64, u64)> = placements.iter().map(|p| (p.gpa, p.size)).collect();
         let girqs: Vec<GuestIrq> = irqs
@@ -387,6 +470,7 @@ impl<'r> Planner<'r> {
                 irqs: &girqs,
                 compatible: o.compatible,
                 amba_clock: self.plan.amba_clock,
+                clocks,
             },
         );
         if let Some(ov) = o.overlay {
@@ -398,8 +482,9 @@ impl<'r> Planner<'r> {
 
 /// The nodes a VM plan adds at the root of the guest tree.
 pub struct GuestNodes {
-    /// The AMBA `apb_pclk` fixed clock, when some node references it.
-    pub clock: Option<FixedClock>,
+    /// Fixed clocks: the host clocks devices reference, then the AMBA `apb_pclk` stand-in
+    /// when some node references it.
+    pub clocks: Vec<FixedClock>,
     /// Device nodes, the SEC controller, then the `--dt-overlay` nodes, in that order.
     pub nodes: Vec<GuestNode>,
 }
@@ -435,16 +520,17 @@ impl VmPlan {
                 .collect();
             nodes.push(sec::controller_node(ctrl, &rings, self.sec_block));
         }
-        let clock = nodes
-            .iter()
-            .any(|n| references_phandle(n, self.amba_clock))
-            .then_some(FixedClock {
-                name: "apb-pclk",
+        let mut clocks: Vec<FixedClock> = self.clocks.iter().map(|g| g.clock.clone()).collect();
+        if nodes.iter().any(|n| references_phandle(n, self.amba_clock)) {
+            clocks.push(FixedClock {
+                name: "apb-pclk".into(),
+                output: "apb-pclk".into(),
                 phandle: self.amba_clock,
                 hz: APB_PCLK_HZ,
             });
+        }
         nodes.extend(dt_overlays.iter().flat_map(|o| o.children.iter().cloned()));
-        GuestNodes { clock, nodes }
+        GuestNodes { clocks, nodes }
     }
 }
 
@@ -661,7 +747,7 @@ mod tests {
         assert_eq!(g.nodes.len(), 1, "rings go under the controller");
         assert_eq!(g.nodes[0].children.len(), 2);
         assert_eq!(plan.node_path(&plan.devices[0]), "/crypto@9100000/jr@10000");
-        assert!(g.clock.is_none());
+        assert!(g.clocks.is_empty());
     }
 
     #[test]
@@ -680,7 +766,10 @@ mod tests {
         p.add(&d, &DeviceOptions::default()).unwrap();
         let plan = p.finish(false).unwrap();
         let g = plan.guest_nodes(&[]);
-        assert_eq!(g.clock.as_ref().map(|c| c.phandle), Some(plan.amba_clock));
+        assert_eq!(
+            g.clocks.iter().map(|c| c.phandle).collect::<Vec<_>>(),
+            [plan.amba_clock]
+        );
         assert!(plan.sec_controller.is_none());
 
         let mut many = d.clone();
@@ -701,6 +790,92 @@ mod tests {
         assert!(
             e.starts_with("9010000.pl031: out of guest interrupt lines"),
             "{e}"
+        );
+    }
+
+    fn clock(name: &str, key: &str, hz: Option<u32>) -> HostClock {
+        HostClock {
+            name: Some(name.into()),
+            key: key.into(),
+            label: key.trim_start_matches('/').into(),
+            hz,
+        }
+    }
+
+    #[test]
+    fn host_clocks_become_shared_guest_fixed_clocks() {
+        // Two PL011s of one SoC, both clocked by the board's 24 MHz fixed clock.
+        let uart = |name: &str| {
+            let h = host(
+                "pl011@9040000",
+                &[
+                    ("compatible", b"arm,pl011\0arm,primecell\0".to_vec()),
+                    ("clock-names", b"uartclk\0apb_pclk\0".to_vec()),
+                    ("clocks", cells_prop(&[0x8000, 0x8000])),
+                ],
+            );
+            let mut d = DeviceDesc::from_dt(name, h, &[0x1000], 4096);
+            let c = clock("uartclk", "/apb-pclk", Some(24_000_000));
+            d.clocks = vec![
+                c.clone(),
+                HostClock {
+                    name: Some("apb_pclk".into()),
+                    ..c
+                },
+            ];
+            d
+        };
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let a = p
+            .add(&uart("9040000.pl011"), &DeviceOptions::default())
+            .unwrap()
+            .clone();
+        let b = p
+            .add(&uart("9050000.pl011"), &DeviceOptions::default())
+            .unwrap()
+            .clone();
+        let plan = p.finish(false).unwrap();
+        assert_eq!(plan.clocks.len(), 1, "one guest clock per host clock");
+        let ph = plan.clocks[0].clock.phandle;
+        assert_eq!(a.node.prop("clocks").unwrap(), cells_prop(&[ph, ph]));
+        assert_eq!(b.node.prop("clocks").unwrap(), cells_prop(&[ph, ph]));
+        assert_eq!(a.node.strings("clock-names"), ["uartclk", "apb_pclk"]);
+        assert!(
+            !a.warnings.iter().any(|w| w.contains("'clocks'")),
+            "{:?}",
+            a.warnings
+        );
+        let g = plan.guest_nodes(&[]);
+        assert_eq!(g.clocks.len(), 1, "the apb-pclk stand-in is not needed");
+        assert_eq!(g.clocks[0].name, "clock-apb-pclk");
+        assert_eq!(g.clocks[0].hz, 24_000_000);
+    }
+
+    #[test]
+    fn a_clock_without_a_rate_is_dropped_with_a_note() {
+        let h = host(
+            "pl031@9010000",
+            &[("compatible", b"arm,pl031\0arm,primecell\0".to_vec())],
+        );
+        let mut d = DeviceDesc::from_dt("9010000.pl031", h, &[0x1000], 4096);
+        d.clocks = vec![clock("apb_pclk", "/clkc-7", None)];
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let dp = p.add(&d, &DeviceOptions::default()).unwrap().clone();
+        assert!(
+            dp.warnings
+                .iter()
+                .any(|w| w.contains("no rate for host clock clkc-7")),
+            "{:?}",
+            dp.warnings
+        );
+        let plan = p.finish(false).unwrap();
+        assert!(plan.clocks.is_empty());
+        assert_eq!(
+            dp.node.prop("clocks").unwrap(),
+            cells_prop(&[plan.amba_clock]),
+            "AMBA stand-in"
         );
     }
 }

@@ -88,9 +88,10 @@ impl TypeHandler for Sata {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
         rename(&mut g, "sata");
         let guest_compat = g.node.strings("compatible");
-        if guest_compat
-            .iter()
-            .any(|c| c == "ceva,ahci-1v84" || is_layerscape_ahci(c))
+        if p.clocks.is_none()
+            && guest_compat
+                .iter()
+                .any(|c| c == "ceva,ahci-1v84" || is_layerscape_ahci(c))
         {
             // Its binding requires a clock; the driver only enables it. platvmm's fixed clock
             // stands in (the host keeps the real one running while VFIO holds the device).

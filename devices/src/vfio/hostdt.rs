@@ -40,6 +40,27 @@ impl HostNode {
         Ok(node)
     }
 
+    /// Reads the node at `dir` without its children.
+    pub fn read_props(dir: &Path) -> std::io::Result<Self> {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        let mut node = HostNode {
+            name,
+            ..Default::default()
+        };
+        for e in entries {
+            let fname = e.file_name().to_string_lossy().into_owned();
+            if e.file_type().is_ok_and(|t| t.is_file()) && fname != "name" {
+                node.props.push((fname, fs::read(e.path())?));
+            }
+        }
+        Ok(node)
+    }
+
     pub fn prop(&self, name: &str) -> Option<&[u8]> {
         self.props
             .iter()

@@ -11,8 +11,10 @@
 //!   neither can hold a phandle.
 //! - dropped silently: `phandle`, `linux,phandle`, `status` (the guest node is always enabled).
 //!
-//! AMBA devices get `clocks`/`clock-names = "apb_pclk"` pointing at a fixed clock platvmm adds,
-//! because the guest's AMBA bus refuses to probe a device without its bus clock.
+//! `clocks`/`clock-names` are kept when the caller resolved every host clock to a guest fixed
+//! clock ([`NodeParams::clocks`]). Otherwise AMBA devices get `clocks`/`clock-names =
+//! "apb_pclk"` pointing at a fixed clock platvmm adds, because the guest's AMBA bus refuses to
+//! probe a device without its bus clock.
 //! The user's overlay (properties and children) is applied last and wins.
 
 use super::device::DeviceKind;
@@ -192,6 +194,9 @@ pub struct NodeParams<'a> {
     pub compatible: Option<&'a [String]>,
     /// phandle of the fixed clock AMBA devices reference.
     pub amba_clock: u32,
+    /// Guest phandles standing for the host node's `clocks`, one per entry, when every one of
+    /// them was resolved to a rate (see [`super::clocks`]); `clock-names` is then kept.
+    pub clocks: Option<&'a [u32]>,
 }
 
 /// The generated node and what was dropped.
@@ -269,9 +274,21 @@ pub fn generate_with(
     if !irqs.is_empty() {
         node.set("interrupts", cells_prop(&irqs));
     }
+    if let (Some(ph), Some(h)) = (p.clocks, host) {
+        node.set("clocks", cells_prop(ph));
+        if let Some(names) = h.prop("clock-names") {
+            node.set("clock-names", names.to_vec());
+        }
+        let dropped =
+            |w: &String, prop: &str| w.starts_with(&format!("{}: dropped '{prop}' ", h.name));
+        warnings.retain(|w| !dropped(w, "clocks") && !dropped(w, "clock-names"));
+    }
+    let has_apb_pclk = node.strings("clock-names").iter().any(|n| n == "apb_pclk");
     if p.kind == DeviceKind::Amba {
-        node.set("clocks", cells_prop(&[p.amba_clock]));
-        node.set("clock-names", strings_prop(&["apb_pclk"]));
+        if p.clocks.is_none() || !has_apb_pclk {
+            node.set("clocks", cells_prop(&[p.amba_clock]));
+            node.set("clock-names", strings_prop(&["apb_pclk"]));
+        }
         let mut compat = node.strings("compatible");
         if !compat.iter().any(|c| c == "arm,primecell") {
             compat.push("arm,primecell".into());
@@ -377,6 +394,7 @@ pub(crate) mod test_support {
             irqs,
             compatible: None,
             amba_clock: 2,
+            clocks: None,
         }
     }
 }

@@ -45,16 +45,20 @@ probe bare $((0x30000000)) 4 "$B"
 snap bare
 # The wake-up window: its markers go through printk (polled console, handled on the vCPU
 # thread), not the tty (interrupt-driven transmit may wake platvmm's event loop), and nothing
-# else is printed inside it. L1 samples platvmm's threads at each marker.
+# else is printed inside it (detail and fail write files; say comes after the end marker).
+# L1 samples platvmm's threads at each marker. The second before it lets platvmm finish the
+# snapshot's output; the second after it lets L1 take its sample before the first alarm
+# (an "+1" alarm fires within a second).
 sleep 1
 c0=$(irq_count)
-echo "<3>L2-CTXT irqs-begin" >/dev/kmsg
+echo "<2>L2-CTXT irqs-begin" >/dev/kmsg
+sleep 1
 for n in 1 2 3; do
     echo 0 >"$rtcdev/wakealarm"; echo +1 >"$rtcdev/wakealarm"
     i=0
     while [ "$(irq_count)" = "$((c0 + n - 1))" ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
 done
-echo "<3>L2-CTXT irqs-end" >/dev/kmsg
+echo "<2>L2-CTXT irqs-end" >/dev/kmsg
 c1=$(irq_count)
 detail "alarm_irqs=$((c1 - c0))"
 [ "$((c1 - c0))" = 3 ] || fail "3 alarms raised $((c1 - c0)) interrupts"

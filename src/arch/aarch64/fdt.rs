@@ -61,20 +61,25 @@ impl DeviceNode for RawNode<'_> {
     }
 }
 
-/// A fixed-rate clock (AMBA devices need their `apb_pclk` to probe).
+/// A fixed-rate clock (AMBA devices need their `apb_pclk` to probe; host clocks a device
+/// references become one each).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedClock {
-    pub name: &'static str,
+    /// Node name.
+    pub name: String,
+    /// `clock-output-names`.
+    pub output: String,
     pub phandle: u32,
     pub hz: u32,
 }
 
 impl DeviceNode for FixedClock {
     fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
-        let n = fdt.begin_node(self.name)?;
+        let n = fdt.begin_node(&self.name)?;
         fdt.property_string("compatible", "fixed-clock")?;
         fdt.property_u32("#clock-cells", 0)?;
         fdt.property_u32("clock-frequency", self.hz)?;
-        fdt.property_string("clock-output-names", self.name)?;
+        fdt.property_string("clock-output-names", &self.output)?;
         fdt.property_phandle(self.phandle)?;
         fdt.end_node(n)
     }
@@ -463,7 +468,8 @@ mod tests {
             children: vec![],
         };
         let clk = FixedClock {
-            name: "apb-pclk",
+            name: "apb-pclk".into(),
+            output: "apb-pclk".into(),
             phandle: 2,
             hz: 24_000_000,
         };

@@ -56,15 +56,17 @@ run_l2() {
 
 # thread_switches LABEL: one line "LABEL TID COMM VOLUNTARY NONVOLUNTARY" per thread of the
 # running platvmm (context switches from /proc/PID/task/TID/status: a thread that sleeps and
-# wakes up counts one voluntary switch). run_l2 records them at each "L2-CTXT LABEL" line.
+# wakes up counts one voluntary switch; blanks in COMM become "_"). run_l2 records them at
+# each "L2-CTXT LABEL" line. One awk for all threads: the guest runs on while L1 samples.
 thread_switches() {
     _pid=$(pidof platvmm | cut -d' ' -f1)
     [ -n "$_pid" ] || return 0
-    for _t in /proc/"$_pid"/task/*; do
-        awk -v l="$1" -v t="${_t##*/}" -v c="$(cat "$_t/comm")" '
-            /^voluntary_ctxt_switches:/ { v = $2 } /^nonvoluntary_ctxt_switches:/ { n = $2 }
-            END { print l, t, c, v, n }' "$_t/status"
-    done
+    awk -v l="$1" 'FNR == 1 { split(FILENAME, p, "/"); t = p[5] }
+        FILENAME ~ /comm$/ { gsub(/[ \t]/, "_"); c[t] = $0; next }
+        /^voluntary_ctxt_switches:/ { v[t] = $2 }
+        /^nonvoluntary_ctxt_switches:/ { n[t] = $2 }
+        END { for (t in c) if ((t in v) && (t in n)) print l, t, c[t], v[t], n[t] }' \
+        /proc/"$_pid"/task/*/comm /proc/"$_pid"/task/*/status 2>/dev/null
 }
 
 # Memory of the running platvmm, from /proc/PID/smaps: "rss=KB guest_ram_rss=KB
