@@ -138,8 +138,7 @@ impl PhandleLookup for SysfsTree {
     fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
         let dir = self.find(&self.root, phandle)?;
         // Only the provider's own properties matter: do not read a whole subtree.
-        let mut n = HostNode::read_props(&dir).ok()?;
-        n.children.clear();
+        let n = HostNode::read_props(&dir).ok()?;
         let rel = dir.strip_prefix(&self.root).unwrap_or(&dir);
         Some((format!("/{}", rel.display()), n))
     }

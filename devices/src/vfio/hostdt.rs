@@ -17,25 +17,15 @@ pub struct HostNode {
 impl HostNode {
     /// Reads the node at `dir` and its children.
     pub fn read(dir: &Path) -> std::io::Result<Self> {
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut entries: Vec<_> = fs::read_dir(dir)?.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        let mut node = HostNode {
-            name,
-            ..Default::default()
-        };
-        for e in entries {
-            let p = e.path();
-            let fname = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() {
-                node.children.push(HostNode::read(&p)?);
-            } else if fname != "name" {
-                // `name` is the legacy name property the kernel synthesises: not a real one.
-                node.props.push((fname, fs::read(&p)?));
-            }
+        let mut node = Self::read_props(dir)?;
+        let mut subdirs: Vec<_> = fs::read_dir(dir)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        for p in subdirs {
+            node.children.push(HostNode::read(&p)?);
         }
         Ok(node)
     }
@@ -54,7 +44,8 @@ impl HostNode {
         };
         for e in entries {
             let fname = e.file_name().to_string_lossy().into_owned();
-            if e.file_type().is_ok_and(|t| t.is_file()) && fname != "name" {
+            // `name` is the legacy name property the kernel synthesises: not a real one.
+            if !e.path().is_dir() && fname != "name" {
                 node.props.push((fname, fs::read(e.path())?));
             }
         }
