@@ -102,6 +102,8 @@ impl ProbedDevice {
 /// Checks every spec: sysfs state, no device twice, its overlay, its host DT node.
 pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, PassthroughError> {
     let mut v: Vec<ProbedDevice> = Vec::new();
+    // One phandle index of the live tree for every device's clocks.
+    let tree = SysfsTree::new(&sysfs.join("firmware/devicetree/base"));
     for spec in specs {
         let host = HostDevice::probe(sysfs, &spec.path)?;
         if v.iter().any(|d| d.host.path == host.path) {
@@ -117,7 +119,6 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
                 source,
             })?;
         let host_node = read_host_node(&host);
-        let tree = SysfsTree::new(&sysfs.join("firmware/devicetree/base"));
         let clocks = host_node
             .as_ref()
             .map(|h| clocks::resolve(h, &tree))
@@ -265,10 +266,6 @@ impl Passthrough {
             container: Some(container),
             _kvm_device: kvm,
         }
-    }
-
-    pub fn iommu_mode(&self) -> Option<IommuMode> {
-        self.container.as_ref().map(|c| c.mode)
     }
 
     /// Stops every device interrupt, then undoes DMA mappings. Call it once no vCPU runs;

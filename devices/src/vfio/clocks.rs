@@ -6,7 +6,9 @@
 //! `assigned-clocks`/`assigned-clock-rates` for that clock. An entry without a rate is reported
 //! as unresolved (the caller drops `clocks` and says why).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::hostdt::{string_list, HostNode};
 
@@ -110,33 +112,45 @@ pub fn resolve(dev: &HostNode, tree: &dyn PhandleLookup) -> Vec<HostClock> {
         .collect()
 }
 
-/// The host's live device tree under /sys/firmware/devicetree/base (or a test copy).
+/// The host's live device tree under /sys/firmware/devicetree/base (or a test copy). Its
+/// phandles are indexed by one walk, on the first lookup.
 pub struct SysfsTree {
     root: PathBuf,
+    index: OnceLock<HashMap<u32, PathBuf>>,
 }
 
 impl SysfsTree {
     pub fn new(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            index: OnceLock::new(),
         }
     }
 
-    fn find(&self, dir: &Path, phandle: u32) -> Option<PathBuf> {
+    fn walk(dir: &Path, index: &mut HashMap<u32, PathBuf>) {
         let own = std::fs::read(dir.join("phandle")).ok();
-        if own.as_deref().map(cells).and_then(|c| c.first().copied()) == Some(phandle) {
-            return Some(dir.to_path_buf());
+        if let Some(&ph) = own.as_deref().map(cells).as_deref().and_then(|c| c.first()) {
+            index.insert(ph, dir.to_path_buf());
         }
-        let rd = std::fs::read_dir(dir).ok()?;
-        rd.flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .find_map(|e| self.find(&e.path(), phandle))
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                Self::walk(&e.path(), index);
+            }
+        }
     }
 }
 
 impl PhandleLookup for SysfsTree {
     fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
-        let dir = self.find(&self.root, phandle)?;
+        let index = self.index.get_or_init(|| {
+            let mut m = HashMap::new();
+            Self::walk(&self.root, &mut m);
+            m
+        });
+        let dir = index.get(&phandle)?.clone();
         // Only the provider's own properties matter: do not read a whole subtree.
         let n = HostNode::read_props(&dir).ok()?;
         let rel = dir.strip_prefix(&self.root).unwrap_or(&dir);

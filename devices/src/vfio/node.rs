@@ -231,7 +231,9 @@ pub fn generate_with(
         ..Default::default()
     };
     if let Some(h) = host {
-        copy_props(h, &mut node, &mut warnings, true, extra_allow);
+        // Resolved clocks are rewritten below: dropping the host's is then no news.
+        let rewritten = |n: &str| p.clocks.is_some() && (n == "clocks" || n == "clock-names");
+        copy_props(h, &mut node, &mut warnings, true, extra_allow, &rewritten);
         for c in &h.children {
             node.children
                 .push(copy_child(c, &mut warnings, &h.name, extra_allow));
@@ -279,9 +281,6 @@ pub fn generate_with(
         if let Some(names) = h.prop("clock-names") {
             node.set("clock-names", names.to_vec());
         }
-        let dropped =
-            |w: &String, prop: &str| w.starts_with(&format!("{}: dropped '{prop}' ", h.name));
-        warnings.retain(|w| !dropped(w, "clocks") && !dropped(w, "clock-names"));
     }
     let has_apb_pclk = node.strings("clock-names").iter().any(|n| n == "apb_pclk");
     if p.kind == DeviceKind::Amba {
@@ -304,6 +303,7 @@ fn copy_props(
     warnings: &mut Vec<String>,
     top: bool,
     extra_allow: &dyn Fn(&str) -> bool,
+    rewritten: &dyn Fn(&str) -> bool,
 ) {
     for (name, value) in &h.props {
         let n = name.as_str();
@@ -316,10 +316,12 @@ fn copy_props(
                 h.name
             ));
         } else if is_phandle_prop(n) {
-            warnings.push(format!(
-                "{}: dropped '{n}' (refers to host nodes the guest does not have)",
-                h.name
-            ));
+            if !rewritten(n) {
+                warnings.push(format!(
+                    "{}: dropped '{n}' (refers to host nodes the guest does not have)",
+                    h.name
+                ));
+            }
         } else if ALLOW_PROPS.contains(&n)
             || extra_allow(n)
             || value.is_empty()
@@ -349,7 +351,7 @@ fn copy_child(
         ..Default::default()
     };
     let before = warnings.len();
-    copy_props(c, &mut node, warnings, false, extra_allow);
+    copy_props(c, &mut node, warnings, false, extra_allow, &|_| false);
     for w in &mut warnings[before..] {
         *w = format!("{parent}/{w}");
     }
