@@ -124,6 +124,15 @@ check ls1046a-sec-jr0 freescale/fsl-ls1046a-rdb.dts /soc/crypto@1700000/jr@10000
 check ls1046a-sec-jr0-jr1 freescale/fsl-ls1046a-rdb.dts /soc/crypto@1700000/jr@10000 --node /soc/crypto@1700000/jr@20000
 check ls1088a-sec-jr0 freescale/fsl-ls1088a-rdb.dts /soc/crypto@8000000/jr@10000
 check zcu102-usb-xhci xilinx/zynqmp-zcu102-rev1.0.dts /axi/usb@ff9d0000/usb@fe200000 --compatible generic-xhci
+# Devices with dependencies: clocks of firmware clock controllers (rates given with
+# clock-rates=, as a user without debugfs would), PHYs and queue configurations inside the
+# device's own subtree (phandles renumbered), resets/power domains/pinctrl dropped.
+check zcu102-gem3 xilinx/zynqmp-zcu102-rev1.0.dts \
+    "/axi/ethernet@ff0e0000,clock-rates=pclk:100M;hclk:125M;tx_clk:125M;rx_clk:125M;tsu_clk:250M"
+check zcu102-sdhci1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/mmc@ff170000,clock-rates=clk_xin:200M;clk_ahb:100M"
+check imx8mp-evk-eqos freescale/imx8mp-evk.dts \
+    "/soc@0/bus@30800000/ethernet@30bf0000,clock-rates=stmmaceth:266M;pclk:266M"
+check lx2160a-uart0 freescale/fsl-lx2160a-rdb.dts "/soc/serial@21c0000,clock-rates=uartclk:350M;apb_pclk:350M"
 # Negative control: the generic copy of LS1046A's AHCI has no clock, which its binding
 # requires. If this "passes", the validator is not looking.
 before=$failed

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::Parser;
+use devices::vfio::clocks::ClockRate;
+use devices::vfio::node::FixedLink;
 
 use crate::arch::aarch64::layout::{GIB, KIB, MIB};
 
@@ -60,13 +62,17 @@ pub struct Cli {
     pub dump_dtb: Option<PathBuf>,
 
     /// Pass a host platform or AMBA device through (repeatable):
-    /// PATH[,compatible=A;B...][,overlay=FILE.dtb][,handler=NAME].
+    /// PATH[,compatible=A;B...][,overlay=FILE.dtb][,handler=NAME][,clock-rates=NAME:HZ;...]
+    /// [,mac=XX:XX:XX:XX:XX:XX][,fixed-link=SPEED[:half]].
     /// PATH is /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>, bound to
     /// vfio-platform / vfio-amba. compatible= replaces the guest node's compatible list
     /// (entries separated by ';'); overlay= merges the root node of a DTB fragment
     /// (dtc -I dts -O dtb) into the guest node: its properties replace generated ones, its
-    /// children are added. handler= picks the guest-node handler (sata, usb, generic) instead of
-    /// letting the host compatible choose.
+    /// children are added. handler= picks the guest-node handler (sata, usb, ethernet, mmc,
+    /// serial, sec, generic) instead of letting the host compatible choose. clock-rates= gives
+    /// the rate of host clocks (by clock-names entry, HZ with k/M/G) the host tree and
+    /// /sys/kernel/debug/clk do not tell; each becomes a guest fixed clock. mac= sets an Ethernet
+    /// controller's local-mac-address; fixed-link= replaces a PHY the guest does not get.
     #[arg(long = "vfio-platform", value_name = "PATH[,OPTS]", value_parser = parse_vfio)]
     pub vfio_platform: Vec<VfioSpec>,
 
@@ -102,8 +108,10 @@ pub enum Command {
     /// Show what platvmm sees of a host device (regions, IRQs, host DT node) and the guest
     /// node it would generate, as DTS, without starting a VM.
     Inspect {
-        /// /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>.
-        path: PathBuf,
+        /// /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>, with the options of
+        /// --vfio-platform after it.
+        #[arg(value_name = "PATH[,OPTS]", value_parser = parse_vfio)]
+        spec: VfioSpec,
         /// As for --vfio-platform.
         #[arg(long, value_name = "A;B")]
         compatible: Option<String>,
@@ -117,9 +125,10 @@ pub enum Command {
         /// The host device tree blob.
         #[arg(long, value_name = "FILE")]
         host_dtb: PathBuf,
-        /// Path of a host node to pass through (repeatable), e.g. /soc/sata@3200000.
-        #[arg(long = "node", value_name = "PATH", required = true)]
-        nodes: Vec<String>,
+        /// Path of a host node to pass through (repeatable), e.g. /soc/sata@3200000, with the
+        /// options of --vfio-platform after it (/axi/ethernet@ff0e0000,clock-rates=pclk:125M).
+        #[arg(long = "node", value_name = "PATH[,OPTS]", required = true, value_parser = parse_vfio)]
+        nodes: Vec<VfioSpec>,
         /// Replace the compatible list of every node (entries separated by ';').
         #[arg(long, value_name = "A;B")]
         compatible: Option<String>,
@@ -140,6 +149,108 @@ pub struct VfioSpec {
     pub overlay: Option<PathBuf>,
     /// Type handler chosen by the user instead of by compatible.
     pub handler: Option<String>,
+    /// `clock-rates=NAME:HZ;...`: rates of the device's host clocks.
+    pub clock_rates: Vec<ClockRate>,
+    /// `mac=`: an Ethernet controller's MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// `fixed-link=SPEED[:half]`: a MAC's link without a PHY.
+    pub fixed_link: Option<FixedLink>,
+}
+
+impl VfioSpec {
+    /// A spec for `path` without options.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            compatible: None,
+            overlay: None,
+            handler: None,
+            clock_rates: Vec::new(),
+            mac: None,
+            fixed_link: None,
+        }
+    }
+}
+
+/// The options `--vfio-platform` takes, for messages.
+const VFIO_OPTIONS: &str =
+    "options: compatible=, overlay=, handler=, clock-rates=, mac=, fixed-link=";
+
+/// Parses `NAME:HZ;NAME:HZ` (HZ with an optional k, M or G suffix).
+pub fn parse_clock_rates(s: &str) -> Result<Vec<ClockRate>, String> {
+    let mut v = Vec::new();
+    for item in s.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+        let (name, hz) = item.split_once(':').ok_or_else(|| {
+            format!("clock-rates: '{item}' is not NAME:HZ (e.g. clock-rates=pclk:125M;hclk:125M)")
+        })?;
+        v.push(ClockRate {
+            name: name.to_string(),
+            hz: parse_hz(hz).map_err(|e| format!("clock-rates: {name}: {e}"))?,
+        });
+    }
+    if v.is_empty() {
+        return Err("clock-rates= needs at least one NAME:HZ".into());
+    }
+    Ok(v)
+}
+
+fn parse_hz(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let mul: u64 = match &t[digits..] {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        u => return Err(format!("'{s}': unknown unit '{u}' (use k, M or G)")),
+    };
+    t[..digits]
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&hz| hz > 0)
+        .and_then(|hz| u32::try_from(hz).ok())
+        .ok_or_else(|| format!("'{s}' is not a rate between 1 Hz and 4.29 GHz"))
+}
+
+/// Parses `02:00:5e:10:00:01`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("mac: '{s}' is not a MAC address like 02:00:5e:10:00:01");
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "mac: {s} is a multicast address: use a unicast one (first byte even, e.g. 02:...)"
+        ));
+    }
+    Ok(mac)
+}
+
+/// Parses `1000`, `100:half`, `10:full`.
+pub fn parse_fixed_link(s: &str) -> Result<FixedLink, String> {
+    let (speed, duplex) = s.split_once(':').unwrap_or((s, "full"));
+    let speed: u32 = match speed {
+        "10" | "100" | "1000" | "2500" | "10000" => speed.parse().expect("digits"),
+        _ => {
+            return Err(format!(
+                "fixed-link: speed '{speed}' must be 10, 100, 1000, 2500 or 10000 (Mb/s)"
+            ))
+        }
+    };
+    let full_duplex = match duplex {
+        "full" => true,
+        "half" => false,
+        d => return Err(format!("fixed-link: duplex '{d}' must be full or half")),
+    };
+    Ok(FixedLink { speed, full_duplex })
 }
 
 /// Checks a `handler=` value.
@@ -184,30 +295,20 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
                     v.push(',');
                     v.push_str(seg);
                 }
-                None => {
-                    return Err(format!(
-                        "'{seg}' is not key=value (options: compatible=, overlay=, handler=)"
-                    ))
-                }
+                None => return Err(format!("'{seg}' is not key=value ({VFIO_OPTIONS})")),
             },
         }
     }
-    let mut spec = VfioSpec {
-        path: PathBuf::from(path),
-        compatible: None,
-        overlay: None,
-        handler: None,
-    };
+    let mut spec = VfioSpec::new(PathBuf::from(path));
     for (k, v) in opts {
         match k.as_str() {
             "compatible" => spec.compatible = Some(parse_compatible(&v)?),
             "overlay" => spec.overlay = Some(PathBuf::from(v)),
             "handler" => spec.handler = Some(parse_handler(&v)?),
-            other => {
-                return Err(format!(
-                    "unknown option '{other}' (options: compatible=, overlay=, handler=)"
-                ))
-            }
+            "clock-rates" => spec.clock_rates = parse_clock_rates(&v)?,
+            "mac" => spec.mac = Some(parse_mac(&v)?),
+            "fixed-link" => spec.fixed_link = Some(parse_fixed_link(&v)?),
+            other => return Err(format!("unknown option '{other}' ({VFIO_OPTIONS})")),
         }
     }
     Ok(spec)
@@ -279,7 +380,50 @@ mod tests {
         );
         assert!(parse_vfio("/d,handler=gpu")
             .unwrap_err()
-            .contains("handlers: sata, usb, sec, generic"));
+            .contains("handlers: sata, usb, ethernet, mmc, serial, sec, generic"));
+    }
+
+    #[test]
+    fn dependency_options() {
+        let s = parse_vfio("/d,clock-rates=pclk:125M;hclk:100000k;tx_clk:25000000,mac=02:00:5e:10:00:01,fixed-link=100:half").unwrap();
+        assert_eq!(
+            s.clock_rates,
+            [
+                ClockRate {
+                    name: "pclk".into(),
+                    hz: 125_000_000
+                },
+                ClockRate {
+                    name: "hclk".into(),
+                    hz: 100_000_000
+                },
+                ClockRate {
+                    name: "tx_clk".into(),
+                    hz: 25_000_000
+                },
+            ]
+        );
+        assert_eq!(s.mac, Some([2, 0, 0x5e, 0x10, 0, 1]));
+        assert_eq!(
+            s.fixed_link,
+            Some(FixedLink {
+                speed: 100,
+                full_duplex: false
+            })
+        );
+        for (bad, says) in [
+            ("/d,clock-rates=pclk", "not NAME:HZ"),
+            ("/d,clock-rates=pclk:5X", "unknown unit"),
+            ("/d,clock-rates=pclk:5G", "between 1 Hz"),
+            ("/d,clock-rates=pclk:0", "between 1 Hz"),
+            ("/d,mac=01:00:5e:00:00:01", "multicast"),
+            ("/d,mac=02:00:5e:00:01", "not a MAC"),
+            ("/d,fixed-link=123", "must be 10, 100"),
+            ("/d,fixed-link=100:quarter", "full or half"),
+        ] {
+            let e = parse_vfio(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -233,6 +233,9 @@ fn log_plan(d: &crate::passthrough::plan::DevicePlan) {
         "{}: guest node by the {} handler ({})",
         d.name, d.handler, d.why
     );
+    for s in &d.synthesized {
+        info!("{}: synthesized {s}", d.name);
+    }
     for w in &d.warnings {
         warn!("{w}");
     }

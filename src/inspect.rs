@@ -2,7 +2,6 @@
 //! generate, printed as DTS, without starting a VM.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
 use devices::vfio::device::VfioPlatformDevice;
 use devices::vfio::hostdt::{is_string_list, string_list, HostNode};
@@ -62,18 +61,8 @@ fn host_to_guest(h: &HostNode) -> GuestNode {
 
 /// Prints the report for `path`: the device is opened through VFIO (no KVM) and planned as
 /// the only passed-through device of a VM, with the same planner `setup` uses.
-pub fn run(
-    path: &Path,
-    compatible: Option<Vec<String>>,
-    handler: Option<&str>,
-) -> Result<(), PassthroughError> {
+pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
     let sysfs = crate::passthrough::sysfs_root();
-    let spec = VfioSpec {
-        path: path.to_path_buf(),
-        compatible,
-        overlay: None,
-        handler: handler.map(String::from),
-    };
     let probed = passthrough::probe(&sysfs, std::slice::from_ref(&spec))?;
     let host = &probed[0].host;
     println!(
@@ -104,6 +93,9 @@ pub fn run(
         "{}",
         to_dts(&plan.node.name, &plan.node.props, &plan.node.children, 1)
     );
+    for s in &plan.synthesized {
+        println!("synthesized: {s}");
+    }
     for w in &plan.warnings {
         println!("note: {w}");
     }
@@ -134,6 +126,11 @@ fn print_irqs(dev: &VfioPlatformDevice, plan: &DevicePlan) {
     println!("interrupts:");
     for i in &dev.irqs {
         let how = match plan.irqs.iter().find(|r| r.index == i.index) {
+            Some(r) if r.shares.is_some() => format!(
+                "SPI {}, the host line of IRQ {} again: shared, wired once",
+                r.spi,
+                r.shares.unwrap_or_default()
+            ),
             Some(r) if r.trigger == Trigger::Level => {
                 format!("SPI {}, level: irqfd + resamplefd → VFIO unmask", r.spi)
             }

@@ -26,7 +26,7 @@ fn main() {
     };
     match cli.command.take() {
         Some(Command::Inspect {
-            path,
+            mut spec,
             compatible,
             handler,
         }) => {
@@ -37,7 +37,9 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            if let Err(e) = inspect::run(&path, compatible, handler.as_deref()) {
+            spec.compatible = compatible.or(spec.compatible);
+            spec.handler = handler.or(spec.handler);
+            if let Err(e) = inspect::run(spec) {
                 eprintln!("platvmm: error: {e}");
                 std::process::exit(1);
             }

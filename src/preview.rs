@@ -12,6 +12,7 @@ use devices::vfio::hostdt::HostNode;
 use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, RawNode};
 use crate::arch::aarch64::layout::{self, MIB};
 use crate::arch::aarch64::GicVersion;
+use crate::cli::VfioSpec;
 use crate::passthrough::plan::{DeviceDesc, DeviceOptions, PlanError, Planner, VmPlan};
 use crate::resources::{Exhausted, Resources};
 
@@ -29,6 +30,8 @@ pub enum PreviewError {
     NoReg(String),
     #[error("{0}")]
     Plan(#[from] PlanError),
+    #[error("{0}")]
+    Overlay(#[from] crate::overlay::OverlayError),
     #[error("{0}")]
     Fdt(#[from] fdt::FdtError),
     #[error("cannot write {path}: {source}")]
@@ -53,7 +56,7 @@ fn to_host(n: ::fdt::node::FdtNode) -> HostNode {
 /// chosen for each node, with the reason, and the warnings.
 pub fn run(
     host_dtb: &Path,
-    nodes: &[String],
+    nodes: &[VfioSpec],
     compatible: Option<Vec<String>>,
     handler: Option<&str>,
     out: &Path,
@@ -66,15 +69,24 @@ pub fn run(
         path: host_dtb.to_path_buf(),
         msg: format!("not a DTB: {e:?}"),
     })?;
-    let opts = DeviceOptions {
-        compatible: compatible.as_deref(),
-        handler,
-        overlay: None,
-    };
+    let mut overlays = Vec::new();
+    for n in nodes {
+        let ov = n.overlay.as_deref().map(crate::overlay::read).transpose()?;
+        overlays.push(ov);
+    }
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, PREVIEW_PAGE).map_err(plan_err("the guest"))?;
-    for path in nodes {
-        planner.add(&desc(&tree, path)?, &opts)?;
+    for (n, ov) in nodes.iter().zip(&overlays) {
+        let opts = DeviceOptions {
+            compatible: n.compatible.as_deref().or(compatible.as_deref()),
+            handler: n.handler.as_deref().or(handler),
+            overlay: ov.as_ref(),
+            clock_rates: &n.clock_rates,
+            mac: n.mac,
+            fixed_link: n.fixed_link,
+        };
+        let path = n.path.to_string_lossy();
+        planner.add(&desc(&tree, &path)?, &opts)?;
     }
     let plan = planner
         .finish(false)
@@ -134,6 +146,7 @@ fn report(plan: &VmPlan) -> Vec<String> {
             d.why,
             plan.node_path(d)
         ));
+        v.extend(d.synthesized.iter().map(|w| format!("  synthesized: {w}")));
         v.extend(d.warnings.iter().map(|w| format!("  note: {w}")));
     }
     v
@@ -224,8 +237,8 @@ mod tests {
         let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
         std::fs::write(&host, w.finish().unwrap()).unwrap();
         let nodes = [
-            "/crypto@1700000/jr@10000".to_string(),
-            "/crypto@1700000/jr@20000".into(),
+            VfioSpec::new("/crypto@1700000/jr@10000".into()),
+            VfioSpec::new("/crypto@1700000/jr@20000".into()),
         ];
         let report = run(&host, &nodes, None, None, &out).unwrap();
         assert!(report[0].contains("sec handler"), "{report:?}");
@@ -256,7 +269,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
         std::fs::write(&host, host_dtb()).unwrap();
-        let report = run(&host, &["/soc/sata@3200000".into()], None, None, &out).unwrap();
+        let report = run(
+            &host,
+            &[VfioSpec::new("/soc/sata@3200000".into())],
+            None,
+            None,
+            &out,
+        )
+        .unwrap();
         assert!(report[0].contains("sata handler"), "{report:?}");
         let blob = std::fs::read(&out).unwrap();
         let g = ::fdt::Fdt::new(&blob).unwrap();
@@ -273,7 +293,14 @@ mod tests {
             [0x4000_0000, 0x1_0000, 0x4001_0000, 4],
             "ECC register keeps its 4 bytes"
         );
-        assert!(run(&host, &["/soc/nope".into()], None, None, &out).is_err());
+        assert!(run(
+            &host,
+            &[VfioSpec::new("/soc/nope".into())],
+            None,
+            None,
+            &out
+        )
+        .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -89,6 +89,9 @@ impl ProbedDevice {
             compatible: self.spec.compatible.as_deref(),
             handler: self.spec.handler.as_deref(),
             overlay: self.overlay.as_ref(),
+            clock_rates: &self.spec.clock_rates,
+            mac: self.spec.mac,
+            fixed_link: self.spec.fixed_link,
         }
     }
 
@@ -103,7 +106,10 @@ impl ProbedDevice {
 pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, PassthroughError> {
     let mut v: Vec<ProbedDevice> = Vec::new();
     // One phandle index of the live tree for every device's clocks.
-    let tree = SysfsTree::new(&sysfs.join("firmware/devicetree/base"));
+    let tree = SysfsTree::new(
+        &sysfs.join("firmware/devicetree/base"),
+        &sysfs.join("kernel/debug/clk"),
+    );
     for spec in specs {
         let host = HostDevice::probe(sysfs, &spec.path)?;
         if v.iter().any(|d| d.host.path == host.path) {
@@ -273,7 +279,7 @@ impl Passthrough {
     /// free to rebind to their host drivers.
     pub fn release(&mut self) {
         for d in &self.devices {
-            for irq in &d.plan.irqs {
+            for irq in d.plan.irqs.iter().filter(|i| i.shares.is_none()) {
                 if let Err(e) = d.dev.irq_disable(irq.index) {
                     warn!("{e}");
                 }

@@ -3,11 +3,13 @@
 //! guest node. `setup` (through the device manager), `inspect` and `preview-dt` all plan with
 //! this code, from a [`DeviceDesc`] made of VFIO's region/IRQ info or of a host DT node.
 
-use devices::vfio::clocks::HostClock;
+use std::collections::HashMap;
+
+use devices::vfio::clocks::{ClockRate, HostClock};
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
 use devices::vfio::handlers::{self, TypeHandler};
 use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::{GuestIrq, GuestNode, NodeParams};
+use devices::vfio::node::{self, FixedLink, GuestIrq, GuestNode, NodeParams};
 
 use crate::arch::aarch64::fdt::{FixedClock, IRQ_TYPE_LEVEL_HIGH, IRQ_TYPE_LEVEL_LOW};
 use crate::resources::{Exhausted, Resources};
@@ -152,6 +154,12 @@ pub struct DeviceOptions<'a> {
     pub compatible: Option<&'a [String]>,
     pub handler: Option<&'a str>,
     pub overlay: Option<&'a GuestNode>,
+    /// Rates for host clocks, by `clock-names` entry; they win over the host tree's.
+    pub clock_rates: &'a [ClockRate],
+    /// MAC address for an Ethernet controller.
+    pub mac: Option<[u8; 6]>,
+    /// A fixed link for a MAC whose PHY is outside the passed-through device.
+    pub fixed_link: Option<FixedLink>,
 }
 
 /// How the guest reaches a region.
@@ -187,6 +195,10 @@ pub struct IrqRoute {
     pub index: u32,
     pub spi: u32,
     pub trigger: Trigger,
+    /// The same host interrupt as this earlier IRQ index (the host node lists one line twice,
+    /// as a GEM does for its two queues): it shares that SPI and is not wired again (VFIO
+    /// cannot request one host line twice).
+    pub shares: Option<u32>,
 }
 
 /// Everything decided for one device.
@@ -203,6 +215,8 @@ pub struct DevicePlan {
     pub node: GuestNode,
     /// Properties dropped, with why.
     pub warnings: Vec<String>,
+    /// What platvmm made up for the guest (clocks, renumbered phandles, shared IRQs...).
+    pub synthesized: Vec<String>,
     /// Why the device looks DMA-capable, if it does.
     pub dma: Option<String>,
 }
@@ -268,9 +282,16 @@ impl<'r> Planner<'r> {
         let sec_offset = self.sec_ring(d, handler)?;
         let placements = self.place_regions(d, sec_offset).map_err(ex)?;
         let irqs = self.route_irqs(d)?;
-        let (clocks, clock_note) = self.guest_clocks(d).map_err(ex)?;
-        let mut generated = self.generate(d, o, handler, &placements, &irqs, clocks.as_deref());
-        generated.warnings.extend(clock_note);
+        let mut synthesized = shared_irq_notes(&irqs);
+        let host_clocks = with_user_rates(d, o.clock_rates);
+        let clocks = self.guest_clocks(d, &host_clocks).map_err(ex)?;
+        let mut generated = self.generate(d, o, handler, &placements, &irqs, clocks.phandles());
+        generated.warnings.extend(clocks.note);
+        synthesized.extend(clocks.made);
+        synthesized.extend(self.renumber(&mut generated.node).map_err(ex)?);
+        if let Some(ov) = o.overlay {
+            generated.node.merge(ov);
+        }
         self.plan.devices.push(DevicePlan {
             name: d.name.clone(),
             handler: handler.name(),
@@ -280,6 +301,7 @@ impl<'r> Planner<'r> {
             sec_offset,
             node: generated.node,
             warnings: generated.warnings,
+            synthesized,
             dma: d.host_node.as_ref().and_then(looks_dma_capable),
         });
         Ok(self.plan.devices.last().expect("just pushed"))
@@ -352,10 +374,24 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
-    /// One SPI per IRQ that exists (count > 0).
+    /// One SPI per IRQ that exists (count > 0); an IRQ the host node lists twice gets one.
     fn route_irqs(&mut self, d: &DeviceDesc) -> Result<Vec<IrqRoute>, PlanError> {
-        let mut v = Vec::new();
+        let mut v: Vec<IrqRoute> = Vec::new();
+        let specs = host_irq_specifiers(d);
         for i in d.irqs.iter().filter(|i| i.count > 0) {
+            let same = |r: &&IrqRoute| {
+                let spec = |x: u32| specs.as_ref().and_then(|s| s.get(x as usize));
+                spec(i.index).is_some() && spec(r.index) == spec(i.index)
+            };
+            if let Some(first) = v.iter().find(same) {
+                let shared = IrqRoute {
+                    index: i.index,
+                    shares: Some(first.index),
+                    ..*first
+                };
+                v.push(shared);
+                continue;
+            }
             if !i.eventfd {
                 return Err(PlanError::IrqNoEventfd {
                     dev: d.name.clone(),
@@ -375,37 +411,64 @@ impl<'r> Planner<'r> {
                 index: i.index,
                 spi,
                 trigger,
+                shares: None,
             });
         }
         Ok(v)
     }
 
     /// Guest phandles for the device's host clocks when every one has a rate (one guest
-    /// fixed clock per distinct host clock), else `None` and a note naming the clock.
-    fn guest_clocks(
-        &mut self,
-        d: &DeviceDesc,
-    ) -> Result<(Option<Vec<u32>>, Option<String>), Exhausted> {
-        if d.clocks.is_empty() {
-            return Ok((None, None));
+    /// fixed clock per distinct host clock), else none and a note naming the clock.
+    fn guest_clocks(&mut self, d: &DeviceDesc, host: &[HostClock]) -> Result<Clocks, Exhausted> {
+        let mut out = Clocks::default();
+        if host.is_empty() {
+            return Ok(out);
         }
-        if let Some(c) = d.clocks.iter().find(|c| c.hz.is_none()) {
-            let note = format!(
+        if let Some((i, c)) = host.iter().enumerate().find(|(_, c)| c.hz.is_none()) {
+            let id = c.name.clone().unwrap_or_else(|| i.to_string());
+            out.note = Some(format!(
                 "{}: dropped 'clocks': no rate for host clock {} ({}): its provider is not a \
-                 fixed-clock and the device assigns it no rate (the host keeps it running)",
+                 fixed-clock, the host's /sys/kernel/debug/clk has no rate for it and the \
+                 device assigns it none; give clock-rates={id}:HZ (the host keeps it running)",
                 d.name, c.label, c.key
-            );
-            return Ok((None, Some(note)));
+            ));
+            return Ok(out);
         }
         let mut v = Vec::new();
-        for c in &d.clocks {
+        for (i, c) in host.iter().enumerate() {
             let ph = match self.plan.clocks.iter().find(|g| g.key == c.key) {
                 Some(g) => g.clock.phandle,
                 None => self.add_clock(c)?,
             };
+            let g = self.plan.clocks.iter().find(|g| g.clock.phandle == ph);
+            out.made.push(format!(
+                "clock {}: host {} at {} Hz ({}) → guest fixed clock /{}",
+                c.name.clone().unwrap_or_else(|| i.to_string()),
+                c.key,
+                c.hz.unwrap_or(0),
+                c.source.map(|s| s.to_string()).unwrap_or_default(),
+                g.map(|g| g.clock.name.as_str()).unwrap_or("?"),
+            ));
             v.push(ph);
         }
-        Ok((Some(v), None))
+        out.phandles = Some(v);
+        Ok(out)
+    }
+
+    /// Gives the subtree's internal references (a MAC's `phy-handle` to its own PHY) guest
+    /// phandles from the allocator; returns what was renumbered.
+    fn renumber(&mut self, n: &mut GuestNode) -> Result<Vec<String>, Exhausted> {
+        let mut map = HashMap::new();
+        let mut made = Vec::new();
+        for host in node::local_phandles(n) {
+            let guest = self.res.phandle()?;
+            map.insert(host, guest);
+            made.push(format!(
+                "phandle {host:#x} inside the device → guest phandle {guest:#x}"
+            ));
+        }
+        node::remap_phandles(n, &map);
+        Ok(made)
     }
 
     fn add_clock(&mut self, c: &HostClock) -> Result<u32, Exhausted> {
@@ -428,9 +491,15 @@ impl<'r> Planner<'r> {
             .iter()
             .filter(|g| g.clock.output == c.label)
             .count();
+        // "clock-<label>", without doubling a label that already says "clock".
+        let base = if safe.starts_with("clock") {
+            safe
+        } else {
+            format!("clock-{safe}")
+        };
         let name = match n {
-            0 => format!("clock-{safe}"),
-            _ => format!("clock-{safe}-{n}"),
+            0 => base,
+            _ => format!("{base}-{n}"),
         };
         self.plan.clocks.push(GuestClock {
             key: c.key.clone(),
@@ -461,7 +530,7 @@ impl<'r> Planner<'r> {
                 level: r.trigger == Trigger::Level,
             })
             .collect();
-        let mut g = h.generate(
+        h.generate(
             d.host_node.as_ref(),
             &NodeParams {
                 dev_name: &d.name,
@@ -471,13 +540,60 @@ impl<'r> Planner<'r> {
                 compatible: o.compatible,
                 amba_clock: self.plan.amba_clock,
                 clocks,
+                mac: o.mac,
+                fixed_link: o.fixed_link,
             },
-        );
-        if let Some(ov) = o.overlay {
-            g.node.merge(ov);
-        }
-        g
+        )
     }
+}
+
+/// The guest clocks of one device.
+#[derive(Default)]
+struct Clocks {
+    /// One guest phandle per host `clocks` entry, when all have a rate.
+    phandles: Option<Vec<u32>>,
+    /// Why `clocks` was dropped.
+    note: Option<String>,
+    /// What each entry became.
+    made: Vec<String>,
+}
+
+impl Clocks {
+    fn phandles(&self) -> Option<&[u32]> {
+        self.phandles.as_deref()
+    }
+}
+
+/// The device's host clocks with the user's rates applied.
+fn with_user_rates(d: &DeviceDesc, rates: &[ClockRate]) -> Vec<HostClock> {
+    let mut v = d.clocks.clone();
+    for (i, c) in v.iter_mut().enumerate() {
+        c.apply_user_rate(i, rates);
+    }
+    v
+}
+
+/// The host node's `interrupts` split into one specifier per IRQ, when they line up with
+/// VFIO's IRQ indexes (VFIO numbers a platform device's IRQs in `interrupts` order).
+fn host_irq_specifiers(d: &DeviceDesc) -> Option<Vec<Vec<u8>>> {
+    let v = d.host_node.as_ref()?.prop("interrupts")?;
+    let n = d.irqs.len();
+    if n == 0 || v.len() % n != 0 || v.len() / n < 4 || (v.len() / n) % 4 != 0 {
+        return None;
+    }
+    Some(v.chunks_exact(v.len() / n).map(<[u8]>::to_vec).collect())
+}
+
+fn shared_irq_notes(irqs: &[IrqRoute]) -> Vec<String> {
+    irqs.iter()
+        .filter_map(|r| {
+            let first = r.shares?;
+            Some(format!(
+                "IRQ {} is host IRQ {first} listed again: both get SPI {} (wired once)",
+                r.index, r.spi
+            ))
+        })
+        .collect()
 }
 
 /// The nodes a VM plan adds at the root of the guest tree.
@@ -691,7 +807,8 @@ mod tests {
             [IrqRoute {
                 index: 0,
                 spi: layout::PASSTHROUGH_SPI_BASE,
-                trigger: Trigger::Level
+                trigger: Trigger::Level,
+                shares: None,
             }],
             "the zero-count IRQ gets no SPI"
         );
@@ -799,6 +916,7 @@ mod tests {
             key: key.into(),
             label: key.trim_start_matches('/').into(),
             hz,
+            source: hz.map(|_| devices::vfio::clocks::RateSource::FixedClock),
         }
     }
 
@@ -876,6 +994,92 @@ mod tests {
             dp.node.prop("clocks").unwrap(),
             cells_prop(&[plan.amba_clock]),
             "AMBA stand-in"
+        );
+    }
+
+    /// The emulated ZCU102's GEM0 (resources/boards/zcu102.dts): two queue interrupts on one
+    /// host line, a PHY under its own mdio node, fixed clocks; and a user rate.
+    #[test]
+    fn gem_shares_its_line_renumbers_its_phy_and_takes_user_rates() {
+        let mut h = host(
+            "ethernet@ff0b0000",
+            &[
+                ("compatible", b"xlnx,zynqmp-gem\0cdns,gem\0".to_vec()),
+                ("interrupts", cells_prop(&[0, 57, 4, 0, 57, 4])),
+                ("clocks", cells_prop(&[0x10, 0x11])),
+                ("clock-names", b"pclk\0tx_clk\0".to_vec()),
+                ("phy-handle", cells_prop(&[0x6])),
+                ("#address-cells", cells_prop(&[1])),
+                ("#size-cells", cells_prop(&[0])),
+            ],
+        );
+        let mut mdio = host("mdio", &[]);
+        mdio.children.push(host(
+            "ethernet-phy@17",
+            &[
+                ("reg", cells_prop(&[0x17])),
+                ("phandle", cells_prop(&[0x6])),
+            ],
+        ));
+        h.children.push(mdio);
+        let mut d = DeviceDesc::from_dt("ff0b0000.ethernet", h, &[0x1000], 4096);
+        d.clocks = vec![
+            clock("pclk", "/clock-lpd-lsbus", Some(100_000_000)),
+            clock("tx_clk", "/clkc-44", None),
+        ];
+        let rates = [ClockRate {
+            name: "tx_clk".into(),
+            hz: 125_000_000,
+        }];
+        let opts = DeviceOptions {
+            clock_rates: &rates,
+            ..Default::default()
+        };
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let dp = p.add(&d, &opts).unwrap().clone();
+        let plan = p.finish(false).unwrap();
+        assert_eq!(dp.handler, "ethernet");
+        assert_eq!(dp.irqs.len(), 2);
+        assert_eq!(dp.irqs[0].spi, dp.irqs[1].spi, "one host line, one SPI");
+        assert_eq!((dp.irqs[0].shares, dp.irqs[1].shares), (None, Some(0)));
+        let spi = dp.irqs[0].spi;
+        assert_eq!(
+            dp.node.prop("interrupts").unwrap(),
+            cells_prop(&[0, spi, 4, 0, spi, 4])
+        );
+        let guest_ph = u32::from_be_bytes(dp.node.prop("phy-handle").unwrap().try_into().unwrap());
+        let phy = &dp.node.children[0].children[0];
+        assert_eq!(phy.prop("phandle").unwrap(), cells_prop(&[guest_ph]));
+        let clock_phs: Vec<u32> = plan.clocks.iter().map(|c| c.clock.phandle).collect();
+        assert!(
+            !clock_phs.contains(&guest_ph) && guest_ph != plan.amba_clock,
+            "the PHY's phandle comes from the allocator like the clocks'"
+        );
+        assert_eq!(plan.clocks.len(), 2);
+        assert_eq!(plan.clocks[1].clock.hz, 125_000_000, "the user's rate");
+        assert!(dp
+            .synthesized
+            .iter()
+            .any(|s| s.contains("tx_clk") && s.contains("(clock-rates=)")));
+        assert!(dp
+            .synthesized
+            .iter()
+            .any(|s| s.contains("IRQ 1 is host IRQ 0")));
+        assert!(!dp
+            .warnings
+            .iter()
+            .any(|w| w.contains("'clocks'") || w.contains("phy-handle")));
+
+        // Without the user's rate, the note names the option.
+        let dp = plan_one(&d, 4096);
+        assert!(dp.node.prop("clocks").is_none());
+        assert!(
+            dp.warnings
+                .iter()
+                .any(|w| w.contains("give clock-rates=tx_clk:HZ")),
+            "{:?}",
+            dp.warnings
         );
     }
 }

@@ -70,6 +70,13 @@ pub fn device(
         );
     }
     for r in &plan.irqs {
+        if let Some(first) = r.shares {
+            info!(
+                "{}: IRQ {} is the host line of IRQ {first} again → SPI {} (shared, wired once)",
+                plan.name, r.index, r.spi
+            );
+            continue;
+        }
         w._irq_fds.push(wire_irq(t.vm, dev, r)?);
         let flags = dev
             .irqs

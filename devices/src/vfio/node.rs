@@ -17,6 +17,8 @@
 //! probe a device without its bus clock.
 //! The user's overlay (properties and children) is applied last and wins.
 
+use std::collections::{HashMap, HashSet};
+
 use super::device::DeviceKind;
 use super::hostdt::{is_string_list, HostNode};
 
@@ -85,7 +87,16 @@ pub const ALLOW_PROPS: &[&str] = &[
 ];
 
 /// Properties never copied and never worth a warning.
-const SILENT_DROP: &[&str] = &["phandle", "linux,phandle", "status", "reg", "interrupts"];
+/// (`interrupt-parent`: the guest node's `interrupts` are rewritten for the guest's GIC, the
+/// root's interrupt parent.)
+const SILENT_DROP: &[&str] = &[
+    "phandle",
+    "linux,phandle",
+    "status",
+    "reg",
+    "interrupts",
+    "interrupt-parent",
+];
 
 /// The longest property name the DT writer (vm-fdt, following the DT specification) accepts.
 /// Linux bindings use longer ones (`snps,quirk-frame-length-adjustment`, 34).
@@ -197,6 +208,17 @@ pub struct NodeParams<'a> {
     /// Guest phandles standing for the host node's `clocks`, one per entry, when every one of
     /// them was resolved to a rate (see [`super::clocks`]); `clock-names` is then kept.
     pub clocks: Option<&'a [u32]>,
+    /// The user's MAC address for an Ethernet controller (`mac=`).
+    pub mac: Option<[u8; 6]>,
+    /// The user's fixed link for a MAC whose PHY the guest does not get (`fixed-link=`).
+    pub fixed_link: Option<FixedLink>,
+}
+
+/// An Ethernet fixed link (no PHY): speed in Mb/s and duplex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedLink {
+    pub speed: u32,
+    pub full_duplex: bool,
 }
 
 /// The generated node and what was dropped.
@@ -216,6 +238,31 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
     generate_with(host, p, &|_| false)
 }
 
+/// Properties holding one phandle that may point inside the passed-through subtree (a MAC's
+/// `phy-handle` to the PHY under its own `mdio`, a DWMAC's AXI/MTL configuration children).
+/// Such a reference is kept, with the target's `phandle`; [`local_phandles`] lists them so the
+/// caller can renumber them to guest phandles ([`remap_phandles`]).
+pub const SUBTREE_REF_PROPS: &[&str] = &[
+    "phy-handle",
+    "phy",
+    "phy-device",
+    "pcs-handle",
+    "remote-endpoint",
+    "snps,axi-config",
+    "snps,mtl-rx-config",
+    "snps,mtl-tx-config",
+];
+
+/// How the copy treats one property (shared by the node and its children).
+struct Policy<'a> {
+    /// More properties a type handler knows to be phandle-free.
+    extra_allow: &'a dyn Fn(&str) -> bool,
+    /// Phandle properties the caller rewrites itself (no drop warning).
+    rewritten: &'a dyn Fn(&str) -> bool,
+    /// Phandles of nodes inside the passed-through subtree.
+    subtree: HashSet<u32>,
+}
+
 /// The generic generation, with `extra_allow` naming more properties a type handler knows to
 /// be phandle-free.
 pub fn generate_with(
@@ -231,17 +278,7 @@ pub fn generate_with(
         ..Default::default()
     };
     if let Some(h) = host {
-        // Resolved clocks are rewritten below: dropping the host's is then no news.
-        let rewritten = |n: &str| p.clocks.is_some() && (n == "clocks" || n == "clock-names");
-        copy_props(h, &mut node, &mut warnings, true, extra_allow, &rewritten);
-        for c in &h.children {
-            node.children
-                .push(copy_child(c, &mut warnings, &h.name, extra_allow));
-        }
-        if h.children.is_empty() {
-            node.remove("#address-cells");
-            node.remove("#size-cells");
-        }
+        copy_host(h, p, extra_allow, &mut node, &mut warnings);
     }
     if let Some(c) = p.compatible {
         node.set("compatible", strings_prop(c));
@@ -251,7 +288,56 @@ pub fn generate_with(
             p.dev_name
         ));
     }
-    // The guest tree has #address-cells = #size-cells = 2 at the root.
+    set_reg_and_interrupts(&mut node, p);
+    if let (Some(ph), Some(h)) = (p.clocks, host) {
+        node.set("clocks", cells_prop(ph));
+        if let Some(names) = h.prop("clock-names") {
+            node.set("clock-names", names.to_vec());
+        }
+    }
+    if p.kind == DeviceKind::Amba || primecell_on_platform_bus(&node, p) {
+        make_primecell(&mut node, p);
+    }
+    Generated { node, warnings }
+}
+
+/// The host node's properties and children under the property policy; references inside the
+/// subtree are kept (with their targets' `phandle`), the rest dropped with a note.
+fn copy_host(
+    h: &HostNode,
+    p: &NodeParams,
+    extra_allow: &dyn Fn(&str) -> bool,
+    node: &mut GuestNode,
+    warnings: &mut Vec<String>,
+) {
+    // Resolved clocks are rewritten by the caller: dropping the host's is then no news.
+    let rewritten = |n: &str| p.clocks.is_some() && (n == "clocks" || n == "clock-names");
+    let mut subtree = HashSet::new();
+    for c in &h.children {
+        child_phandles(c, &mut subtree);
+    }
+    let policy = Policy {
+        extra_allow,
+        rewritten: &rewritten,
+        subtree,
+    };
+    let mut referenced = HashSet::new();
+    copy_props(h, node, warnings, true, &policy, &mut referenced);
+    for c in &h.children {
+        let child = copy_child(c, warnings, &h.name, &policy, &mut referenced);
+        node.children.push(child);
+    }
+    for c in &mut node.children {
+        drop_unreferenced_phandles(c, &referenced);
+    }
+    if h.children.is_empty() {
+        node.remove("#address-cells");
+        node.remove("#size-cells");
+    }
+}
+
+/// `reg` (the guest tree has #address-cells = #size-cells = 2 at the root) and `interrupts`.
+fn set_reg_and_interrupts(node: &mut GuestNode, p: &NodeParams) {
     let reg: Vec<u8> = p
         .regs
         .iter()
@@ -276,25 +362,99 @@ pub fn generate_with(
     if !irqs.is_empty() {
         node.set("interrupts", cells_prop(&irqs));
     }
-    if let (Some(ph), Some(h)) = (p.clocks, host) {
-        node.set("clocks", cells_prop(ph));
-        if let Some(names) = h.prop("clock-names") {
-            node.set("clock-names", names.to_vec());
-        }
-    }
+}
+
+/// ARM PrimeCell peripherals: the guest's AMBA bus probes them by `arm,primecell`.
+pub const PRIMECELLS: &[&str] = &[
+    "arm,pl011",
+    "arm,pl031",
+    "arm,pl061",
+    "arm,pl022",
+    "arm,pl030",
+    "arm,pl050",
+    "arm,pl180",
+    "arm,pl330",
+    "arm,sp804",
+    "arm,sp805",
+];
+
+/// A PrimeCell the host presents on its platform bus (its tree without `arm,primecell`, as
+/// must be done once vfio-amba is gone): the guest still gets it as a PrimeCell.
+fn primecell_on_platform_bus(node: &GuestNode, p: &NodeParams) -> bool {
+    p.kind == DeviceKind::Platform
+        && p.compatible.is_none()
+        && node
+            .strings("compatible")
+            .iter()
+            .any(|c| PRIMECELLS.contains(&c.as_str()))
+}
+
+/// `arm,primecell` and the `apb_pclk` bus clock the guest's AMBA bus needs: the resolved host
+/// clock when there is one, else platvmm's fixed clock.
+fn make_primecell(node: &mut GuestNode, p: &NodeParams) {
     let has_apb_pclk = node.strings("clock-names").iter().any(|n| n == "apb_pclk");
-    if p.kind == DeviceKind::Amba {
-        if p.clocks.is_none() || !has_apb_pclk {
-            node.set("clocks", cells_prop(&[p.amba_clock]));
-            node.set("clock-names", strings_prop(&["apb_pclk"]));
-        }
-        let mut compat = node.strings("compatible");
-        if !compat.iter().any(|c| c == "arm,primecell") {
-            compat.push("arm,primecell".into());
-            node.set("compatible", strings_prop(&compat));
+    if p.clocks.is_none() || !has_apb_pclk {
+        node.set("clocks", cells_prop(&[p.amba_clock]));
+        node.set("clock-names", strings_prop(&["apb_pclk"]));
+    }
+    let mut compat = node.strings("compatible");
+    if !compat.iter().any(|c| c == "arm,primecell") {
+        compat.push("arm,primecell".into());
+        node.set("compatible", strings_prop(&compat));
+    }
+}
+
+fn one_cell(v: &[u8]) -> Option<u32> {
+    (v.len() == 4).then(|| u32::from_be_bytes(v.try_into().expect("4 bytes")))
+}
+
+/// Phandles of `n` and its descendants.
+fn child_phandles(n: &HostNode, out: &mut HashSet<u32>) {
+    for p in ["phandle", "linux,phandle"] {
+        if let Some(ph) = n.prop(p).and_then(one_cell) {
+            out.insert(ph);
         }
     }
-    Generated { node, warnings }
+    for c in &n.children {
+        child_phandles(c, out);
+    }
+}
+
+fn drop_unreferenced_phandles(n: &mut GuestNode, referenced: &HashSet<u32>) {
+    if let Some(ph) = n.prop("phandle").and_then(one_cell) {
+        if !referenced.contains(&ph) {
+            n.remove("phandle");
+        }
+    }
+    for c in &mut n.children {
+        drop_unreferenced_phandles(c, referenced);
+    }
+}
+
+/// What the host must do for a dependency the guest loses, by the dropped property.
+pub fn drop_advice(name: &str) -> &'static str {
+    match name {
+        "resets" | "reset-names" => {
+            "the guest cannot reset it; the host must have taken it out of reset, and platvmm \
+             never resets it either"
+        }
+        "power-domains" | "power-domain-names" => {
+            "the host must keep its power domain on while VFIO holds the device"
+        }
+        "iommus" | "iommu-map" | "iommu-map-mask" => {
+            "DMA goes through the host's IOMMU (or identity-mapped RAM in no-IOMMU mode)"
+        }
+        "dmas" | "dma-names" => {
+            "the host's DMA engine stays with the host: the guest driver must work without it"
+        }
+        "phys" | "phy-names" => "the host must have powered and configured the PHY",
+        n if n.starts_with("pinctrl-") => "the pins keep the host's configuration",
+        n if n.ends_with("-supply") => "the host must keep the regulator on",
+        n if n.ends_with("-gpios") || n.ends_with("-gpio") || n == "gpios" => {
+            "the GPIO lines stay with the host"
+        }
+        _ => "refers to host nodes the guest does not have",
+    }
 }
 
 fn copy_props(
@@ -302,28 +462,39 @@ fn copy_props(
     node: &mut GuestNode,
     warnings: &mut Vec<String>,
     top: bool,
-    extra_allow: &dyn Fn(&str) -> bool,
-    rewritten: &dyn Fn(&str) -> bool,
+    policy: &Policy,
+    referenced: &mut HashSet<u32>,
 ) {
     for (name, value) in &h.props {
         let n = name.as_str();
-        if top && SILENT_DROP.contains(&n) || (!top && (n == "phandle" || n == "linux,phandle")) {
+        if top && SILENT_DROP.contains(&n) || (!top && n == "linux,phandle") {
             continue;
         }
-        if !writable_prop_name(n) {
+        if !top && n == "phandle" {
+            // Kept for now: removed afterwards unless something in the subtree refers to it.
+            node.props.push((name.clone(), value.clone()));
+            continue;
+        }
+        let local = one_cell(value).filter(|ph| policy.subtree.contains(ph));
+        if let (true, Some(ph)) = (SUBTREE_REF_PROPS.contains(&n), local) {
+            referenced.insert(ph);
+            node.props.push((name.clone(), value.clone()));
+        } else if !writable_prop_name(n) {
             warnings.push(format!(
                 "{}: dropped '{n}' (the DT writer accepts property names of at most {PROP_NAME_MAX} characters from [A-Za-z0-9,._+?#-]; add it with dtc-built DTs only)",
                 h.name
             ));
+        } else if SUBTREE_REF_PROPS.contains(&n) {
+            warnings.push(format!(
+                "{}: dropped '{n}' (refers to a host node outside the passed-through device)",
+                h.name
+            ));
         } else if is_phandle_prop(n) {
-            if !rewritten(n) {
-                warnings.push(format!(
-                    "{}: dropped '{n}' (refers to host nodes the guest does not have)",
-                    h.name
-                ));
+            if !(policy.rewritten)(n) {
+                warnings.push(format!("{}: dropped '{n}' ({})", h.name, drop_advice(n)));
             }
         } else if ALLOW_PROPS.contains(&n)
-            || extra_allow(n)
+            || (policy.extra_allow)(n)
             || value.is_empty()
             || is_string_list(value)
             || n == "#address-cells"
@@ -344,26 +515,53 @@ fn copy_child(
     c: &HostNode,
     warnings: &mut Vec<String>,
     parent: &str,
-    extra_allow: &dyn Fn(&str) -> bool,
+    policy: &Policy,
+    referenced: &mut HashSet<u32>,
 ) -> GuestNode {
     let mut node = GuestNode {
         name: c.name.clone(),
         ..Default::default()
     };
     let before = warnings.len();
-    copy_props(c, &mut node, warnings, false, extra_allow, &|_| false);
+    copy_props(c, &mut node, warnings, false, policy, referenced);
     for w in &mut warnings[before..] {
         *w = format!("{parent}/{w}");
     }
+    let path = format!("{parent}/{}", c.name);
     for cc in &c.children {
-        node.children.push(copy_child(
-            cc,
-            warnings,
-            &format!("{parent}/{}", c.name),
-            extra_allow,
-        ));
+        let child = copy_child(cc, warnings, &path, policy, referenced);
+        node.children.push(child);
     }
     node
+}
+
+/// The host phandles a generated node keeps for references inside its own subtree (the
+/// `phandle` properties of its descendants), in tree order.
+pub fn local_phandles(n: &GuestNode) -> Vec<u32> {
+    let mut out = Vec::new();
+    fn walk(n: &GuestNode, out: &mut Vec<u32>) {
+        if let Some(ph) = n.prop("phandle").and_then(one_cell) {
+            out.push(ph);
+        }
+        n.children.iter().for_each(|c| walk(c, out));
+    }
+    n.children.iter().for_each(|c| walk(c, &mut out));
+    out
+}
+
+/// Rewrites the subtree's `phandle` properties and the references to them
+/// ([`SUBTREE_REF_PROPS`]) from host to guest phandles.
+pub fn remap_phandles(n: &mut GuestNode, map: &HashMap<u32, u32>) {
+    for (name, value) in &mut n.props {
+        if name == "phandle" || SUBTREE_REF_PROPS.contains(&name.as_str()) {
+            if let Some(g) = one_cell(value).and_then(|h| map.get(&h)) {
+                *value = g.to_be_bytes().to_vec();
+            }
+        }
+    }
+    for c in &mut n.children {
+        remap_phandles(c, map);
+    }
 }
 
 /// Builders shared by the node and handler unit tests.
@@ -397,6 +595,8 @@ pub(crate) mod test_support {
             compatible: None,
             amba_clock: 2,
             clocks: None,
+            mac: None,
+            fixed_link: None,
         }
     }
 }

@@ -14,7 +14,14 @@
 //!   `dr_mode = "host"` is forced, the `snps,*` quirks (cells included) kept, PHY and role-switch
 //!   properties dropped. Where the DWC3 core driver cannot work (QEMU's Versal models only the
 //!   xHCI block) use `compatible=generic-xhci`.
+//! - [`net::Ethernet`], [`mmc::Mmc`], [`serial::Serial`]: Ethernet MACs, SD/MMC controllers
+//!   and UARTs, whose guest drivers need their clocks, PHYs and MAC address (see each module
+//!   for what it keeps, synthesizes and drops).
 //! - [`Generic`]: everything else.
+
+pub mod mmc;
+pub mod net;
+pub mod serial;
 
 use super::hostdt::HostNode;
 use super::node::{self, strings_prop, Generated, NodeParams};
@@ -30,7 +37,15 @@ pub trait TypeHandler: Sync {
 }
 
 /// Every handler, most specific first; the generic one claims everything.
-pub static HANDLERS: &[&dyn TypeHandler] = &[&Sata, &Usb, &SecJobRing, &Generic];
+pub static HANDLERS: &[&dyn TypeHandler] = &[
+    &Sata,
+    &Usb,
+    &net::Ethernet,
+    &mmc::Mmc,
+    &serial::Serial,
+    &SecJobRing,
+    &Generic,
+];
 
 /// The handler named `name`.
 pub fn by_name(name: &str) -> Option<&'static dyn TypeHandler> {
@@ -330,7 +345,10 @@ mod tests {
         assert_eq!(h.name(), "generic");
         assert!(why.contains("arm,pl031, arm,primecell"), "{why}");
         assert_eq!(select(None).0.name(), "generic");
-        assert_eq!(names(), ["sata", "usb", "sec", "generic"]);
+        assert_eq!(
+            names(),
+            ["sata", "usb", "ethernet", "mmc", "serial", "sec", "generic"]
+        );
         let jr = host(
             "jr@10000",
             &[(
