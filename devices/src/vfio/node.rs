@@ -11,10 +11,17 @@
 //!   neither can hold a phandle.
 //! - dropped silently: `phandle`, `linux,phandle`, `status` (the guest node is always enabled).
 //!
+//! - kept with their targets: references inside the passed-through subtree
+//!   ([`SUBTREE_REF_PROPS`]: a MAC's `phy-handle` to the PHY under its own `mdio`...); the
+//!   targets keep their `phandle`, which the caller renumbers ([`local_phandles`],
+//!   [`remap_phandles`]). The same properties pointing outside are dropped, named.
+//! - dropped references say what the host must do instead ([`drop_advice`]).
+//!
 //! `clocks`/`clock-names` are kept when the caller resolved every host clock to a guest fixed
 //! clock ([`NodeParams::clocks`]). Otherwise AMBA devices get `clocks`/`clock-names =
 //! "apb_pclk"` pointing at a fixed clock platvmm adds, because the guest's AMBA bus refuses to
-//! probe a device without its bus clock.
+//! probe a device without its bus clock. A PrimeCell ([`PRIMECELLS`]) the host presents on its
+//! platform bus gets the same, and `arm,primecell`.
 //! The user's overlay (properties and children) is applied last and wins.
 
 use std::collections::{HashMap, HashSet};
@@ -755,5 +762,28 @@ mod tests {
         assert_eq!(g.node.name, "dev@40000000");
         assert_eq!(g.node.prop("compatible").unwrap(), b"arm,primecell\0");
         assert!(g.warnings[0].contains("give compatible="));
+    }
+
+    #[test]
+    fn primecell_on_the_platform_bus_is_still_a_primecell() {
+        // A PL031 whose host tree lacks arm,primecell (how it must be passed once vfio-amba
+        // is gone): a platform device on the host, a PrimeCell with apb_pclk in the guest.
+        let h = host("pl031@9010000", &[("compatible", b"arm,pl031\0")]);
+        let regs = [(0x4000_0000, 0x1000)];
+        let g = generate(Some(&h), &params(DeviceKind::Platform, &regs, &[]));
+        assert_eq!(g.node.strings("compatible"), ["arm,pl031", "arm,primecell"]);
+        assert_eq!(g.node.prop("clocks").unwrap(), cells_prop(&[2]));
+        assert_eq!(g.node.strings("clock-names"), ["apb_pclk"]);
+        // Not for other platform devices, nor when the user chose the compatible.
+        let other = host("rtc@0", &[("compatible", b"vendor,rtc\0")]);
+        let g = generate(Some(&other), &params(DeviceKind::Platform, &regs, &[]));
+        assert_eq!(g.node.strings("compatible"), ["vendor,rtc"]);
+        let mine = vec!["arm,pl031".to_string()];
+        let mut p = params(DeviceKind::Platform, &regs, &[]);
+        p.compatible = Some(&mine);
+        assert_eq!(
+            generate(Some(&h), &p).node.strings("compatible"),
+            ["arm,pl031"]
+        );
     }
 }
