@@ -15,7 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules L1's /init modprobes at boot, for scenarios that need them (with their
 # dependencies; e.g. qemu_fw_cfg, virtio_mmio).
-L1_STOCK_MODULES=(virtio_mmio virtio_blk ahci_platform sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block)
+L1_STOCK_MODULES=(virtio_mmio virtio_blk ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block)
 
 PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
 VFIO=$CACHE/vfio

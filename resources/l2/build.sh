@@ -13,7 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules the guest needs (e.g. virtio_mmio virtio_blk qemu_fw_cfg for device
 # scenarios). Its /init does not load them: a check runs modprobe for what it uses.
-L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk ahci_platform sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block)
+L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block)
 
 OUT=$CACHE/l2
 hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$BUSYBOX" "$MKCPIO" \
