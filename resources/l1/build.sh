@@ -37,7 +37,7 @@ if LC_ALL=C readelf -l "$PLATVMM_BIN" | grep -q 'program interpreter'; then
 fi
 
 hash=$(inputs_hash "=$KREL $KVER" "=${L1_STOCK_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS" "$OVERLAYS")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
     step "L1 initramfs up to date"
     exit 0
@@ -58,6 +58,7 @@ done
     spec_busybox_base
     echo "file init $HERE/init 755"
     echo "file etc/l1-modules $OUT/l1-modules 644"
+    echo "file etc/udhcpc.script $ROOT/resources/net/udhcpc.script 755"
     echo "file bin/platvmm $PLATVMM_BIN 755"
     echo "dir lib/modules/vfio 755"
     for ko in "$VFIO"/*.ko; do echo "file lib/modules/vfio/$(basename "$ko") $ko 644"; done

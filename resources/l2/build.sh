@@ -17,7 +17,7 @@ L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk ahci_platform ahc
 
 OUT=$CACHE/l2
 hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$BUSYBOX" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$ROOT/resources/net")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio.gz" ]; then
     step "L2 initramfs up to date"
     exit 0
@@ -37,6 +37,7 @@ done
 {
     spec_busybox_base
     echo "file init $HERE/init 755"
+    echo "file etc/udhcpc.script $ROOT/resources/net/udhcpc.script 755"
     echo "dir checks 755"
     for c in "$HERE"/checks/*.sh; do echo "file checks/$(basename "$c") $c 644"; done
     [ ${#L2_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules $OUT/modules/lib/modules"

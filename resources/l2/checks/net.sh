@@ -34,16 +34,7 @@ ip link set eth0 up
 wait_for 20 link_up || { fail "eth0: no link: the PHY was not found or reports none"; return 0; }
 detail "phy=$(basename "$(readlink /sys/class/net/eth0/phydev/driver)" | tr ' ' '_')"
 
-cat >/tmp/dhcp.sh <<'SCRIPT'
-#!/bin/sh
-case $1 in
-    bound|renew)
-        ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}"
-        [ -z "$router" ] || route add default gw "${router%% *}" dev "$interface" ;;
-esac
-SCRIPT
-chmod +x /tmp/dhcp.sh
-udhcpc -i eth0 -n -q -t 10 -T 2 -s /tmp/dhcp.sh >/dev/null 2>&1 ||
+udhcpc -i eth0 -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 ||
     { fail "eth0: no DHCP lease"; return 0; }
 detail "addr=$(ip -4 -o addr show eth0 | awk '{ print $4 }')"
 

@@ -17,17 +17,8 @@ bytes=$(sed -n 's/.*platvmm.net_bytes=\([0-9]*\).*/\1/p' /proc/cmdline)
 i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 80 ]; do sleep 0.25; i=$((i + 1)); done
 [ -e /sys/class/net/eth0 ] || { reason "L1's macb did not probe $DEV"; exit 1; }
-cat >/tmp/dhcp.sh <<'SCRIPT'
-#!/bin/sh
-case $1 in
-    bound|renew)
-        ifconfig "$interface" "$ip" netmask "${subnet:-255.255.255.0}"
-        [ -z "$router" ] || route add default gw "${router%% *}" dev "$interface" ;;
-esac
-SCRIPT
-chmod +x /tmp/dhcp.sh
 ip link set eth0 up
-if ! udhcpc -i eth0 -n -q -t 10 -T 2 -s /tmp/dhcp.sh >/dev/null 2>&1; then
+if ! udhcpc -i eth0 -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1; then
     reason "L1 got no DHCP lease on eth0"; exit 1
 fi
 t0=$(now)
@@ -53,16 +44,14 @@ else
         case $r in *"$want"*) ;; *) reason "L2 result lacks $want: $r"; status=1 ;; esac
     done
 fi
-expect_log() {  # PATTERN WHAT
-    grep -q "$1" "$L2_LOG" || { reason "platvmm log lacks: $2"; status=1; }
-}
-expect_log "$DEV: guest node by the ethernet handler" "the ethernet handler made the node"
+l2_log_has "$DEV: guest node by the ethernet handler" "the ethernet handler made the node" || status=1
 for c in pclk hclk tx_clk rx_clk tsu_clk; do
-    expect_log "$DEV: synthesized clock $c: host /clock-[a-z0-9-]* at [0-9]* Hz (fixed-clock) → guest fixed clock /clock-" "a guest fixed clock for $c"
+    l2_log_has "$DEV: synthesized clock $c: host /clock-[a-z0-9-]* at [0-9]* Hz (fixed-clock) → guest fixed clock /clock-" \
+        "a guest fixed clock for $c" || status=1
 done
-expect_log "$DEV: synthesized phandle 0x[0-9a-f]* inside the device → guest phandle 0x" "phy-handle renumbered into the guest"
-expect_log "$DEV: IRQ 1 is the host line of IRQ 0 again → SPI [0-9]* (shared, wired once)" "the second queue interrupt shared"
-expect_log "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "the GEM registers mapped"
+l2_log_has "$DEV: synthesized phandle 0x[0-9a-f]* inside the device → guest phandle 0x" "phy-handle renumbered into the guest" || status=1
+l2_log_has "$DEV: IRQ 1 is the host line of IRQ 0 again → SPI [0-9]* (shared, wired once)" "the second queue interrupt shared" || status=1
+l2_log_has "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "the GEM registers mapped" || status=1
 if grep -q "dropped 'phy-handle'\|dropped 'clocks'" "$L2_LOG"; then
     reason "platvmm dropped phy-handle or clocks"; status=1
 fi

@@ -23,13 +23,11 @@ if ! l2_passed; then
 else
     l2_disk_report
 fi
-expect_log() {  # PATTERN WHAT
-    grep -q "$1" "$L2_LOG" || { reason "platvmm log lacks: $2"; status=1; }
-}
-expect_log "$DEV: guest node by the mmc handler" "the mmc handler made the node"
+l2_log_has "$DEV: guest node by the mmc handler" "the mmc handler made the node" || status=1
 for c in clk_xin clk_ahb; do
-    expect_log "$DEV: synthesized clock $c: host /clock-[a-z0-9-]* at [0-9]* Hz (fixed-clock) → guest fixed clock /clock-" "a guest fixed clock for $c"
+    l2_log_has "$DEV: synthesized clock $c: host /clock-[a-z0-9-]* at [0-9]* Hz (fixed-clock) → guest fixed clock /clock-" \
+        "a guest fixed clock for $c" || status=1
 done
-expect_log "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "the SDHCI registers mapped"
+l2_log_has "$DEV: region 0 (0x1000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "the SDHCI registers mapped" || status=1
 grep -q "dropped 'clocks'" "$L2_LOG" && { reason "platvmm dropped the clocks"; status=1; }
 exit $status

@@ -120,6 +120,14 @@ l2_disk_report() {
     timing "L2 passthrough: dd read at ${_rate} MB/s = $(awk -v a="$_rate" -v b="$L1_RATE" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$_r" | grep -o 'irqs_per_MiB=[0-9.]*')"
 }
 
+# l2_log_has PATTERN WHAT: whether the last run_l2's log has a line matching PATTERN (grep
+# basic regex); if not, records "platvmm log lacks: WHAT" and returns 1.
+l2_log_has() {
+    grep -q "$1" "$L2_LOG" && return 0
+    reason "platvmm log lacks: $2"
+    return 1
+}
+
 # "TIMING" lines are collected by ci/board.sh into its summary.
 timing() { echo "TIMING $SCENARIO $*"; }
 
