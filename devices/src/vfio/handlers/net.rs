@@ -104,7 +104,7 @@ fn set_link(g: &mut Generated, host: Option<&HostNode>, p: &NodeParams) {
     let host_phy = host.is_some_and(|h| h.prop("phy-handle").is_some());
     if host_phy && g.node.prop("phy-handle").is_none() {
         g.warnings.push(format!(
-            "{}: its PHY is not under the device's own mdio node (another MAC's MDIO bus, which the guest cannot reach): give fixed-link=SPEED, or pass the MAC that owns the bus",
+            "{}: its PHY is not under the device's own mdio node (another MAC's MDIO bus, which the guest cannot reach): give fixed-link=SPEED (references between passed-through devices are not kept either)",
             p.dev_name
         ));
     }
