@@ -28,6 +28,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, RawNode};
 use crate::arch::aarch64::layout;
 use crate::arch::aarch64::{gic, regs};
+use crate::console::CountedOutput;
 use crate::device_manager::DeviceManager;
 use crate::error::{host_err, kvm_err, Error};
 use crate::event_loop::{EventLoop, StatsSources};
@@ -57,6 +58,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         .map_err(kvm_err("cannot set boot registers"))?;
     startup.step("vcpus+vgic");
     let out = dup_file(std::io::stdout().as_fd(), "cannot duplicate stdout")?;
+    let (out, console_bytes) = CountedOutput::new(out);
     let ring = coalesce_console(&kvm, &vm, &vcpus[0]);
     let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
     // Passthrough after the vGIC is initialised: its IRQs become irqfds.
@@ -94,6 +96,11 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let outcome = el.run();
     info!("guest ended: {outcome:?}");
     teardown(handles, ctx, dm, &exits);
+    if console_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        if let Some(note) = outcome.silent_end_note() {
+            eprintln!("platvmm: {note}");
+        }
+    }
     drop(gic);
     drop(vm);
     if p.cfg.stats {

@@ -24,6 +24,38 @@ use log::warn;
 
 use crate::vstate::counters::ExitCounters;
 
+/// The console's host output, counting the bytes that reach it (so platvmm can say when a
+/// guest ended without printing anything).
+pub struct CountedOutput<W> {
+    inner: W,
+    bytes: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<W> CountedOutput<W> {
+    /// `inner`, and the counter its writes add to.
+    pub fn new(inner: W) -> (Self, Arc<std::sync::atomic::AtomicU64>) {
+        let bytes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        (
+            Self {
+                inner,
+                bytes: bytes.clone(),
+            },
+            bytes,
+        )
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for CountedOutput<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// How often the ring is drained while interrupt-driven transmit is on.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -182,5 +214,19 @@ impl DrainTimer {
 
     pub fn file(&self) -> &File {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn counted_output_counts_what_reaches_it() {
+        let (mut out, n) = CountedOutput::new(Vec::new());
+        out.write_all(b"hello").unwrap();
+        assert_eq!(n.load(Ordering::Relaxed), 5);
+        assert_eq!(out.inner, b"hello");
     }
 }

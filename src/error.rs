@@ -16,7 +16,7 @@ pub enum Error {
     #[error("cannot read kernel {path}: {source}")]
     KernelOpen {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::input::InputError,
     },
     /// The kernel file is not an arm64 Image.
     #[error("kernel {path}: {source}")]
@@ -25,7 +25,14 @@ pub enum Error {
     #[error("cannot read initramfs {path}: {source}")]
     InitramfsOpen {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::input::InputError,
+    },
+    /// Longer than the guest kernel keeps (it would cut it silently).
+    #[error("--cmdline is {len} bytes: an arm64 kernel keeps at most {max} (COMMAND_LINE_SIZE {limit}, terminator included); shorten it")]
+    CmdlineTooLong {
+        len: usize,
+        max: usize,
+        limit: usize,
     },
     /// Kernel + initramfs + DTB do not fit in guest RAM.
     #[error("{0}")]

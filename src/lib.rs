@@ -4,7 +4,7 @@
 //! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
 //! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `event_loop`,
 //! `vstate/vcpu` → `error` → `passthrough/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
-//! `startup`, `vstate/{exit,counters}` → `resources`, `terminal` → `arch`.
+//! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `terminal` → `arch`.
 
 pub mod arch;
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod device_manager;
 pub mod error;
 pub mod event_loop;
 pub mod identity;
+pub mod input;
 pub mod inspect;
 pub mod overlay;
 pub mod passthrough;

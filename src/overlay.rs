@@ -20,15 +20,15 @@ pub fn read(path: &Path) -> Result<GuestNode, OverlayError> {
         path: path.to_path_buf(),
         msg,
     };
-    let blob = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let fdt = fdt::Fdt::new(&blob).map_err(|e| {
-        err(format!(
-            "not a DTB ({e:?}): compile the DTS with dtc -I dts -O dtb"
-        ))
-    })?;
-    let root = fdt
-        .find_node("/")
-        .ok_or_else(|| err("no root node".into()))?;
+    let blob = crate::input::read_regular(path).map_err(|e| err(e.to_string()))?;
+    parse(&blob).map_err(err)
+}
+
+/// Parses an overlay DTB held in memory (any bytes: a fuzz target).
+pub fn parse(blob: &[u8]) -> Result<GuestNode, String> {
+    let fdt = fdt::Fdt::new(blob)
+        .map_err(|e| format!("not a DTB ({e:?}): compile the DTS with dtc -I dts -O dtb"))?;
+    let root = fdt.find_node("/").ok_or("no root node")?;
     let mut g = convert(root);
     // dtc adds nothing to the root of a fragment, but drop the usual cell-size boilerplate.
     g.remove("#address-cells");

@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use devices::vfio::node::GuestNode;
 
@@ -67,32 +67,27 @@ pub struct Prepared {
     pub dt_overlays: Vec<GuestNode>,
 }
 
-fn open_sized(path: &Path) -> std::io::Result<(File, u64)> {
-    let f = File::open(path)?;
-    let md = f.metadata()?;
-    if md.is_dir() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "is a directory",
-        ));
-    }
-    Ok((f, md.len()))
-}
-
 /// Checks everything that can be checked without KVM.
 pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
     if cfg.cpus == 0 {
         return Err(LayoutError::NoCpus.into());
     }
     layout::check_memory(cfg.mem_size)?;
+    if cfg.cmdline.len() >= image::CMDLINE_MAX {
+        return Err(Error::CmdlineTooLong {
+            len: cfg.cmdline.len(),
+            max: image::CMDLINE_MAX - 1,
+            limit: image::CMDLINE_MAX,
+        });
+    }
 
     let kernel_err = |source| Error::KernelOpen {
         path: cfg.kernel.clone(),
         source,
     };
-    let (mut kernel, kernel_size) = open_sized(&cfg.kernel).map_err(kernel_err)?;
-    let mut head = vec![0u8; image::HEADER_SIZE];
-    let n = read_up_to(&mut kernel, &mut head).map_err(kernel_err)?;
+    let (mut kernel, kernel_size) = crate::input::open_regular(&cfg.kernel).map_err(kernel_err)?;
+    let mut head = vec![0u8; image::HEAD_READ];
+    let n = read_up_to(&mut kernel, &mut head).map_err(|e| kernel_err(e.into()))?;
     let header =
         ImageHeader::parse(&head[..n], kernel_size).map_err(|source| Error::KernelFormat {
             path: cfg.kernel.clone(),
@@ -109,10 +104,12 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let initramfs = match &cfg.initramfs {
-        Some(p) => Some(open_sized(p).map_err(|source| Error::InitramfsOpen {
-            path: p.clone(),
-            source,
-        })?),
+        Some(p) => Some(
+            crate::input::open_regular(p).map_err(|source| Error::InitramfsOpen {
+                path: p.clone(),
+                source,
+            })?,
+        ),
         None => None,
     };
     let plan = image::plan(

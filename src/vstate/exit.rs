@@ -31,6 +31,19 @@ impl GuestExit {
     }
 }
 
+impl GuestExit {
+    /// The one line platvmm prints when the guest ended this way before writing a single
+    /// console byte (nothing, for a stop platvmm was asked for).
+    pub fn silent_end_note(self) -> Option<&'static str> {
+        match self {
+            GuestExit::PowerOff => Some("the guest powered off before writing anything to the console"),
+            GuestExit::Reset => Some("the guest reset before writing anything to the console (a kernel that fails this early: check it is an arm64 Image for this machine, and give console=ttyS0 earlycon on --cmdline)"),
+            GuestExit::Crash => Some("the guest crashed before writing anything to the console (check the kernel Image, and give console=ttyS0 earlycon on --cmdline)"),
+            GuestExit::Signal(_) => None,
+        }
+    }
+}
+
 /// Where vCPU threads report how the guest ended; the main loop watches `evt`.
 pub struct ExitSignal {
     pub evt: EventFd,

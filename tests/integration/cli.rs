@@ -186,3 +186,99 @@ fn passthrough_paths_are_checked_first() {
     );
     assert!(!err.contains("--vfio-platform"), "{err}");
 }
+
+/// A FIFO at a fresh scratch path (opening it for reading would block without O_NONBLOCK).
+fn fifo(name: &str) -> PathBuf {
+    let p = scratch(name);
+    let _ = std::fs::remove_file(&p);
+    let c = std::ffi::CString::new(s(&p)).unwrap();
+    // SAFETY: `c` is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    p
+}
+
+#[test]
+fn inputs_must_be_regular_files() {
+    let not_regular = "not a regular file: give the path of the file itself";
+    let out = platvmm(&["--kernel", "/dev/zero"]);
+    assert_error(
+        &out,
+        1,
+        "cannot read kernel /dev/zero: it is a character device",
+    );
+    assert_error(&out, 1, not_regular);
+    let f = fifo("kernel.fifo");
+    assert_error(&platvmm(&["--kernel", s(&f)]), 1, "it is a FIFO");
+    let k = fake_image();
+    let f = fifo("initrd.fifo");
+    let out = platvmm(&["--kernel", s(&k), "--initramfs", s(&f)]);
+    assert_error(&out, 1, "cannot read initramfs");
+    assert_error(&out, 1, "it is a FIFO");
+    let out = platvmm(&["--kernel", s(&k), "--dt-overlay", "/dev/zero"]);
+    assert_error(&out, 1, "--dt-overlay /dev/zero: it is a character device");
+    let dir = std::env::temp_dir();
+    let out = platvmm(&["--kernel", s(&k), "--dt-overlay", s(&dir)]);
+    assert_error(&out, 1, "it is a directory");
+}
+
+#[test]
+fn empty_files_are_refused() {
+    let empty = scratch("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let out = platvmm(&["--kernel", s(&empty)]);
+    assert_error(&out, 1, "the file is empty");
+    let k = fake_image();
+    let out = platvmm(&["--kernel", s(&k), "--initramfs", s(&empty)]);
+    assert_error(&out, 1, "cannot read initramfs");
+    assert_error(&out, 1, "the file is empty");
+}
+
+#[test]
+fn truncated_kernels_are_refused() {
+    // An EFI-stub header whose one section's data ends at 64 KiB, in a 16 KiB file.
+    let mut v = vec![0u8; 16384];
+    v[..2].copy_from_slice(b"MZ");
+    v[16..24].copy_from_slice(&65536u64.to_le_bytes());
+    v[56..60].copy_from_slice(b"ARM\x64");
+    v[0x3c..0x40].copy_from_slice(&0x40u32.to_le_bytes());
+    v[0x40..0x44].copy_from_slice(b"PE\0\0");
+    v[0x46..0x48].copy_from_slice(&1u16.to_le_bytes()); // one section
+    let sec = 0x40 + 24; // no optional header
+    v[sec + 16..sec + 20].copy_from_slice(&0xf000u32.to_le_bytes());
+    v[sec + 20..sec + 24].copy_from_slice(&0x1000u32.to_le_bytes());
+    let k = scratch("Image-cut");
+    std::fs::write(&k, &v).unwrap();
+    let out = platvmm(&["--kernel", s(&k)]);
+    assert_error(
+        &out,
+        1,
+        "kernel is truncated: its PE sections end at byte 65536",
+    );
+    // No PE headers: a file far below the header's image size.
+    let mut v = vec![0u8; 8192];
+    v[16..24].copy_from_slice(&(64u64 << 20).to_le_bytes());
+    v[56..60].copy_from_slice(b"ARM\x64");
+    std::fs::write(&k, &v).unwrap();
+    let out = platvmm(&["--kernel", s(&k)]);
+    assert_error(
+        &out,
+        1,
+        "kernel is truncated: its header gives an image size",
+    );
+}
+
+#[test]
+fn oversize_command_line_is_refused() {
+    let k = fake_image();
+    let long = "x".repeat(2048);
+    let out = platvmm(&["--kernel", s(&k), "--cmdline", &long]);
+    assert_error(
+        &out,
+        1,
+        "--cmdline is 2048 bytes: an arm64 kernel keeps at most 2047",
+    );
+    let fits = "x".repeat(2047);
+    let out = platvmm(&["--kernel", s(&k), "--cmdline", &fits]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("--cmdline"), "2047 bytes fit: {err}");
+}

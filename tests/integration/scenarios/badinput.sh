@@ -30,6 +30,27 @@ expect_error "too many vCPUs" 1 "--cpus 500 is more than" $BASE --cpus 500
 expect_error "memory too large" 1 "too large" $BASE --memory 4096G
 expect_error "compressed kernel" 1 "gzip-compressed: decompress it first" --kernel /l2/initramfs.cpio.gz
 expect_error "not a kernel" 1 "not an arm64 Image" --kernel /scenarios/badinput.sh
+# Files that are not regular files: each used to hang (read forever, or block in open).
+expect_error "kernel is a character device" 1 "it is a character device, not a regular file" \
+    --kernel /dev/zero
+mkfifo /tmp/bad.fifo
+expect_error "initramfs is a FIFO" 1 "it is a FIFO, not a regular file" \
+    --kernel "$L2_KERNEL" --initramfs /tmp/bad.fifo
+expect_error "overlay is a character device" 1 "--dt-overlay /dev/zero: it is a character device" \
+    $BASE --dt-overlay /dev/zero
+: >/tmp/bad.empty
+expect_error "empty initramfs" 1 "the file is empty" --kernel "$L2_KERNEL" --initramfs /tmp/bad.empty
+# A kernel cut short (an interrupted copy) used to boot garbage.
+head -c 4000000 "$L2_KERNEL" >/tmp/bad.Image
+expect_error "truncated kernel" 1 "kernel is truncated: its PE sections end at byte" --kernel /tmp/bad.Image
+expect_error "oversize command line" 1 "an arm64 kernel keeps at most 2047" \
+    $BASE --cmdline "$(printf '%3000s' '' | tr ' ' x)"
+# A guest that resets before its first console byte used to end with status 3 and nothing on
+# stderr. This one is 80 bytes: an arm64 header whose code0 branches to `PSCI SYSTEM_RESET`.
+printf '\020\000\000\024\000\000\000\000\000\000\000\000\000\000\000\000\000\020\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\101\122\115\144\000\000\000\000\040\001\200\122\000\200\260\162\002\000\000\324\000\000\000\024' >/tmp/reset.Image
+head -c 4016 /dev/zero >>/tmp/reset.Image
+expect_error "silent reset" 3 "the guest reset before writing anything to the console" \
+    --kernel /tmp/reset.Image --memory 64M
 }
 
 # The device is still the host's and works.
