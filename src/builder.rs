@@ -33,6 +33,7 @@ use crate::device_manager::DeviceManager;
 use crate::error::{host_err, kvm_err, Error};
 use crate::event_loop::{EventLoop, StatsSources};
 use crate::resources::page_size;
+use crate::seccomp::{Filters, ThreadKind};
 use crate::startup::Startup;
 use crate::terminal::RawTerminal;
 use crate::vmm::Prepared;
@@ -77,7 +78,12 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         devices: dm.device_counters(),
         startup: startup.clone(),
     });
-    let mut el = EventLoop::new(exit.clone(), stats.clone(), console.clone())?;
+    let mut el = EventLoop::new(
+        exit.clone(),
+        stats.clone(),
+        console.clone(),
+        p.cfg.test_denied_syscall,
+    )?;
     let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
     let _raw = RawTerminal::enter(stdin.as_raw_fd());
     el.add(Arc::new(Mutex::new(SerialInput::new(
@@ -85,17 +91,37 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         room,
         console.uart().clone(),
     ))));
+    // Every fd is open: drop privileges, then sandbox each thread as it starts.
+    p.cfg.jail.enter()?;
+    if p.cfg.jail.active() {
+        info!("privileges dropped ({:?})", p.cfg.jail);
+    }
+    startup.step("sandbox");
+    let seccomp = Arc::new(Filters::build(p.cfg.seccomp)?);
+    crate::seccomp::set_wake_fd(exit.evt.as_raw_fd());
     let ctx = Arc::new(VcpuContext {
         bus: dm.bus(),
         exit,
         counters: exits.clone(),
         console,
         startup,
+        seccomp: seccomp.clone(),
     });
     let handles = start_vcpus(vcpus, &ctx)?;
-    let outcome = el.run();
+    if let Err(e) = seccomp.apply(ThreadKind::EventLoop) {
+        teardown(handles, ctx, dm, &exits);
+        return Err(e.into());
+    }
+    if seccomp.enabled() {
+        info!("seccomp sandbox installed ({:?})", p.cfg.seccomp);
+    }
+    let mut outcome = el.run();
     info!("guest ended: {outcome:?}");
     teardown(handles, ctx, dm, &exits);
+    // A denial during teardown still ends platvmm with the sandbox's status.
+    if let Some(nr) = crate::seccomp::denied() {
+        outcome = GuestExit::SeccompDenied(nr);
+    }
     if console_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         if let Some(note) = outcome.silent_end_note() {
             eprintln!("platvmm: {note}");

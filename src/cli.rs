@@ -7,6 +7,7 @@ use devices::vfio::clocks::ClockRate;
 use devices::vfio::node::FixedLink;
 
 use crate::arch::aarch64::layout::{GIB, KIB, MIB};
+use crate::seccomp::SeccompMode;
 
 const AFTER_HELP: &str = "\
 Exit status:
@@ -95,6 +96,28 @@ pub struct Cli {
     /// command line for 256 MiB).
     #[arg(long)]
     pub identity_map_ram: bool,
+
+    /// The seccomp sandbox, installed by every thread once setup is over: `on` stops platvmm
+    /// with a message naming any syscall outside the thread's allowlist (status 159), `log`
+    /// allows such syscalls and leaves them to the kernel log (dmesg), `off` has no sandbox.
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SeccompMode::On)]
+    pub seccomp: SeccompMode,
+
+    /// Drop to this user (numbers; GID defaults to UID) once every device, image and KVM fd is
+    /// open: platvmm enters an empty root (or --chroot DIR), sets no_new_privs, empties every
+    /// capability set and switches user before any vCPU runs. The user needs nothing on the
+    /// host: the fds are already open.
+    #[arg(long, value_name = "UID[:GID]", value_parser = crate::jail::parse_user)]
+    pub user: Option<crate::jail::UserSpec>,
+
+    /// The root platvmm enters when it drops privileges (default with --user: an empty,
+    /// deleted directory). Alone, it drops every capability but keeps the user.
+    #[arg(long, value_name = "DIR")]
+    pub chroot: Option<PathBuf>,
+
+    /// Test only: on SIGUSR1 the event loop also makes a syscall no allowlist has.
+    #[arg(long, hide = true)]
+    pub test_denied_syscall: bool,
 
     /// Print VM exit counts and per-device counters to stderr at exit (they are also printed
     /// whenever platvmm receives SIGUSR1).

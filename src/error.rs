@@ -86,6 +86,15 @@ pub enum Error {
     /// Passthrough setup failed.
     #[error("{0}")]
     Passthrough(#[from] crate::passthrough::PassthroughError),
+    /// `--chroot` names something that is not a directory.
+    #[error("--chroot {0}: not a directory (give an existing, preferably empty, directory)")]
+    ChrootNotDir(PathBuf),
+    /// Privileges could not be dropped.
+    #[error("{0}")]
+    Jail(#[from] crate::jail::JailError),
+    /// The seccomp sandbox could not be set up.
+    #[error("{0}")]
+    Seccomp(#[from] crate::seccomp::SeccompError),
     /// A host resource (eventfd, epoll, thread) could not be set up.
     #[error("{what}: {source}")]
     Host {

@@ -73,6 +73,8 @@ struct SignalWatcher {
     fd: File,
     exit: Arc<ExitSignal>,
     stats: Arc<StatsSources>,
+    /// `--test-denied-syscall`: SIGUSR1 also makes a syscall the sandbox denies.
+    test_denied: bool,
 }
 
 impl MutEventSubscriber for SignalWatcher {
@@ -86,6 +88,10 @@ impl MutEventSubscriber for SignalWatcher {
             let signo = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes")) as i32;
             if signo == libc::SIGUSR1 {
                 self.stats.print();
+                if self.test_denied {
+                    let r = crate::seccomp::call_denied_syscall();
+                    info!("--test-denied-syscall: socket() returned {r}");
+                }
             } else {
                 info!("signal {signo}: stopping the VM");
                 self.exit.set(GuestExit::Signal(signo));
@@ -146,6 +152,7 @@ impl EventLoop {
         exit: Arc<ExitSignal>,
         stats: Arc<StatsSources>,
         console: Arc<Console>,
+        test_denied: bool,
     ) -> Result<Self, Error> {
         let mut em = EventManager::<Subscriber>::new().map_err(|e| {
             host_err("cannot create the event loop")(std::io::Error::other(format!("{e:?}")))
@@ -157,6 +164,7 @@ impl EventLoop {
             fd,
             exit: exit.clone(),
             stats,
+            test_denied,
         })));
         if console.coalesced() {
             em.add_subscriber(Arc::new(Mutex::new(DrainWatcher { console, exits })));
@@ -169,9 +177,13 @@ impl EventLoop {
         self.em.add_subscriber(s);
     }
 
-    /// Runs until the guest ends or a terminating signal arrives.
+    /// Runs until the guest ends, a terminating signal arrives or the sandbox denies a
+    /// syscall (its SIGSYS handler wakes the loop through the exit event).
     pub fn run(&mut self) -> GuestExit {
         loop {
+            if let Some(nr) = crate::seccomp::denied() {
+                return GuestExit::SeccompDenied(nr);
+            }
             if let Some(o) = self.exit.get() {
                 return o;
             }

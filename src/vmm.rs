@@ -28,6 +28,10 @@ pub struct VmConfig {
     pub stats: bool,
     pub identity_ram: bool,
     pub sec_controller: bool,
+    pub seccomp: crate::seccomp::SeccompMode,
+    pub jail: crate::jail::Jail,
+    /// Test only: SIGUSR1 makes the event loop call a syscall the sandbox denies.
+    pub test_denied_syscall: bool,
 }
 
 impl From<Cli> for VmConfig {
@@ -44,6 +48,12 @@ impl From<Cli> for VmConfig {
             stats: c.stats,
             identity_ram: c.identity_map_ram,
             sec_controller: c.sec_controller,
+            seccomp: c.seccomp,
+            jail: crate::jail::Jail {
+                user: c.user,
+                chroot: c.chroot,
+            },
+            test_denied_syscall: c.test_denied_syscall,
         }
     }
 }
@@ -79,6 +89,12 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
             max: image::CMDLINE_MAX - 1,
             limit: image::CMDLINE_MAX,
         });
+    }
+
+    if let Some(dir) = &cfg.jail.chroot {
+        if !dir.is_dir() {
+            return Err(Error::ChrootNotDir(dir.clone()));
+        }
     }
 
     let kernel_err = |source| Error::KernelOpen {
@@ -176,6 +192,9 @@ mod tests {
             stats: false,
             identity_ram: false,
             sec_controller: false,
+            seccomp: Default::default(),
+            jail: Default::default(),
+            test_denied_syscall: false,
         }
     }
 

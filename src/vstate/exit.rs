@@ -17,6 +17,8 @@ pub enum GuestExit {
     Crash,
     /// platvmm received a terminating signal (SIGTERM, SIGINT, SIGHUP).
     Signal(i32),
+    /// The seccomp sandbox denied this syscall (the SIGSYS handler has said so on stderr).
+    SeccompDenied(i64),
 }
 
 impl GuestExit {
@@ -27,6 +29,7 @@ impl GuestExit {
             GuestExit::Reset => 3,
             GuestExit::Crash => 4,
             GuestExit::Signal(s) => 128 + s,
+            GuestExit::SeccompDenied(_) => 128 + libc::SIGSYS,
         }
     }
 }
@@ -39,7 +42,7 @@ impl GuestExit {
             GuestExit::PowerOff => Some("the guest powered off before writing anything to the console"),
             GuestExit::Reset => Some("the guest reset before writing anything to the console (a kernel that fails this early: check it is an arm64 Image for this machine, and give console=ttyS0 earlycon on --cmdline)"),
             GuestExit::Crash => Some("the guest crashed before writing anything to the console (check the kernel Image, and give console=ttyS0 earlycon on --cmdline)"),
-            GuestExit::Signal(_) => None,
+            GuestExit::Signal(_) | GuestExit::SeccompDenied(_) => None,
         }
     }
 }
@@ -84,9 +87,10 @@ mod tests {
             GuestExit::Reset,
             GuestExit::Crash,
             GuestExit::Signal(libc::SIGTERM),
+            GuestExit::SeccompDenied(libc::SYS_socket),
         ]
         .map(|e| e.exit_code());
-        assert_eq!(codes, [0, 3, 4, 143]);
+        assert_eq!(codes, [0, 3, 4, 143, 159]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use log::{error, warn};
 use super::counters::{bump, ExitCounters};
 use super::exit::{ExitSignal, GuestExit};
 use crate::console::Console;
+use crate::seccomp::{Filters, ThreadKind};
 use crate::startup::Startup;
 
 /// What every vCPU thread shares.
@@ -37,6 +38,8 @@ pub struct VcpuContext {
     /// The console, whose coalesced transmit bytes are drained before each exit.
     pub console: Arc<Console>,
     pub startup: Arc<Startup>,
+    /// The sandbox each vCPU thread installs on itself before its first `KVM_RUN`.
+    pub seccomp: Arc<Filters>,
 }
 
 /// A running vCPU thread.
@@ -125,6 +128,11 @@ pub fn stop_all(handles: Vec<VcpuHandle>) {
 }
 
 fn thread_main(mut vcpu: VcpuFd, id: usize, ctx: &VcpuContext, stop: &AtomicBool) {
+    if let Err(e) = ctx.seccomp.apply(ThreadKind::Vcpu) {
+        eprintln!("platvmm: error: vcpu{id}: {e}");
+        ctx.exit.set(GuestExit::Crash);
+        return;
+    }
     unblock_kick_signal();
     KVM_RUN.with(|p| p.set(vcpu.get_kvm_run() as *mut kvm_run));
     let outcome = run_loop(&mut vcpu, id, ctx, stop);

@@ -9,17 +9,6 @@ DEV=9010000.pl031
 SYS=/sys/bus/amba/devices/$DEV
 L2_ARGS="--kernel $L2_KERNEL --initramfs $L2_INITRAMFS --memory 128M --vfio-platform $SYS"
 
-# Gives the device back to rtc-pl031 and checks its time against L1's clock.
-rebind_host() {  # WHEN
-    echo "$DEV" >"$SYS/driver/unbind" || { reason "$1: cannot unbind from vfio-amba"; return 1; }
-    echo >"$SYS/driver_override"
-    echo "$DEV" >/sys/bus/amba/drivers/rtc-pl031/bind || { reason "$1: rtc-pl031 refused to bind"; return 1; }
-    t=$(cat "$SYS"/rtc/rtc*/since_epoch 2>/dev/null)
-    d=$(( $(date +%s) - ${t:-0} ))
-    echo "release: $1: rebound to rtc-pl031, its time is $t (L1 clock - RTC = ${d}s)"
-    [ -n "$t" ] && [ "$d" -ge -5 ] && [ "$d" -le 5 ] || { reason "$1: rtc-pl031 reads '$t'"; return 1; }
-}
-
 # Starts platvmm in the background; returns once L2 reached /init (or fails).
 start_bg() {  # LOG
     # shellcheck disable=SC2086 # word splitting of L2_ARGS is intended
@@ -40,7 +29,7 @@ run_l2 release-poweroff $L2_ARGS \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=boot platvmm.expect_cpus=1 platvmm.expect_mem_mib=128"
 [ "$L2_RC" = 0 ] && l2_result | grep -q "L2-RESULT: PASS" ||
     { reason "power-off run: exit $L2_RC, $(l2_result)"; status=1; }
-rebind_host "after power-off" || status=1
+pl031_to_host "after power-off" || status=1
 
 # 2. SIGTERM: platvmm stops the VM itself and exits with 128 + 15.
 vfio_bind amba $DEV vfio-amba || { reason "cannot bind to vfio-amba again"; exit 1; }
@@ -51,7 +40,7 @@ if start_bg /tmp/release-term.log; then
 else
     kill -KILL $BG 2>/dev/null; status=1
 fi
-rebind_host "after SIGTERM" || status=1
+pl031_to_host "after SIGTERM" || status=1
 
 # 3. SIGKILL: no cleanup by platvmm at all; the kernel must release everything.
 vfio_bind amba $DEV vfio-amba || { reason "cannot bind to vfio-amba a third time"; exit 1; }
@@ -61,5 +50,5 @@ if start_bg /tmp/release-kill.log; then
 else
     kill -KILL $BG 2>/dev/null; status=1
 fi
-rebind_host "after SIGKILL" || status=1
+pl031_to_host "after SIGKILL" || status=1
 exit $status

@@ -24,6 +24,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # console and in /tmp/NAME.log. Sets L2_LOG, L2_RC (exit status, 137 when the timeout killed
 # it), L2_T_INIT (seconds from start to L2 /init's first output "L2-INIT", or "none") and
 # L2_T_EXIT (seconds from start to exit) and L2_RSS (vmm_rss when the guest reached /init).
+# With L2_PROBE_SANDBOX set, /tmp/NAME.sandbox gets thread_sandbox at L2 /init.
 run_l2() {
     _name=$1; shift
     L2_LOG=/tmp/$_name.log
@@ -39,6 +40,7 @@ run_l2() {
                     thread_switches "$_l" >>"/tmp/$_name.ctxt" ;;
                 *L2-INIT*)
                     [ -f "/tmp/$_name.t-init" ] || now >"/tmp/$_name.t-init"
+                    [ -z "${L2_PROBE_SANDBOX:-}" ] || thread_sandbox >"/tmp/$_name.sandbox"
                     vmm_rss >"/tmp/$_name.rss" ;;
             esac
             printf '%s\n' "$_line"
@@ -126,6 +128,32 @@ l2_log_has() {
     grep -q "$1" "$L2_LOG" && return 0
     reason "platvmm log lacks: $2"
     return 1
+}
+
+# pl031_to_host WHEN: gives L1's PL031 back to rtc-pl031 (from vfio-amba) and checks that
+# its time is within 5 s of L1's clock; WHEN names the moment in messages.
+pl031_to_host() {
+    _sys=/sys/bus/amba/devices/9010000.pl031
+    echo 9010000.pl031 >"$_sys/driver/unbind" || { reason "$1: cannot unbind from vfio-amba"; return 1; }
+    echo >"$_sys/driver_override"
+    echo 9010000.pl031 >/sys/bus/amba/drivers/rtc-pl031/bind || { reason "$1: rtc-pl031 refused to bind"; return 1; }
+    _t=$(cat "$_sys"/rtc/rtc*/since_epoch 2>/dev/null)
+    _d=$(( $(date +%s) - ${_t:-0} ))
+    echo "$SCENARIO: $1: rebound to rtc-pl031, its time is $_t (L1 clock - RTC = ${_d}s)"
+    if [ -z "$_t" ] || [ "$_d" -lt -5 ] || [ "$_d" -gt 5 ]; then
+        reason "$1: rtc-pl031 reads '$_t'"; return 1
+    fi
+}
+
+# thread_sandbox: one line "NAME SECCOMP CAPEFF" per thread of the running platvmm, from
+# /proc/PID/task/TID/status (Seccomp: 2 is a filter installed; CapEff the effective set).
+thread_sandbox() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    [ -n "$_pid" ] || return 0
+    for _st in /proc/"$_pid"/task/*/status; do
+        awk '/^Name:/ { n = $2 } /^Seccomp:/ { s = $2 } /^CapEff:/ { c = $2 }
+             END { print n, s, c }' "$_st"
+    done
 }
 
 # "TIMING" lines are collected by ci/board.sh into its summary.
