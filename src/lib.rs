@@ -4,7 +4,7 @@
 //! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
 //! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `event_loop`,
 //! `vstate/vcpu` → `error` → `passthrough/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
-//! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `terminal` → `arch`.
+//! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `seccomp`, `jail`, `terminal` → `arch`.
 
 pub mod arch;
 pub mod cli;
