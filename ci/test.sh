@@ -43,6 +43,7 @@ if [ "$(uname -m)" != aarch64 ]; then
         cargo test --workspace --target "$TARGET"
 fi
 
+stage man-completions ci/man.sh
 stage dt-validate ci/dt-validate.sh
 
 echo

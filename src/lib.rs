@@ -2,16 +2,20 @@
 //! platform devices to the guest through vfio-platform. See docs/ARCHITECTURE.md.
 //!
 //! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
-//! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview` → `event_loop`,
+//! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview`, `hostlist`, `binding`,
+//! `config` → `event_loop`,
 //! `vstate/vcpu` → `error` → `passthrough/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
 //! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `seccomp`, `jail`, `terminal` → `arch`.
 
 pub mod arch;
+pub mod binding;
 pub mod cli;
+pub mod config;
 pub mod console;
 pub mod device_manager;
 pub mod error;
 pub mod event_loop;
+pub mod hostlist;
 pub mod identity;
 pub mod input;
 pub mod inspect;

@@ -282,3 +282,103 @@ fn oversize_command_line_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("--cmdline"), "2047 bytes fit: {err}");
 }
+
+#[test]
+fn list_json_parses_and_every_device_has_a_verdict() {
+    let out = platvmm(&["list", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("list --json is JSON");
+    let devices = v.as_array().expect("a JSON array");
+    for d in devices {
+        let verdict = d["verdict"].as_str().expect("a verdict");
+        assert!(["ready", "needs-bind", "cannot"].contains(&verdict), "{d}");
+        assert!(d["name"].is_string() && d["bus"].is_string(), "{d}");
+        if verdict != "ready" {
+            assert!(d["reason"].is_string(), "a reason for {d}");
+        }
+    }
+    let text = platvmm(&["list"]);
+    let lines = String::from_utf8_lossy(&text.stdout);
+    let top = lines.lines().filter(|l| !l.starts_with(' ')).count();
+    assert_eq!(top, devices.len(), "text and JSON list the same devices");
+}
+
+#[test]
+fn man_page_and_completions_are_generated() {
+    let man = platvmm(&["man"]);
+    assert_eq!(man.status.code(), Some(0));
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH platvmm 1"), "{man}");
+    assert!(
+        man.contains("\\-\\-vfio\\-platform"),
+        "the options are in the man page"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let c = platvmm(&["completions", shell]);
+        assert_eq!(c.status.code(), Some(0), "{shell}");
+        let c = String::from_utf8_lossy(&c.stdout);
+        assert!(
+            c.contains("--vfio-platform") && c.contains("bind"),
+            "{shell}: {c}"
+        );
+    }
+}
+
+#[test]
+fn config_files_give_options_and_the_command_line_wins() {
+    let k = fake_image();
+    let cfg = scratch("vm.toml");
+    std::fs::write(&cfg, format!("kernel = \"{}\"\ncpus = 0\n", s(&k))).unwrap();
+    // The file's kernel is used; its cpus = 0 is refused like --cpus 0 ...
+    assert_error(
+        &platvmm(&["--config", s(&cfg)]),
+        1,
+        "--cpus must be at least 1",
+    );
+    // ... unless the command line says otherwise.
+    let out = platvmm(&["--config", s(&cfg), "--cpus", "1", "--memory", "16M"]);
+    assert_error(&out, 1, "too small");
+    std::fs::write(&cfg, "kernel = \"/k\"\n\nkernal = \"x\"\n").unwrap();
+    let out = platvmm(&["--config", s(&cfg)]);
+    assert_error(
+        &out,
+        2,
+        &format!("--config {}:3: unknown key 'kernal'", s(&cfg)),
+    );
+    std::fs::write(&cfg, "memory = \"lots\"\n").unwrap();
+    assert_error(
+        &platvmm(&["--config", s(&cfg)]),
+        2,
+        ":1: memory: invalid value 'lots'",
+    );
+    assert_error(
+        &platvmm(&["--config", "/dev/zero"]),
+        2,
+        "it is a character device",
+    );
+    let out = platvmm(&["--cpus", "2"]);
+    assert_error(&out, 2, "--kernel <PATH> (or kernel = in --config)");
+}
+
+#[test]
+fn bind_refuses_what_it_cannot_bind() {
+    assert_error(
+        &platvmm(&["bind", "/sys/bus/platform/devices/nope"]),
+        1,
+        "/sys/bus/platform/devices/nope: no such device",
+    );
+    assert_error(&platvmm(&["unbind", "/nonexistent"]), 1, "no such device");
+    let pci = std::fs::read_dir("/sys/bus/pci/devices")
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(|e| e.ok());
+    if let Some(dev) = pci {
+        let out = platvmm(&["bind", s(&dev.path())]);
+        assert_error(&out, 1, "is a PCI device");
+    }
+}

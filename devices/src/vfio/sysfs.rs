@@ -107,27 +107,41 @@ pub fn bind_command(sysfs_root: &Path, bus: HostBus, name: &str, bound: bool) ->
     cmd
 }
 
+/// A device path resolved: its canonical sysfs directory, name and bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedPath {
+    pub dir: PathBuf,
+    pub name: String,
+    pub bus: HostBus,
+}
+
+/// Resolves a device path; refuses what is not a platform or AMBA device.
+pub fn resolve(path: &Path) -> Result<ResolvedPath, SysfsError> {
+    let dir = fs::canonicalize(path).map_err(|_| SysfsError::NoDevice(path.to_path_buf()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| SysfsError::NoDevice(path.to_path_buf()))?;
+    let bus = match link_name(&dir.join("subsystem")).as_deref() {
+        Some("platform") => HostBus::Platform,
+        Some("amba") => HostBus::Amba,
+        Some("pci") => return Err(SysfsError::Pci(path.to_path_buf())),
+        Some(other) => {
+            return Err(SysfsError::OtherBus {
+                path: path.to_path_buf(),
+                bus: other.to_string(),
+            })
+        }
+        None => return Err(SysfsError::NoDevice(path.to_path_buf())),
+    };
+    Ok(ResolvedPath { dir, name, bus })
+}
+
 impl HostDevice {
     /// Resolves `path` (under `sysfs_root`, normally `/sys`) and checks the device is bound
     /// to VFIO.
     pub fn probe(sysfs_root: &Path, path: &Path) -> Result<Self, SysfsError> {
-        let dir = fs::canonicalize(path).map_err(|_| SysfsError::NoDevice(path.to_path_buf()))?;
-        let name = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| SysfsError::NoDevice(path.to_path_buf()))?;
-        let bus = match link_name(&dir.join("subsystem")).as_deref() {
-            Some("platform") => HostBus::Platform,
-            Some("amba") => HostBus::Amba,
-            Some("pci") => return Err(SysfsError::Pci(path.to_path_buf())),
-            Some(other) => {
-                return Err(SysfsError::OtherBus {
-                    path: path.to_path_buf(),
-                    bus: other.to_string(),
-                })
-            }
-            None => return Err(SysfsError::NoDevice(path.to_path_buf())),
-        };
+        let ResolvedPath { dir, name, bus } = resolve(path)?;
         let driver = driver_of(&dir);
         if driver.as_deref() != Some(bus.vfio_driver()) {
             let bound = match &driver {
