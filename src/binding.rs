@@ -133,6 +133,9 @@ impl Binder {
             }
         }
         out.push(self.bind_one(&d)?);
+        if d.bus == HostBus::Amba {
+            out.push(format!("note: {}", crate::hostlist::AMBA_NOTE));
+        }
         Ok(out)
     }
 

@@ -30,6 +30,8 @@ grep -q "rerun with --noiommu" /tmp/bind.err || { reason "bind's refusal: $(cat 
 cat /tmp/bind.err
 grep -q "WARNING: 9010000.pl031 is bound in VFIO's no-IOMMU mode" /tmp/bind.err ||
     { reason "bind did not warn about no-IOMMU mode"; status=1; }
+grep -q "note: vfio-amba is marked for removal in Linux 6.18" /tmp/bind.err ||
+    { reason "bind did not note vfio-amba's removal"; status=1; }
 [ "$(basename "$(readlink $PL/driver)")" = vfio-amba ] || { reason "after bind the PL031 is not on vfio-amba"; status=1; }
 "$PLATVMM" bind --noiommu $PL 2>/tmp/bind.err && grep -q "already bound to vfio-amba" /tmp/bind.err ||
     { reason "a second bind is not a no-op: $(cat /tmp/bind.err)"; status=1; }
