@@ -134,7 +134,7 @@ impl Binder {
         }
         out.push(self.bind_one(&d)?);
         if d.bus == HostBus::Amba {
-            out.push(format!("note: {}", crate::hostlist::AMBA_NOTE));
+            out.push(format!("note: {}", devices::vfio::sysfs::AMBA_REMOVAL_NOTE));
         }
         Ok(out)
     }

@@ -48,7 +48,7 @@ pub struct ListedDevice {
 }
 
 /// The note every AMBA device gets.
-pub const AMBA_NOTE: &str = "vfio-amba is marked for removal in Linux 6.18 (vfio-platform stays): on kernels without it, describe the device without \"arm,primecell\" in the host tree so it is a platform device (docs/devices.md)";
+pub use devices::vfio::sysfs::AMBA_REMOVAL_NOTE as AMBA_NOTE;
 
 /// Whether the host has an IOMMU at all (else VFIO needs its no-IOMMU mode).
 pub fn host_has_iommu(sysfs_root: &Path) -> bool {

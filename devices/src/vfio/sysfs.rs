@@ -29,6 +29,9 @@ impl HostBus {
     }
 }
 
+/// What `platvmm list` and `bind` say of every AMBA device.
+pub const AMBA_REMOVAL_NOTE: &str = "vfio-amba is marked for removal in Linux 6.18 (vfio-platform stays): on kernels without it, describe the device without \"arm,primecell\" in the host tree so it is a platform device (docs/devices.md)";
+
 /// Problems with the device path or its binding.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SysfsError {
