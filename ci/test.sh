@@ -44,6 +44,7 @@ if [ "$(uname -m)" != aarch64 ]; then
 fi
 
 stage man-completions ci/man.sh
+stage fuzz-smoke ci/fuzz.sh 20
 stage dt-validate ci/dt-validate.sh
 
 echo

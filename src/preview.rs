@@ -65,9 +65,9 @@ pub fn run(
         path: host_dtb.to_path_buf(),
         msg: e.to_string(),
     })?;
-    let tree = ::fdt::Fdt::new(&blob).map_err(|e| PreviewError::Read {
+    let tree = host_tree(&blob).map_err(|msg| PreviewError::Read {
         path: host_dtb.to_path_buf(),
-        msg: format!("not a DTB: {e:?}"),
+        msg,
     })?;
     let mut overlays = Vec::new();
     for n in nodes {
@@ -104,9 +104,15 @@ fn plan_err(dev: &'static str) -> impl Fn(Exhausted) -> PreviewError {
     }
 }
 
+/// A host DTB held in memory (any bytes: a fuzz target), ready for [`desc`].
+pub fn host_tree(blob: &[u8]) -> Result<::fdt::Fdt<'_>, String> {
+    crate::input::check_dtb(blob).map_err(|e| format!("not a DTB: {e}"))?;
+    ::fdt::Fdt::new(blob).map_err(|e| format!("not a DTB: {e:?}"))
+}
+
 /// The planner's view of host node `path`: VFIO would give one region per `reg` entry and one
 /// IRQ per `interrupts` specifier.
-fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
+pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     let n = tree
         .find_node(path)
         .ok_or_else(|| PreviewError::NoNode(path.to_string()))?;
@@ -153,22 +159,27 @@ fn report(plan: &VmPlan) -> Vec<String> {
 }
 
 fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
+    let dtb = guest_dtb(plan)?;
+    std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
+        path: out.to_path_buf(),
+        source,
+    })
+}
+
+/// The guest DTB for `plan`'s devices (one vCPU, 256 MiB, GICv3).
+pub fn guest_dtb(plan: &VmPlan) -> Result<Vec<u8>, fdt::FdtError> {
     let g = plan.guest_nodes(&[]);
     let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
     let mut devs: Vec<&dyn DeviceNode> = Vec::new();
     devs.extend(g.clocks.iter().map(|c| c as &dyn DeviceNode));
     devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
-    let dtb = fdt::create_fdt(&FdtConfig {
+    fdt::create_fdt(&FdtConfig {
         mpidrs: &[0],
         gic: GicVersion::V3,
         memory: &[(layout::RAM_BASE, 256 * MIB)],
         cmdline: "console=ttyS0",
         initrd: None,
         devices: &devs,
-    })?;
-    std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
-        path: out.to_path_buf(),
-        source,
     })
 }
 

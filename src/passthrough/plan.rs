@@ -32,6 +32,14 @@ pub enum PlanError {
     /// A job ring whose offset in its SEC block is unknown.
     #[error("{dev}: a SEC job ring needs its host DT node (its reg gives the ring's offset in the SEC block)")]
     SecNoOffset { dev: String },
+    /// A job ring without a register page (every region empty): it would have no node.
+    #[error(
+        "{dev}: a SEC job ring needs its register page, but every region of the device is empty"
+    )]
+    SecNoRegion { dev: String },
+    /// A job ring whose register page would reach past the SEC block (over other devices).
+    #[error("{dev}: a SEC job ring of {size:#x} bytes at offset {offset:#x} does not fit the {:#x}-byte SEC block", sec::SEC_BLOCK_SIZE)]
+    SecRingOutsideBlock { dev: String, offset: u32, size: u64 },
 }
 
 /// A device region as the planner sees it.
@@ -326,6 +334,22 @@ impl<'r> Planner<'r> {
         let off = sec::ring_offset(d.host_node.as_ref()).ok_or_else(|| PlanError::SecNoOffset {
             dev: d.name.clone(),
         })?;
+        // The ring's first region is its register page, at its offset in the guest SEC block
+        // (and its node's `reg` under the controller).
+        let page = d
+            .regions
+            .iter()
+            .find(|r| r.size > 0)
+            .ok_or_else(|| PlanError::SecNoRegion {
+                dev: d.name.clone(),
+            })?;
+        if u64::from(off) + page.size > sec::SEC_BLOCK_SIZE {
+            return Err(PlanError::SecRingOutsideBlock {
+                dev: d.name.clone(),
+                offset: off,
+                size: page.size,
+            });
+        }
         match &self.sec_parent {
             Some(p) if *p != d.host_parent => {
                 return Err(PlanError::SecMixed {
@@ -865,6 +889,54 @@ mod tests {
         assert_eq!(g.nodes[0].children.len(), 2);
         assert_eq!(plan.node_path(&plan.devices[0]), "/crypto@9100000/jr@10000");
         assert!(g.clocks.is_empty());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs): a ring whose regions are all
+    /// empty was planned, reported at /crypto@.../jr@..., and left out of the guest tree.
+    #[test]
+    fn a_job_ring_without_a_register_page_is_refused() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let mut d = ring("jr@10000", 0x10000);
+        d.regions[0].size = 0;
+        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
+        assert!(matches!(e, PlanError::SecNoRegion { .. }), "{e}");
+        assert!(e.to_string().contains("register page"), "{e}");
+        let plan = p.finish(false).unwrap();
+        assert!(plan.devices.is_empty() && plan.sec_block.is_none());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs: `handler=sec` forced on QEMU virt's
+    /// GICv3 node, whose first reg cell is 0, with its first region emptied): its 0xf60000-byte
+    /// redistributor region became the ring's page at offset 0 of the 1 MiB SEC block and ran
+    /// past it, over whatever the window holds next.
+    #[test]
+    fn a_job_ring_that_does_not_fit_the_sec_block_is_refused() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let mut d = ring("jr@0", 0);
+        d.regions[0].size = 0xf6_0000;
+        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::SecRingOutsideBlock {
+                    offset: 0,
+                    size: 0xf6_0000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut d = ring("jr@f0000", 0xf_0000);
+        d.regions[0].size = 0x2_0000;
+        assert!(p.add(&d, &DeviceOptions::default()).is_err());
+        // The last ring page of the block still fits.
+        let d = ring("jr@f0000", 0xf_0000);
+        assert_eq!(
+            p.add(&d, &DeviceOptions::default()).unwrap().placements[0].size,
+            0x1_0000
+        );
     }
 
     #[test]

@@ -157,12 +157,16 @@ fn align_down(x: u64, a: u64) -> u64 {
     x & !(a - 1)
 }
 
-fn align_up(x: u64, a: u64) -> u64 {
-    x.div_ceil(a) * a
+fn align_up(x: u128, a: u64) -> u128 {
+    x.div_ceil(u128::from(a)) * u128::from(a)
 }
 
 /// Places the kernel at the bottom of RAM, the DTB in the last 2 MiB, and the initramfs
 /// right below the DTB (page aligned), keeping the middle of RAM free for the kernel.
+///
+/// The header's `text_offset` and `image_size` are the kernel file's, any u64 (a corrupt
+/// file's too): what they need is summed in u128, so that no value wraps into a plan that
+/// looks as if it fitted. RAM must end inside the address space (`ram_base + ram_size`).
 pub fn plan(
     ram_base: u64,
     ram_size: u64,
@@ -170,17 +174,21 @@ pub fn plan(
     kernel_file_size: u64,
     initrd_size: Option<u64>,
 ) -> Result<BootPlan, PlanError> {
-    let kernel_load = ram_base + header.text_offset;
+    let kernel_load = u128::from(ram_base) + u128::from(header.text_offset);
     let footprint = header.image_size.max(kernel_file_size);
-    let kernel_end = align_up(kernel_load + footprint, 2 * MIB);
-    let ram_end = ram_base + ram_size;
+    let kernel_end = align_up(kernel_load + u128::from(footprint), 2 * MIB);
     let initrd_len = initrd_size.unwrap_or(0);
-    let need = (kernel_end - ram_base) + align_up(initrd_len, 2 * MIB) + DTB_MAX_SIZE;
-    if need > ram_size {
+    let need = (kernel_end - u128::from(ram_base))
+        + align_up(u128::from(initrd_len), 2 * MIB)
+        + u128::from(DTB_MAX_SIZE);
+    if need > u128::from(ram_size) {
         return Err(PlanError {
-            need_mib: need.div_ceil(MIB),
+            need_mib: u64::try_from(need.div_ceil(u128::from(MIB))).unwrap_or(u64::MAX),
         });
     }
+    // Everything below ends inside RAM, so it fits a u64.
+    let (kernel_load, kernel_end) = (kernel_load as u64, kernel_end as u64);
+    let ram_end = ram_base + ram_size;
     let dtb = align_down(ram_end - DTB_MAX_SIZE, 2 * MIB);
     let initrd = initrd_size.map(|len| (align_down(dtb - len, 4096), len));
     if let Some((start, _)) = initrd {
@@ -290,6 +298,30 @@ mod tests {
         assert_eq!(start % 4096, 0);
         assert!(start >= p.kernel_end);
         assert!(start + len <= p.dtb);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/image_header.rs): header fields near u64::MAX
+    /// overflowed the sums (a panic in debug builds, a wrapped plan in release ones).
+    #[test]
+    fn plan_refuses_headers_whose_sizes_overflow() {
+        let base = 0x8000_0000;
+        for (text_offset, image_size) in [(u64::MAX - 0x7fff_ffff, 0x100_0000), (0, u64::MAX)] {
+            let h = ImageHeader {
+                text_offset,
+                image_size,
+            };
+            let e = plan(base, 256 * MIB, &h, 0x100_0000, Some(MIB)).unwrap_err();
+            assert!(e.need_mib > 256, "{e:?}");
+        }
+        let h = ImageHeader {
+            text_offset: 0,
+            image_size: 0x100_0000,
+        };
+        let e = plan(base, 256 * MIB, &h, 0x100_0000, Some(u64::MAX)).unwrap_err();
+        assert!(e.need_mib > 256, "{e:?}");
+        // The fuzz input's header: Debian's 6.1 Image with text_offset bytes 3..8 set.
+        let h = ImageHeader::parse(&header(0xffff_ffff_ff00_0000, 0x2ea_ffff), 0x200_0000).unwrap();
+        assert!(plan(base, 256 * MIB, &h, 0x200_0000, None).is_err());
     }
 
     #[test]

@@ -1,0 +1,130 @@
+//! Overlay DTBs: `platvmm::overlay::parse` on any bytes, then the fragment used both ways the
+//! VMM uses one:
+//! - `--vfio-platform ...,overlay=F.dtb`: merged into a device's guest node by the planner
+//!   (after generation and phandle renumbering), for a ZynqMP GEM with its PHY subtree, a
+//!   CEVA AHCI and a PL011; the merged node must carry every overlay property, the overlay's
+//!   value winning;
+//! - `--dt-overlay F.dtb`: its root's children added at the root of the guest tree;
+//!
+//! then the guest DTB written. Nothing may panic.
+
+#![no_main]
+
+use devices::vfio::hostdt::HostNode;
+use devices::vfio::node::GuestNode;
+use libfuzzer_sys::fuzz_target;
+use platvmm::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, RawNode};
+use platvmm::arch::aarch64::layout::{self, MIB};
+use platvmm::arch::aarch64::GicVersion;
+use platvmm::passthrough::plan::{DeviceDesc, DeviceOptions, Planner};
+use platvmm::preview::PREVIEW_PAGE;
+use platvmm::resources::Resources;
+
+fn host(name: &str, props: &[(&str, &[u8])], children: Vec<HostNode>) -> HostNode {
+    HostNode {
+        name: name.into(),
+        props: props
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect(),
+        children,
+    }
+}
+
+/// zynqmp.dtsi's gem3 with the ZCU102's PHY under its mdio node; zynqmp.dtsi's SATA; a
+/// PL011 as QEMU's virt board has it.
+fn devices() -> Vec<DeviceDesc> {
+    let phy = host(
+        "ethernet-phy@c",
+        &[("reg", &[0, 0, 0, 0xc]), ("phandle", &[0, 0, 0, 0x2a])],
+        vec![],
+    );
+    let mdio = host(
+        "mdio",
+        &[("#address-cells", &[0, 0, 0, 1]), ("#size-cells", &[0; 4])],
+        vec![phy],
+    );
+    let gem = host(
+        "ethernet@ff0e0000",
+        &[
+            ("compatible", b"xlnx,zynqmp-gem\0cdns,gem\0"),
+            ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 63, 0, 0, 0, 4]),
+            ("phy-mode", b"rgmii-id\0"),
+            ("phy-handle", &[0, 0, 0, 0x2a]),
+            ("clock-names", b"pclk\0hclk\0"),
+        ],
+        vec![mdio],
+    );
+    let sata = host(
+        "ahci@fd0c0000",
+        &[
+            ("compatible", b"ceva,ahci-1v84\0"),
+            ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 133, 0, 0, 0, 4]),
+            ("ceva,p0-cominit-params", &[0x18, 0x40, 0x18, 0x28]),
+        ],
+        vec![],
+    );
+    let uart = host(
+        "pl011@9000000",
+        &[
+            ("compatible", b"arm,pl011\0arm,primecell\0"),
+            ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4]),
+        ],
+        vec![],
+    );
+    vec![
+        DeviceDesc::from_dt("ff0e0000.ethernet", gem, &[0x1000], PREVIEW_PAGE),
+        DeviceDesc::from_dt("fd0c0000.ahci", sata, &[0x2000], PREVIEW_PAGE),
+        DeviceDesc::from_dt("9000000.pl011", uart, &[0x1000], PREVIEW_PAGE),
+    ]
+}
+
+/// The last value the overlay gives `name` (a fragment may repeat a property: the last wins).
+fn last<'a>(ov: &'a GuestNode, name: &str) -> Option<&'a [u8]> {
+    ov.props
+        .iter()
+        .rev()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(ov) = platvmm::overlay::parse(data) else {
+        return;
+    };
+    let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+    let mut planner = Planner::new(&mut res, PREVIEW_PAGE).expect("a fresh VM has phandles");
+    for d in &devices() {
+        let o = DeviceOptions {
+            overlay: Some(&ov),
+            ..Default::default()
+        };
+        let Ok(p) = planner.add(d, &o) else {
+            return;
+        };
+        for (n, _) in &ov.props {
+            assert_eq!(
+                p.node.prop(n),
+                last(&ov, n),
+                "overlay property {n} not applied"
+            );
+        }
+    }
+    let Ok(plan) = planner.finish(data.first().is_some_and(|b| b & 1 != 0)) else {
+        return;
+    };
+    // Both uses at once: the merged device nodes and the fragment's nodes at the root.
+    let g = plan.guest_nodes(std::slice::from_ref(&ov));
+    let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
+    let mut devs: Vec<&dyn DeviceNode> = Vec::new();
+    devs.extend(g.clocks.iter().map(|c| c as &dyn DeviceNode));
+    devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
+    let _ = fdt::create_fdt(&FdtConfig {
+        mpidrs: &[0],
+        gic: GicVersion::V3,
+        memory: &[(layout::RAM_BASE, 256 * MIB)],
+        cmdline: "console=ttyS0",
+        initrd: None,
+        devices: &devs,
+    });
+});

@@ -1,0 +1,187 @@
+#!/usr/bin/env python3
+"""Regenerates the committed seed corpora under fuzz/seeds/<target>/ from fuzz/dts/, the
+repository's resources/boards/*.dts and a real arm64 Image head. Needs dtc. Run from anywhere:
+
+    fuzz/make-seeds.py [--image PATH]   (default: target/board/debian/boot/vmlinuz-*-arm64)
+
+guest_node seeds are 16 control bytes (see fuzz_targets/guest_node.rs) + a host DTB: one per
+device node (a node with `reg` and `compatible`) and option set. image_header seeds are 32
+control bytes + the head of a kernel file.
+"""
+
+import glob
+import os
+import struct
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+SEEDS = os.path.join(HERE, "seeds")
+MIB = 1 << 20
+
+
+def dtc(path, symbols=False):
+    args = ["dtc", "-q", "-I", "dts", "-O", "dtb"] + (["-@"] if symbols else []) + [path]
+    return subprocess.run(args, check=True, capture_output=True).stdout
+
+
+def device_nodes(blob):
+    """Depth-first indexes (root = 0, as the fuzz target counts) of nodes with reg and
+    compatible."""
+    off_struct, off_strings = struct.unpack(">II", blob[8:16])
+    size_struct = struct.unpack(">I", blob[36:40])[0]
+    strings = blob[off_strings:]
+    pos, end = off_struct, off_struct + size_struct
+    index, stack, found = -1, [], []
+    while pos < end:
+        (tok,) = struct.unpack(">I", blob[pos : pos + 4])
+        pos += 4
+        if tok == 1:  # BEGIN_NODE
+            name_end = blob.index(b"\0", pos)
+            pos = (name_end + 4) & ~3
+            index += 1
+            stack.append([index, set()])
+        elif tok == 2:  # END_NODE
+            i, props = stack.pop()
+            if {"reg", "compatible"} <= props:
+                found.append(i)
+        elif tok == 3:  # PROP
+            length, nameoff = struct.unpack(">II", blob[pos : pos + 8])
+            pos = (pos + 8 + length + 3) & ~3
+            name = strings[nameoff : strings.index(b"\0", nameoff)].decode()
+            stack[-1][1].add(name)
+        elif tok == 9:  # END
+            break
+    return sorted(found)
+
+
+def write(target, name, data):
+    d = os.path.join(SEEDS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def guest_node():
+    sources = sorted(glob.glob(os.path.join(HERE, "dts", "*.dts")))
+    sources += sorted(glob.glob(os.path.join(ROOT, "resources", "boards", "*.dts")))
+    for src in sources:
+        blob = dtc(src)
+        base = os.path.splitext(os.path.basename(src))[0]
+        for i in device_nodes(blob):
+            # Option sets: none; mac=, fixed-link=1000, clock-rates= for every clock, varied
+            # regions and IRQs, direct clocks, the SEC controller (flag bits: 0 mac, 1
+            # fixed-link, 2 full duplex, 3 clock-rates, 4 regions, 5 clocks, 6 compatible=,
+            # 7 SEC controller).
+            plain = bytes([i]) + bytes(15)
+            opts = bytes([i, 0xBF, 0, 0x02, 0x00, 0x5E, 0x10, 0x00, 0x01, 0xE8, 0x03, 5, 99, 0x5A, 12, 0x15])
+            write("guest_node", f"{base}-{i}", plain + blob)
+            write("guest_node", f"{base}-{i}-opts", opts + blob)
+
+
+def overlay():
+    for src in sorted(glob.glob(os.path.join(HERE, "dts", "overlay", "*.dts"))):
+        base = os.path.splitext(os.path.basename(src))[0]
+        write("overlay", base, dtc(src, symbols=base == "symbols"))
+
+
+def image_ctl(file_size, ram=256 * MIB, base_odd=False, initrd=None):
+    ram_index = (ram - 64 * MIB) // 4096
+    b = 1 if base_odd else 0
+    i = 0 if initrd is None else (initrd << 1) | 1
+    return struct.pack("<QQQQ", max(file_size - 4096, 0), ram_index, b | (0x40 << 1), i)
+
+
+def arm64_header(text_offset, image_size, flags=0xA):
+    h = bytearray(64)
+    h[0:4] = b"\x00\x00\x00\x14"  # b +0x?? (code0)
+    struct.pack_into("<QQQ", h, 8, text_offset, image_size, flags)
+    h[56:60] = b"ARM\x64"
+    return bytes(h)
+
+
+def image_header(image):
+    if image:
+        with open(image, "rb") as f:
+            head = f.read(4096)
+        size = os.path.getsize(image)
+        write("image_header", "debian-6.1-arm64-efi", image_ctl(size, initrd=30 * MIB) + head)
+        write("image_header", "debian-6.1-arm64-efi-small-ram", image_ctl(size, ram=64 * MIB, base_odd=True) + head)
+    modern = arm64_header(0, 0x2A10000)
+    write("image_header", "plain-modern", image_ctl(0x2000000) + modern + bytes(4096 - 64))
+    write("image_header", "plain-legacy", image_ctl(0x1000000) + arm64_header(0x80000, 0) + bytes(4096 - 64))
+    write("image_header", "short", image_ctl(64) + modern)
+    write("image_header", "gzip", image_ctl(4) + b"\x1f\x8b\x08\x00")
+    write("image_header", "elf", image_ctl(5) + b"\x7fELF\x02")
+    # EFI stub: "MZ", PE header at 0x40, two sections ending at 0x8000.
+    pe = bytearray(arm64_header(0, 0x8000))
+    pe[0:2] = b"MZ"
+    struct.pack_into("<I", pe, 0x3C, 0x40)
+    pe += b"PE\0\0" + struct.pack("<HHIIIHH", 0xAA64, 2, 0, 0, 0, 8, 0x206) + bytes(8)
+    for ptr, size in ((0x1000, 0x1000), (0x2000, 0x6000)):
+        pe += bytes(16) + struct.pack("<II", size, ptr) + bytes(16)
+    write("image_header", "pe-truncated", image_ctl(0x7FFF) + bytes(pe))
+
+
+VFIO_SPECS = {
+    "gem": "/sys/bus/platform/devices/ff0b0000.ethernet,mac=02:00:00:00:00:01,"
+    "clock-rates=pclk:100M;hclk:100M,fixed-link=1000",
+    "gem-half": "/sys/bus/platform/devices/ff0e0000.ethernet,clock-rates=pclk:100M;hclk:125M;"
+    "tx_clk:125M;rx_clk:125M;tsu_clk:250M,fixed-link=100:half",
+    "sdhci": "/sys/bus/platform/devices/ff170000.mmc,clock-rates=clk_xin:200M;clk_ahb:100000k,handler=mmc",
+    "pl031": "/sys/bus/amba/devices/9010000.pl031,compatible=arm,pl031;arm,primecell,overlay=/x.dtb",
+    "sata": "/sys/bus/platform/devices/3200000.sata,compatible=generic-ahci,handler=sata",
+    "jr": "/sys/bus/platform/devices/1710000.jr,handler=sec",
+    "usb": "/sys/bus/platform/devices/fe200000.usb,compatible=generic-xhci,handler=usb",
+    "bad-mac": "/d,mac=01:00:5e:00:00:01",
+    "bad-rate": "/d,clock-rates=pclk:5G",
+    "index-rate": "/d,clock-rates=0:24000000;1:1G",
+    "size-m": "256M",
+    "size-g": "2GiB",
+    "size-t": "1T",
+}
+
+
+def vfio_spec():
+    for name, s in VFIO_SPECS.items():
+        write("vfio_spec", name, s.encode())
+
+
+def trapped(size, fd_index, ops):
+    out = struct.pack("<H", size - 1) + bytes([fd_index])
+    for write_, width, offset, seed in ops:
+        out += bytes([(width << 1) | write_]) + struct.pack("<Q", offset) + bytes([seed])
+    return out
+
+
+def trapped_access():
+    # LS1046A's 4-byte sata-ecc register at the start of its guest page.
+    write("trapped_access", "sata-ecc", trapped(4, 2, [(0, 4, 0, 0), (1, 4, 0, 0x11), (0, 4, 0, 0), (0, 8, 0, 0), (0, 4, 4, 0), (1, 4, 0xFFC, 1)]))
+    # QEMU's fw-cfg: 0x18 bytes, accessed at 1, 2, 4 and 8 bytes.
+    write("trapped_access", "fw-cfg", trapped(0x18, 1, [(0, 8, 0, 0), (0, 1, 0x17, 0), (1, 2, 0x8, 0xAA), (0, 4, 0x16, 0), (0, 4, 0x18, 0), (1, 4, (1 << 64) - 2, 0)]))
+    # A 0x100-byte register block (a DWC3 glue) read and written everywhere around its end.
+    write("trapped_access", "glue", trapped(0x100, 3, [(w, n, 0x100 - k, k) for w in (0, 1) for n in (1, 2, 4, 8) for k in (0, 1, 4, 8)]))
+
+
+def main():
+    image = None
+    args = sys.argv[1:]
+    if args[:1] == ["--image"]:
+        image = args[1]
+    else:
+        found = sorted(glob.glob(os.path.join(ROOT, "target", "board", "debian", "boot", "vmlinuz-*-arm64")))
+        image = found[-1] if found else None
+    guest_node()
+    overlay()
+    image_header(image)
+    vfio_spec()
+    trapped_access()
+    for t in sorted(os.listdir(SEEDS)):
+        files = os.listdir(os.path.join(SEEDS, t))
+        total = sum(os.path.getsize(os.path.join(SEEDS, t, f)) for f in files)
+        print(f"{t}: {len(files)} seeds, {total} bytes")
+
+
+if __name__ == "__main__":
+    main()
