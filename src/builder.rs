@@ -84,21 +84,9 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         console.clone(),
         p.cfg.test_denied_syscall,
     )?;
-    let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
-    let _raw = RawTerminal::enter(stdin.as_raw_fd());
-    el.add(Arc::new(Mutex::new(SerialInput::new(
-        stdin,
-        room,
-        console.uart().clone(),
-    ))));
-    // Every fd is open: drop privileges, then sandbox each thread as it starts.
-    p.cfg.jail.enter()?;
-    if p.cfg.jail.active() {
-        info!("privileges dropped ({:?})", p.cfg.jail);
-    }
+    let _raw = attach_stdin(&mut el, room, &console)?;
+    let seccomp = enter_sandbox(&p.cfg, &exit)?;
     startup.step("sandbox");
-    let seccomp = Arc::new(Filters::build(p.cfg.seccomp)?);
-    crate::seccomp::set_wake_fd(exit.evt.as_raw_fd());
     let ctx = Arc::new(VcpuContext {
         bus: dm.bus(),
         exit,
@@ -115,24 +103,62 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     if seccomp.enabled() {
         info!("seccomp sandbox installed ({:?})", p.cfg.seccomp);
     }
-    let mut outcome = el.run();
+    let outcome = el.run();
     info!("guest ended: {outcome:?}");
     teardown(handles, ctx, dm, &exits);
-    // A denial during teardown still ends platvmm with the sandbox's status.
-    if let Some(nr) = crate::seccomp::denied() {
-        outcome = GuestExit::SeccompDenied(nr);
-    }
-    if console_bytes.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        if let Some(note) = outcome.silent_end_note() {
-            eprintln!("platvmm: {note}");
-        }
-    }
+    let outcome = final_outcome(
+        outcome,
+        console_bytes.load(std::sync::atomic::Ordering::Relaxed),
+    );
     drop(gic);
     drop(vm);
     if p.cfg.stats {
         stats.print();
     }
     Ok(outcome)
+}
+
+/// Host stdin → the console UART (raw mode while stdin is a terminal, restored on drop).
+fn attach_stdin(
+    el: &mut EventLoop,
+    room: vmm_sys_util::eventfd::EventFd,
+    console: &crate::console::Console,
+) -> Result<Option<RawTerminal>, Error> {
+    let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
+    let raw = RawTerminal::enter(stdin.as_raw_fd());
+    el.add(Arc::new(Mutex::new(SerialInput::new(
+        stdin,
+        room,
+        console.uart().clone(),
+    ))));
+    Ok(raw)
+}
+
+/// Every fd is open: drops privileges (`--user`/`--chroot`), then compiles the per-thread
+/// seccomp filters (each thread installs its own as it starts) and points the SIGSYS handler
+/// at the exit event.
+fn enter_sandbox(cfg: &crate::vmm::VmConfig, exit: &ExitSignal) -> Result<Arc<Filters>, Error> {
+    cfg.jail.enter()?;
+    if cfg.jail.active() {
+        info!("privileges dropped ({:?})", cfg.jail);
+    }
+    let seccomp = Arc::new(Filters::build(cfg.seccomp)?);
+    crate::seccomp::set_wake_fd(exit.evt.as_raw_fd());
+    Ok(seccomp)
+}
+
+/// The outcome platvmm reports: a sandbox denial (even one during teardown) wins; a guest
+/// that ended before its first console byte gets a note saying how.
+fn final_outcome(outcome: GuestExit, console_bytes: u64) -> GuestExit {
+    if let Some(nr) = crate::seccomp::denied() {
+        return GuestExit::SeccompDenied(nr);
+    }
+    if console_bytes == 0 {
+        if let Some(note) = outcome.silent_end_note() {
+            eprintln!("platvmm: {note}");
+        }
+    }
+    outcome
 }
 
 /// vCPU threads stopped and joined, then the devices and memory released in order.

@@ -86,6 +86,12 @@ const FDT_END: u32 = 9;
 /// it (an index out of range, a `.expect()`, unbounded recursion through aliases), so every
 /// user-given DTB (host trees, overlays) goes through this first.
 pub fn check_dtb(blob: &[u8]) -> Result<(), String> {
+    let (st, strings) = dtb_blocks(blob)?;
+    check_structure(st, strings)
+}
+
+/// The header checked: the structure and strings blocks, both inside the blob.
+fn dtb_blocks(blob: &[u8]) -> Result<(&[u8], &[u8]), String> {
     let be32 = |at: usize| -> Option<u32> {
         let b = blob.get(at..at.checked_add(4)?)?;
         Some(u32::from_be_bytes(b.try_into().expect("4 bytes")))
@@ -118,7 +124,11 @@ pub fn check_dtb(blob: &[u8]) -> Result<(), String> {
     let st = block(off_struct, size_struct, "structure")?;
     let strings = block(off_strings, size_strings, "strings")?;
     block(off_rsvmap, 0, "memory reservation")?;
+    Ok((st, strings))
+}
 
+/// The structure block walked token by token (see [`check_dtb`]).
+fn check_structure(st: &[u8], strings: &[u8]) -> Result<(), String> {
     let token = |at: usize| -> Result<u32, String> {
         st.get(at..at + 4)
             .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
