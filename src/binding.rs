@@ -10,7 +10,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use devices::vfio::sysfs::{driver_of, resolve, HostBus, ResolvedPath, SysfsError};
+use devices::vfio::sysfs::{
+    driver_of, group_members, group_of, resolve, GroupMember, HostBus, ResolvedPath, SysfsError,
+};
 
 /// Where `bind` records the drivers it took devices from.
 pub const STATE_DIR: &str = "/run/platvmm/bound";
@@ -115,20 +117,20 @@ impl Binder {
         match group {
             None => out.push(self.allow_noiommu(&d.name, opts)?),
             Some(g) => {
-                let others = self.busy_members(g, &d.name);
+                let others: Vec<GroupMember> = group_members(&self.sysfs, g, &d.name)
+                    .into_iter()
+                    .filter(GroupMember::busy)
+                    .collect();
                 if !others.is_empty() && !opts.group {
+                    let others: Vec<String> = others.iter().map(ToString::to_string).collect();
                     return Err(BindError::GroupShared {
                         dev: d.name,
                         group: g,
-                        others: others
-                            .iter()
-                            .map(|o| o.1.clone())
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        others: others.join(", "),
                     });
                 }
-                for (p, _) in others {
-                    out.push(self.bind_one(&resolve(&p)?)?);
+                for m in others {
+                    out.push(self.bind_one(&resolve(&m.path)?)?);
                 }
             }
         }
@@ -174,25 +176,6 @@ impl Binder {
             write(dev, param, "Y")?;
         }
         Ok(format!("WARNING: {dev} is bound in VFIO's no-IOMMU mode: it can DMA to any host memory, and the kernel is tainted; pass it only to guests you trust as much as the host"))
-    }
-
-    /// Other members of group `g` bound to non-VFIO drivers: (sysfs path, "NAME (DRIVER)").
-    fn busy_members(&self, g: u32, except: &str) -> Vec<(PathBuf, String)> {
-        let dir = self.sysfs.join(format!("kernel/iommu_groups/{g}/devices"));
-        let Ok(entries) = fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut v: Vec<_> = entries
-            .flatten()
-            .filter(|e| e.file_name() != except)
-            .filter_map(|e| {
-                let drv = driver_of(&e.path()).filter(|d| !d.starts_with("vfio"))?;
-                let name = e.file_name().to_string_lossy().into_owned();
-                Some((e.path(), format!("{name} ({drv})")))
-            })
-            .collect();
-        v.sort();
-        v
     }
 
     /// unbind → driver_override → bind for one device, its original driver recorded first.
@@ -272,15 +255,6 @@ impl Binder {
         let _ = fs::remove_file(&record);
         Ok(msg)
     }
-}
-
-fn group_of(dir: &Path) -> Option<u32> {
-    fs::read_link(dir.join("iommu_group"))
-        .ok()?
-        .file_name()?
-        .to_str()?
-        .parse()
-        .ok()
 }
 
 fn check_bound(d: &ResolvedPath, want: Option<&str>) -> Result<(), BindError> {

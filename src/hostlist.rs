@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use devices::vfio::hostdt::HostNode;
-use devices::vfio::sysfs::{driver_of, HostBus};
+use devices::vfio::sysfs::{driver_of, group_members, group_of, GroupMember, HostBus};
 use serde::Serialize;
 
 use crate::passthrough::plan::DeviceDesc;
@@ -32,7 +32,7 @@ pub struct ListedDevice {
     pub bus: &'static str,
     pub driver: Option<String>,
     pub iommu_group: Option<u32>,
-    /// The other devices of its IOMMU group, with their drivers.
+    /// The other devices of its IOMMU group, as "NAME (DRIVER)" or "NAME (unbound)".
     pub group_members: Vec<String>,
     pub compatible: Vec<String>,
     pub regions_mapped: usize,
@@ -81,10 +81,11 @@ pub fn describe(sysfs_root: &Path, bus: HostBus, name: &str, iommu: bool) -> Lis
     let path = sysfs_root.join(format!("bus/{}/devices/{name}", bus.name()));
     let dev = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
     let driver = driver_of(&dev);
-    let iommu_group = link_name(&dev.join("iommu_group")).and_then(|g| g.parse().ok());
-    let group_members = iommu_group
+    let iommu_group = group_of(&dev);
+    let members: Vec<GroupMember> = iommu_group
         .map(|g| group_members(sysfs_root, g, name))
         .unwrap_or_default();
+    let group_busy = members.iter().any(GroupMember::busy);
     let of_node = fs::canonicalize(dev.join("of_node")).ok();
     let host = of_node
         .as_deref()
@@ -95,7 +96,7 @@ pub fn describe(sysfs_root: &Path, bus: HostBus, name: &str, iommu: bool) -> Lis
         bus: bus.name(),
         driver,
         iommu_group,
-        group_members,
+        group_members: members.iter().map(ToString::to_string).collect(),
         compatible: host
             .as_ref()
             .and_then(|h| h.strings("compatible"))
@@ -123,24 +124,20 @@ pub fn describe(sysfs_root: &Path, bus: HostBus, name: &str, iommu: bool) -> Lis
     d.regions_trapped = desc.regions.len() - d.regions_mapped;
     d.irqs_level = desc.irqs.iter().filter(|i| i.level).count();
     d.irqs_edge = desc.irqs.len() - d.irqs_level;
-    judge(&mut d, bus, iommu);
+    judge(&mut d, bus, iommu, group_busy);
     d
 }
 
-/// Sets the verdict and its reason.
-fn judge(d: &mut ListedDevice, bus: HostBus, iommu: bool) {
+/// Sets the verdict and its reason; `group_busy`: another member of its group is bound to a
+/// driver other than VFIO's.
+fn judge(d: &mut ListedDevice, bus: HostBus, iommu: bool, group_busy: bool) {
     if d.regions_mapped + d.regions_trapped == 0 {
         d.verdict = Verdict::Cannot;
         d.reason = Some("no MMIO region (`reg`) to pass".into());
         return;
     }
-    let busy: Vec<&String> = d
-        .group_members
-        .iter()
-        .filter(|m| !m.ends_with("(unbound)") && !m.contains("(vfio"))
-        .collect();
     let bound = d.driver.as_deref() == Some(bus.vfio_driver());
-    if bound && busy.is_empty() && d.iommu_group.is_some() {
+    if bound && !group_busy && d.iommu_group.is_some() {
         d.verdict = Verdict::Ready;
         return;
     }
@@ -148,38 +145,11 @@ fn judge(d: &mut ListedDevice, bus: HostBus, iommu: bool) {
     if !iommu && d.iommu_group.is_none() {
         cmd += " --noiommu";
     }
-    if !busy.is_empty() {
+    if group_busy {
         cmd += " --group";
     }
     d.verdict = Verdict::NeedsBind;
     d.reason = Some(format!("{cmd} {}", d.path.display()));
-}
-
-fn link_name(p: &Path) -> Option<String> {
-    fs::read_link(p)
-        .ok()
-        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
-}
-
-/// The other members of IOMMU group `group`, as "NAME (DRIVER)" or "NAME (unbound)".
-fn group_members(sysfs_root: &Path, group: u32, except: &str) -> Vec<String> {
-    let dir = sysfs_root.join(format!("kernel/iommu_groups/{group}/devices"));
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut v: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_name() != except)
-        .map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            match driver_of(&e.path()) {
-                Some(drv) => format!("{n} ({drv})"),
-                None => format!("{n} (unbound)"),
-            }
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 /// A big-endian cell count property of the node at `dir` (`#address-cells`...), or `default`.

@@ -94,6 +94,57 @@ pub fn driver_of(dev_dir: &Path) -> Option<String> {
     link_name(&dev_dir.join("driver"))
 }
 
+/// The IOMMU group of the device at `dev_dir`, if it has one.
+pub fn group_of(dev_dir: &Path) -> Option<u32> {
+    link_name(&dev_dir.join("iommu_group")).and_then(|g| g.parse().ok())
+}
+
+/// A device of an IOMMU group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Its entry under /sys/kernel/iommu_groups/N/devices.
+    pub path: PathBuf,
+    pub name: String,
+    pub driver: Option<String>,
+}
+
+impl GroupMember {
+    /// Bound to a driver that is not VFIO's (it keeps the group from being viable).
+    pub fn busy(&self) -> bool {
+        self.driver
+            .as_deref()
+            .is_some_and(|d| !d.starts_with("vfio"))
+    }
+}
+
+impl std::fmt::Display for GroupMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.driver {
+            Some(d) => write!(f, "{} ({d})", self.name),
+            None => write!(f, "{} (unbound)", self.name),
+        }
+    }
+}
+
+/// The devices of IOMMU group `group` other than `except`, by name.
+pub fn group_members(sysfs_root: &Path, group: u32, except: &str) -> Vec<GroupMember> {
+    let dir = sysfs_root.join(format!("kernel/iommu_groups/{group}/devices"));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<GroupMember> = entries
+        .flatten()
+        .filter(|e| e.file_name() != except)
+        .map(|e| GroupMember {
+            name: e.file_name().to_string_lossy().into_owned(),
+            driver: driver_of(&e.path()),
+            path: e.path(),
+        })
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
 /// The commands that bind `name` on `bus` to its VFIO driver (unbinding it first if needed).
 pub fn bind_command(sysfs_root: &Path, bus: HostBus, name: &str, bound: bool) -> String {
     let root = sysfs_root.display();
@@ -158,9 +209,7 @@ impl HostDevice {
                 vfio: bus.vfio_driver(),
             });
         }
-        let group = link_name(&dir.join("iommu_group"))
-            .and_then(|g| g.parse().ok())
-            .ok_or_else(|| SysfsError::NoGroup(name.clone()))?;
+        let group = group_of(&dir).ok_or_else(|| SysfsError::NoGroup(name.clone()))?;
         let of_node = fs::canonicalize(dir.join("of_node")).ok();
         Ok(Self {
             path: dir,
@@ -175,30 +224,27 @@ impl HostDevice {
     /// kernel's viability rule. Used to explain a non-viable group.
     pub fn check_group(&self, sysfs_root: &Path) -> Result<(), SysfsError> {
         let gdir = sysfs_root.join(format!("kernel/iommu_groups/{}/devices", self.group));
-        let entries = fs::read_dir(&gdir).map_err(|e| SysfsError::Read {
+        fs::read_dir(&gdir).map_err(|e| SysfsError::Read {
             path: gdir.clone(),
             msg: e.to_string(),
         })?;
         let mut others = Vec::new();
         let mut fixes = Vec::new();
-        let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-        names.sort();
-        for p in names {
-            let drv = driver_of(&p);
-            let Some(drv) = drv.filter(|d| !d.starts_with("vfio")) else {
+        for m in group_members(sysfs_root, self.group, &self.name) {
+            if !m.busy() {
                 continue;
-            };
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let dev_dir = fs::canonicalize(&p).unwrap_or(p.clone());
+            }
+            let dev_dir = fs::canonicalize(&m.path).unwrap_or(m.path.clone());
             let bus = match link_name(&dev_dir.join("subsystem")).as_deref() {
                 Some("amba") => HostBus::Amba,
                 _ => HostBus::Platform,
             };
-            fixes.push(bind_command(sysfs_root, bus, &name, true));
-            others.push(format!("{name} (bound to {drv})"));
+            fixes.push(bind_command(sysfs_root, bus, &m.name, true));
+            others.push(format!(
+                "{} (bound to {})",
+                m.name,
+                m.driver.unwrap_or_default()
+            ));
         }
         if others.is_empty() {
             return Ok(());
