@@ -62,10 +62,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let (out, console_bytes) = CountedOutput::new(out);
     let ring = coalesce_console(&kvm, &vm, &vcpus[0]);
     let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
-    // Passthrough after the vGIC is initialised: its IRQs become irqfds.
-    let devices = std::mem::take(&mut p.devices);
-    dm.attach_passthrough(&vm, devices, p.cfg.sec_controller, p.cfg.identity_ram)?;
-    startup.step("passthrough");
+    attach_devices(&mut p, &vm, &mut dm, &startup)?;
     write_dtb(&p, &dm, &mpidrs, gic.version)?;
     startup.step("dtb");
 
@@ -76,6 +73,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let stats = Arc::new(StatsSources {
         exits: exits.clone(),
         devices: dm.device_counters(),
+        virtio: dm.take_virtio_stats(),
         startup: startup.clone(),
     });
     let mut el = EventLoop::new(
@@ -86,6 +84,12 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     )?;
     let _raw = attach_stdin(&mut el, room, &console)?;
     let seccomp = enter_sandbox(&p.cfg, &exit)?;
+    let worker_filters = seccomp.clone();
+    dm.start_worker(move || {
+        worker_filters
+            .apply(ThreadKind::Worker)
+            .map_err(std::io::Error::other)
+    })?;
     startup.step("sandbox");
     let ctx = Arc::new(VcpuContext {
         bus: dm.bus(),
@@ -116,6 +120,22 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         stats.print();
     }
     Ok(outcome)
+}
+
+/// Passthrough devices, then the virtio ones, after the vGIC is initialised: their
+/// interrupts become irqfds.
+fn attach_devices(
+    p: &mut Prepared,
+    vm: &VmFd,
+    dm: &mut DeviceManager,
+    startup: &Startup,
+) -> Result<(), Error> {
+    let devices = std::mem::take(&mut p.devices);
+    dm.attach_passthrough(vm, devices, p.cfg.sec_controller, p.cfg.identity_ram)?;
+    startup.step("passthrough");
+    dm.attach_virtio(vm, &p.cfg.virtio, std::mem::take(&mut p.disks))?;
+    startup.step("virtio");
+    Ok(())
 }
 
 /// Host stdin → the console UART (raw mode while stdin is a terminal, restored on drop).

@@ -130,6 +130,27 @@ pub struct Cli {
     #[arg(long, hide = true)]
     pub test_denied_syscall: bool,
 
+    /// A virtio-blk disk on a raw image file or block device (repeatable; the guest sees
+    /// /dev/vda, /dev/vdb... in this order): PATH[,readonly][,serial=S]. A read-write image is
+    /// locked exclusively (flock), a read-only one shared, so two VMs cannot write one image.
+    #[arg(long = "disk", value_name = "PATH[,OPTS]", value_parser = crate::virtio::parse_disk)]
+    pub disk: Vec<crate::virtio::DiskSpec>,
+
+    /// A virtio-net interface on host tap NAME (created if missing, gone when platvmm exits):
+    /// tap=NAME[,mac=XX:XX:XX:XX:XX:XX][,vhost=on|off]. Frames go through the kernel's
+    /// vhost-net when /dev/vhost-net exists, else through platvmm (said at start).
+    #[arg(long = "net", value_name = "tap=NAME[,OPTS]", value_parser = crate::virtio::parse_net)]
+    pub net: Vec<crate::virtio::NetSpec>,
+
+    /// A virtio-vsock device on the kernel's vhost-vsock, with guest context id N (3 and up):
+    /// host programs reach the guest at AF_VSOCK CID N, the guest reaches the host at CID 2.
+    #[arg(long, value_name = "cid=N", value_parser = crate::virtio::parse_vsock)]
+    pub vsock: Option<crate::virtio::VsockSpec>,
+
+    /// A virtio-rng entropy source fed from the host's getrandom(2).
+    #[arg(long)]
+    pub rng: bool,
+
     /// Print VM exit counts and per-device counters to stderr at exit (they are also printed
     /// whenever platvmm receives SIGUSR1).
     #[arg(long)]

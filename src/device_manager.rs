@@ -58,6 +58,8 @@ pub struct DeviceManager {
     console: Option<Arc<Console>>,
     passthrough: Passthrough,
     plan: Option<VmPlan>,
+    virtio: crate::virtio::wire::Wired,
+    worker: Option<devices::virtio::worker::Worker>,
 }
 
 impl DeviceManager {
@@ -75,6 +77,8 @@ impl DeviceManager {
             console: None,
             passthrough: Passthrough::default(),
             plan: None,
+            virtio: Default::default(),
+            worker: None,
         };
         dm.register_ram(vm)?;
         Ok(dm)
@@ -191,8 +195,56 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// The virtio devices (`--disk`, `--net`, `--vsock`, `--rng`): register pages and SPIs
+    /// from the allocators, ioeventfds and irqfds; their userspace data paths wait for
+    /// [`DeviceManager::start_worker`].
+    pub fn attach_virtio(
+        &mut self,
+        vm: &VmFd,
+        cfg: &crate::virtio::VirtioConfig,
+        disks: Vec<devices::virtio::block::Disk>,
+    ) -> Result<(), Error> {
+        let bus = Arc::get_mut(&mut self.bus).expect("no vCPU runs yet");
+        let mut t = crate::virtio::wire::Target {
+            vm,
+            bus,
+            res: &mut self.res,
+            mem: &self.ram.mem,
+        };
+        self.virtio = crate::virtio::wire::attach(&mut t, cfg, disks)?;
+        Ok(())
+    }
+
+    /// Starts the virtio worker thread (if a userspace device needs one); `on_start` runs
+    /// first in it (its seccomp filter).
+    pub fn start_worker(
+        &mut self,
+        on_start: impl FnOnce() -> std::io::Result<()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let set = std::mem::take(&mut self.virtio.worker);
+        if set.is_empty() {
+            return Ok(());
+        }
+        self.worker = Some(
+            set.start(on_start)
+                .map_err(host_err("cannot start the virtio worker thread"))?,
+        );
+        Ok(())
+    }
+
+    /// The virtio devices' stats lines (taken: the stats printer owns them from here).
+    pub fn take_virtio_stats(&mut self) -> Vec<crate::virtio::wire::VirtioStat> {
+        std::mem::take(&mut self.virtio.stats)
+    }
+
     /// The nodes the devices add to the guest tree, then those of `dt_overlays`.
     pub fn guest_nodes(&self, dt_overlays: &[devices::vfio::node::GuestNode]) -> GuestNodes {
+        let mut g = self.planned_nodes(dt_overlays);
+        g.nodes.extend(self.virtio.nodes.iter().cloned());
+        g
+    }
+
+    fn planned_nodes(&self, dt_overlays: &[devices::vfio::node::GuestNode]) -> GuestNodes {
         match &self.plan {
             Some(p) => p.guest_nodes(dt_overlays),
             None => GuestNodes {
@@ -215,11 +267,15 @@ impl DeviceManager {
     }
 
     /// Teardown once every vCPU thread has been joined: console bytes still queued are
-    /// written, VFIO interrupts disabled and DMA unmapped, then device mappings and fds are
-    /// closed, and guest memory is released last.
+    /// written, the virtio worker stopped and joined, VFIO interrupts disabled and DMA
+    /// unmapped, then device mappings and fds (virtio's vhost, tap and image fds with the
+    /// bus) are closed, and guest memory is released last.
     pub fn release(mut self, counters: &crate::vstate::counters::ExitCounters) {
         if let Some(c) = &self.console {
             c.drain(counters);
+        }
+        if let Some(mut w) = self.worker.take() {
+            w.stop();
         }
         self.passthrough.release();
         drop(self.passthrough);

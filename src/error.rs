@@ -87,6 +87,9 @@ pub enum Error {
     #[error("{0}")]
     Passthrough(#[from] crate::passthrough::PassthroughError),
     /// `--chroot` names something that is not a directory.
+    /// A virtio device could not be set up.
+    #[error("{0}")]
+    Virtio(#[from] crate::virtio::VirtioError),
     #[error("--chroot {0}: not a directory (give an existing, preferably empty, directory)")]
     ChrootNotDir(PathBuf),
     /// Privileges could not be dropped.

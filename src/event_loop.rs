@@ -49,6 +49,7 @@ pub fn signal_fd() -> std::io::Result<File> {
 pub struct StatsSources {
     pub exits: Arc<ExitCounters>,
     pub devices: Vec<(String, Arc<devices::vfio::region::Counters>)>,
+    pub virtio: Vec<crate::virtio::wire::VirtioStat>,
     pub startup: Arc<Startup>,
 }
 
@@ -65,6 +66,9 @@ impl StatsSources {
         eprintln!("platvmm stats: vm exits {}", fmt(&self.exits.snapshot()));
         for (name, c) in &self.devices {
             eprintln!("platvmm stats: device {name} {}", fmt(&c.snapshot()));
+        }
+        for v in &self.virtio {
+            eprintln!("platvmm stats: virtio {}", v.line());
         }
     }
 }

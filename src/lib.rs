@@ -4,7 +4,7 @@
 //! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
 //! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview`, `hostlist`, `binding`,
 //! `config` → `event_loop`,
-//! `vstate/vcpu` → `error` → `passthrough/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
+//! `vstate/vcpu` → `error` → `passthrough/*`, `virtio/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
 //! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `seccomp`, `jail`, `terminal` → `arch`.
 
 pub mod arch;
@@ -27,6 +27,7 @@ pub mod resources;
 pub mod sec;
 pub mod seccomp;
 pub mod startup;
+pub mod virtio;
 pub mod vmm;
 pub mod vstate;
 

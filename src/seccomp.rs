@@ -38,6 +38,8 @@ pub enum SeccompMode {
 pub enum ThreadKind {
     Vcpu,
     EventLoop,
+    /// The virtio worker: disk, entropy and userspace network I/O.
+    Worker,
 }
 
 impl ThreadKind {
@@ -45,6 +47,7 @@ impl ThreadKind {
         match self {
             ThreadKind::Vcpu => "vCPU",
             ThreadKind::EventLoop => "event-loop",
+            ThreadKind::Worker => "virtio-worker",
         }
     }
 }
@@ -73,6 +76,7 @@ pub enum SeccompError {
 pub struct Filters {
     vcpu: Option<BpfProgram>,
     event_loop: Option<BpfProgram>,
+    worker: Option<BpfProgram>,
 }
 
 impl Filters {
@@ -84,6 +88,7 @@ impl Filters {
                 return Ok(Self {
                     vcpu: None,
                     event_loop: None,
+                    worker: None,
                 })
             }
             SeccompMode::On => SeccompAction::Trap,
@@ -96,7 +101,8 @@ impl Filters {
         }
         Ok(Self {
             vcpu: Some(compile(ThreadKind::Vcpu, action.clone())?),
-            event_loop: Some(compile(ThreadKind::EventLoop, action)?),
+            event_loop: Some(compile(ThreadKind::EventLoop, action.clone())?),
+            worker: Some(compile(ThreadKind::Worker, action)?),
         })
     }
 
@@ -105,6 +111,7 @@ impl Filters {
         let prog = match kind {
             ThreadKind::Vcpu => &self.vcpu,
             ThreadKind::EventLoop => &self.event_loop,
+            ThreadKind::Worker => &self.worker,
         };
         let Some(prog) = prog else { return Ok(()) };
         THREAD.with(|t| t.set(kind.name()));
@@ -168,6 +175,22 @@ fn thread_syscalls(kind: ThreadKind) -> Vec<i64> {
             v.extend_from_slice(ARCH_EVENT_LOOP);
             v
         }
+        // Disk I/O straight into guest memory, flush, discard; tap frames; eventfd reads.
+        ThreadKind::Worker => {
+            let mut v = vec![
+                libc::SYS_epoll_pwait,
+                libc::SYS_pread64,
+                libc::SYS_pwrite64,
+                libc::SYS_preadv,
+                libc::SYS_pwritev,
+                libc::SYS_readv,
+                libc::SYS_fdatasync,
+                libc::SYS_fsync,
+                libc::SYS_fallocate,
+            ];
+            v.extend_from_slice(ARCH_EVENT_LOOP);
+            v
+        }
     }
 }
 
@@ -177,8 +200,9 @@ const ARCH_EVENT_LOOP: &[i64] = &[libc::SYS_epoll_wait];
 #[cfg(not(target_arch = "x86_64"))]
 const ARCH_EVENT_LOOP: &[i64] = &[];
 
-/// `ioctl` request types the sandbox allows: KVM, VFIO and the terminal's.
-const IOCTL_TYPES: [u64; 3] = [0xAE, b';' as u64, 0x54];
+/// `ioctl` request types the sandbox allows: KVM, VFIO, the terminal's and tun's ('T'), and
+/// vhost's (a vCPU starts a vhost device when the guest driver sets DRIVER_OK).
+const IOCTL_TYPES: [u64; 4] = [0xAE, b';' as u64, 0x54, 0xAF];
 
 fn ioctl_rules() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
     IOCTL_TYPES
@@ -548,7 +572,7 @@ mod tests {
 
     #[test]
     fn both_filters_compile_for_this_architecture() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop] {
+        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Worker] {
             for action in [SeccompAction::Trap, SeccompAction::Log] {
                 let prog = compile(kind, action.clone()).unwrap();
                 assert!(prog.len() > 20, "{kind:?}: {} instructions", prog.len());
@@ -559,7 +583,7 @@ mod tests {
 
     #[test]
     fn the_denied_test_syscall_is_in_no_allowlist() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop] {
+        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Worker] {
             let all: Vec<i64> = common_syscalls()
                 .into_iter()
                 .chain(thread_syscalls(kind))

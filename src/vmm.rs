@@ -30,6 +30,7 @@ pub struct VmConfig {
     pub sec_controller: bool,
     pub seccomp: crate::seccomp::SeccompMode,
     pub jail: crate::jail::Jail,
+    pub virtio: crate::virtio::VirtioConfig,
     /// Test only: SIGUSR1 makes the event loop call a syscall the sandbox denies.
     pub test_denied_syscall: bool,
 }
@@ -53,6 +54,12 @@ impl From<Cli> for VmConfig {
                 user: c.user,
                 chroot: c.chroot,
             },
+            virtio: crate::virtio::VirtioConfig {
+                disks: c.disk,
+                net: c.net,
+                vsock: c.vsock,
+                rng: c.rng,
+            },
             test_denied_syscall: c.test_denied_syscall,
         }
     }
@@ -75,6 +82,8 @@ pub struct Prepared {
     pub devices: Vec<ProbedDevice>,
     /// The `--dt-overlay` fragments, parsed.
     pub dt_overlays: Vec<GuestNode>,
+    /// The `--disk` images, open and locked.
+    pub disks: Vec<devices::virtio::block::Disk>,
 }
 
 /// Checks everything that can be checked without KVM.
@@ -119,6 +128,7 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         .map(|p| crate::overlay::read(p).map_err(Error::DtOverlay))
         .collect::<Result<Vec<_>, _>>()?;
 
+    let disks = crate::virtio::open_disks(&cfg.virtio)?;
     let initramfs = match &cfg.initramfs {
         Some(p) => Some(
             crate::input::open_regular(p).map_err(|source| Error::InitramfsOpen {
@@ -144,6 +154,7 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         plan,
         devices,
         dt_overlays,
+        disks,
     })
 }
 
@@ -194,6 +205,7 @@ mod tests {
             sec_controller: false,
             seccomp: Default::default(),
             jail: Default::default(),
+            virtio: Default::default(),
             test_denied_syscall: false,
         }
     }

@@ -14,5 +14,6 @@ pub mod caam;
 pub mod coalesced;
 pub mod serial;
 pub mod vfio;
+pub mod virtio;
 
 pub use bus::{Bus, BusError, MmioDevice};

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds L1's initramfs ($CACHE/l1/initramfs.cpio): busybox, /init, the vfio modules, the
-# platvmm binary, L2's kernel and initramfs, and the scenarios. Rebuilt only when an input
-# changes.
+# platvmm binary, L2's kernel, initramfs and gzipped ext4 root image, L2's static test tools
+# (in /bin: L1 is aarch64 too, and runs their other end), and the scenarios. Rebuilt only when
+# an input changes.
 #   PLATVMM_BIN   the static aarch64 platvmm to put in /bin (default: the release build)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +16,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules L1's /init modprobes at boot, for scenarios that need them (with their
 # dependencies; e.g. qemu_fw_cfg, virtio_mmio).
-L1_STOCK_MODULES=(virtio_mmio virtio_blk ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block)
+L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block)
 
 PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
 VFIO=$CACHE/vfio
@@ -37,7 +38,7 @@ if LC_ALL=C readelf -l "$PLATVMM_BIN" | grep -q 'program interpreter'; then
 fi
 
 hash=$(inputs_hash "=$KREL $KVER" "=${L1_STOCK_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$CACHE/l2/rootfs.ext4.gz" "$CACHE/l2/tools" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
     step "L1 initramfs up to date"
     exit 0
@@ -65,6 +66,9 @@ done
     [ ${#L1_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules/$KREL $OUT/modules/lib/modules/$KREL"
     echo "file l2/Image $VMLINUZ 644"
     echo "file l2/initramfs.cpio.gz $L2_CPIO 644"
+    echo "file l2/rootfs.ext4.gz $CACHE/l2/rootfs.ext4.gz 644"
+    # L2's static test tools (netblast, vsock-echo...) serve L1's side of the scenarios too.
+    for t in "$CACHE"/l2/tools/*; do echo "file bin/$(basename "$t") $t 755"; done
     echo "tree scenarios $SCENARIOS"
     echo "tree overlays $OUT/overlays"
 } | python3 "$MKCPIO" --compress none "$OUT/initramfs.cpio"

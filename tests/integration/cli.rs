@@ -382,3 +382,43 @@ fn bind_refuses_what_it_cannot_bind() {
         assert_error(&out, 1, "is a PCI device");
     }
 }
+
+#[test]
+fn virtio_options_are_checked_before_kvm() {
+    let k = fake_image();
+    let kind = "not a regular file or block device (give a raw disk image)";
+    let f = fifo("disk.fifo");
+    for disk in [s(&f).to_string(), format!("{},readonly", s(&f))] {
+        assert_error(&platvmm(&["--kernel", s(&k), "--disk", &disk]), 1, kind);
+    }
+    let dir = std::env::temp_dir();
+    assert_error(&platvmm(&["--kernel", s(&k), "--disk", s(&dir)]), 1, kind);
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--disk", "/dev/zero,readonly"]),
+        1,
+        kind,
+    );
+    let out = platvmm(&["--kernel", s(&k), "--disk", "/nonexistent/disk.img"]);
+    assert_error(&out, 1, "--disk /nonexistent/disk.img: No such file");
+    let mut many = vec!["--kernel", s(&k), "--rng"];
+    for _ in 0..15 {
+        many.extend(["--net", "tap=t0"]);
+    }
+    assert_error(&platvmm(&many), 1, "16 virtio devices asked for");
+    for (opt, val, needle) in [
+        ("--disk", ",readonly", "missing image path"),
+        ("--disk", "/img,rw", "options: readonly, serial=S"),
+        ("--net", "mac=52:54:00:00:00:01", "tap=NAME is required"),
+        ("--net", "tap=t0,vhost=maybe", "vhost=on|off"),
+        ("--vsock", "cid=2", "must be 3 or more"),
+        ("--vsock", "3", "--vsock cid=N"),
+    ] {
+        let out = platvmm(&["--kernel", s(&k), opt, val]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {val}: {err}");
+        assert!(
+            err.contains(needle),
+            "{opt} {val}: expected {needle:?} in {err:?}"
+        );
+    }
+}

@@ -1,0 +1,285 @@
+//! The virtio-mmio transport, version 2 (virtio 1.x): the register page a guest driver
+//! programs, its queues, feature negotiation and device status.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use log::{info, warn};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{Activation, Counters, Interrupt, Queue, QueueT, VirtioDevice, F_VERSION_1};
+use crate::bus::MmioDevice;
+
+/// Bytes of the register page a device needs (registers, then its configuration space).
+pub const MMIO_SIZE: u64 = 0x200;
+/// Offset of QueueNotify, where the KVM ioeventfds sit.
+pub const QUEUE_NOTIFY: u64 = 0x50;
+
+const MAGIC: u32 = 0x7472_6976; // "virt"
+const VERSION: u32 = 2;
+/// "PLAT": platvmm's vendor id.
+const VENDOR: u32 = 0x5441_4c50;
+const CONFIG: u64 = 0x100;
+
+const S_ACKNOWLEDGE: u32 = 1;
+const S_DRIVER: u32 = 2;
+const S_DRIVER_OK: u32 = 4;
+const S_FEATURES_OK: u32 = 8;
+const S_FAILED: u32 = 0x80;
+
+/// A device's register page.
+pub struct MmioTransport {
+    name: String,
+    device: Box<dyn VirtioDevice>,
+    mem: GuestMemoryMmap,
+    interrupt: Arc<Interrupt>,
+    counters: Arc<Counters>,
+    /// One eventfd per queue: KVM signals it on a QueueNotify write with that queue's index.
+    kicks: Vec<EventFd>,
+    queues: Vec<Queue>,
+    queue_sel: u32,
+    device_features_sel: u32,
+    driver_features_sel: u32,
+    driver_features: u64,
+    status: u32,
+    config_generation: u32,
+    active: bool,
+}
+
+impl MmioTransport {
+    pub fn new(
+        name: String,
+        device: Box<dyn VirtioDevice>,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<Interrupt>,
+        counters: Arc<Counters>,
+        kicks: Vec<EventFd>,
+    ) -> Self {
+        let queues = device
+            .queue_max_sizes()
+            .iter()
+            .map(|&s| Queue::new(s).expect("queue sizes are powers of two"))
+            .collect();
+        if device.kernel_queues() {
+            interrupt.set_kernel_signalled(true);
+        }
+        Self {
+            name,
+            device,
+            mem,
+            interrupt,
+            counters,
+            kicks,
+            queues,
+            queue_sel: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            status: 0,
+            config_generation: 0,
+            active: false,
+        }
+    }
+
+    fn offered(&self) -> u64 {
+        self.device.features() | F_VERSION_1
+    }
+
+    fn queue(&mut self) -> Option<&mut Queue> {
+        self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    fn read_reg(&self, offset: u64) -> u32 {
+        let q = self.queues.get(self.queue_sel as usize);
+        match offset {
+            0x00 => MAGIC,
+            0x04 => VERSION,
+            0x08 => self.device.device_type(),
+            0x0c => VENDOR,
+            0x10 => match self.device_features_sel {
+                0 => self.offered() as u32,
+                1 => (self.offered() >> 32) as u32,
+                _ => 0,
+            },
+            0x34 => q.map_or(0, |q| u32::from(q.max_size())),
+            0x44 => q.map_or(0, |q| u32::from(q.ready())),
+            0x60 => self.interrupt.status(),
+            0x70 => self.status,
+            0xfc => self.config_generation,
+            _ => 0,
+        }
+    }
+
+    fn write_reg(&mut self, offset: u64, v: u32) {
+        // Queue registers only count before DRIVER_OK.
+        let setup = self.status & S_DRIVER_OK == 0;
+        match offset {
+            0x14 => self.device_features_sel = v,
+            0x20 => self.set_driver_features(v),
+            0x24 => self.driver_features_sel = v,
+            0x30 => self.queue_sel = v,
+            0x38 if setup => self.queue().map_or((), |q| q.set_size(v as u16)),
+            0x44 if setup => self.queue().map_or((), |q| q.set_ready(v == 1)),
+            QUEUE_NOTIFY => self.trapped_notify(v),
+            0x64 => self.interrupt.ack(v),
+            0x70 => self.set_status(v),
+            0x80 if setup => self
+                .queue()
+                .map_or((), |q| q.set_desc_table_address(Some(v), None)),
+            0x84 if setup => self
+                .queue()
+                .map_or((), |q| q.set_desc_table_address(None, Some(v))),
+            0x90 if setup => self
+                .queue()
+                .map_or((), |q| q.set_avail_ring_address(Some(v), None)),
+            0x94 if setup => self
+                .queue()
+                .map_or((), |q| q.set_avail_ring_address(None, Some(v))),
+            0xa0 if setup => self
+                .queue()
+                .map_or((), |q| q.set_used_ring_address(Some(v), None)),
+            0xa4 if setup => self
+                .queue()
+                .map_or((), |q| q.set_used_ring_address(None, Some(v))),
+            _ => warn!(
+                "{}: write of {v:#x} to register {offset:#x} ignored",
+                self.name
+            ),
+        }
+    }
+
+    fn set_driver_features(&mut self, v: u32) {
+        if self.status & S_FEATURES_OK != 0 {
+            return;
+        }
+        match self.driver_features_sel {
+            0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(v),
+            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | u64::from(v) << 32,
+            _ => {}
+        }
+    }
+
+    /// A notify KVM did not catch (no ioeventfd for it): passed on to the queue's eventfd.
+    fn trapped_notify(&mut self, v: u32) {
+        self.counters.notifies.fetch_add(1, Ordering::Relaxed);
+        if let Some(k) = self.kicks.get(v as usize) {
+            let _ = k.write(1);
+        }
+    }
+
+    fn set_status(&mut self, v: u32) {
+        if v == 0 {
+            self.reset();
+            return;
+        }
+        let added = v & !self.status;
+        if added & S_FEATURES_OK != 0 && !self.features_acceptable() {
+            warn!(
+                "{}: the driver asked for features {:#x}, beyond those offered ({:#x}) or without VERSION_1",
+                self.name, self.driver_features, self.offered()
+            );
+            self.status = v & !S_FEATURES_OK;
+            return;
+        }
+        self.status = v;
+        if added & S_DRIVER_OK != 0 && !self.active {
+            self.activate();
+        }
+    }
+
+    fn features_acceptable(&self) -> bool {
+        self.driver_features & !self.offered() == 0 && self.driver_features & F_VERSION_1 != 0
+    }
+
+    fn activate(&mut self) {
+        let want = S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK;
+        if self.status & want != want {
+            warn!("{}: DRIVER_OK before FEATURES_OK", self.name);
+            self.status |= S_FAILED;
+            return;
+        }
+        let event_idx = self.driver_features & super::F_EVENT_IDX != 0;
+        let mut queues = Vec::with_capacity(self.queues.len());
+        for (i, q) in self.queues.iter_mut().enumerate() {
+            q.set_event_idx(event_idx);
+            if q.ready() && !q.is_valid(&self.mem) {
+                warn!("{}: queue {i} is not valid", self.name);
+                self.status |= S_FAILED;
+                return;
+            }
+            let mut fresh = Queue::new(q.max_size()).expect("valid size");
+            std::mem::swap(q, &mut fresh);
+            queues.push(fresh);
+        }
+        let a = Activation {
+            mem: self.mem.clone(),
+            queues,
+            features: self.driver_features,
+            interrupt: self.interrupt.clone(),
+        };
+        match self.device.activate(a) {
+            Ok(()) => {
+                self.active = true;
+                info!(
+                    "{}: started (features {:#x})",
+                    self.name, self.driver_features
+                );
+            }
+            Err(e) => {
+                warn!("{}: cannot start: {e}", self.name);
+                self.status |= S_FAILED;
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        if self.active {
+            self.device.reset();
+            self.active = false;
+        }
+        for q in &mut self.queues {
+            q.reset();
+        }
+        self.status = 0;
+        self.driver_features = 0;
+        self.queue_sel = 0;
+        self.interrupt.ack(!0);
+    }
+}
+
+impl MmioDevice for MmioTransport {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        if offset >= CONFIG {
+            self.device.read_config(offset - CONFIG, data);
+            return;
+        }
+        if data.len() != 4 || offset % 4 != 0 {
+            warn!(
+                "{}: {}-byte read at {offset:#x} ignored",
+                self.name,
+                data.len()
+            );
+            data.fill(0);
+            return;
+        }
+        data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        if offset >= CONFIG {
+            return; // No device here has a writable configuration.
+        }
+        let Ok(b) = <[u8; 4]>::try_from(data) else {
+            warn!(
+                "{}: {}-byte write at {offset:#x} ignored",
+                self.name,
+                data.len()
+            );
+            return;
+        };
+        if offset % 4 == 0 {
+            self.write_reg(offset, u32::from_le_bytes(b));
+        }
+    }
+}

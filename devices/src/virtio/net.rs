@@ -1,0 +1,250 @@
+//! virtio-net over a tap: the vhost-net kernel backend when /dev/vhost-net exists (the data
+//! path never leaves the kernel), else a userspace path on the worker thread.
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use vhost::net::VhostNet;
+use vhost::VhostBackend;
+use vmm_sys_util::eventfd::EventFd;
+
+use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use super::vhost::{err, Mem};
+use super::{
+    iovecs, read_config_bytes, ActivateError, Activation, Buffers, Counters, Running, VirtioDevice,
+    F_EVENT_IDX, F_INDIRECT_DESC,
+};
+
+const QUEUE_SIZE: u16 = 256;
+const RX: usize = 0;
+const TX: usize = 1;
+
+const F_CSUM: u64 = 1 << 0;
+const F_GUEST_CSUM: u64 = 1 << 1;
+const F_MAC: u64 = 1 << 5;
+const F_GUEST_TSO4: u64 = 1 << 7;
+const F_GUEST_TSO6: u64 = 1 << 8;
+const F_HOST_TSO4: u64 = 1 << 11;
+const F_HOST_TSO6: u64 = 1 << 12;
+const F_MRG_RXBUF: u64 = 1 << 15;
+
+/// Worker tokens of the userspace path.
+const TOKEN_RX_KICK: u32 = 0;
+const TOKEN_TX_KICK: u32 = 1;
+const TOKEN_TAP: u32 = 2;
+
+/// The vhost-net backend: opened and owned at setup, rings given at DRIVER_OK.
+pub struct VhostNetBackend {
+    vhost: vhost::vhost_kern::net::Net<Mem>,
+    kernel_features: u64,
+}
+
+impl VhostNetBackend {
+    /// Opens /dev/vhost-net and takes ownership (this process).
+    pub fn open(mem: Mem) -> Result<Self, vhost::Error> {
+        let vhost = vhost::vhost_kern::net::Net::new(mem)?;
+        vhost.set_owner()?;
+        let kernel_features = vhost.get_features()?;
+        Ok(Self {
+            vhost,
+            kernel_features,
+        })
+    }
+}
+
+enum Backend {
+    Vhost(VhostNetBackend),
+    User(Arc<UserNet>),
+}
+
+/// A virtio-net device.
+pub struct Net {
+    tap: Arc<Tap>,
+    backend: Backend,
+    kicks: Vec<EventFd>,
+    config: Vec<u8>,
+}
+
+impl Net {
+    /// `vhost`: the kernel backend, or `None` for the userspace path.
+    pub fn new(
+        tap: Tap,
+        mac: [u8; 6],
+        vhost: Option<VhostNetBackend>,
+        kicks: Vec<EventFd>,
+        counters: Arc<Counters>,
+    ) -> std::io::Result<Self> {
+        let tap = Arc::new(tap);
+        let backend = match vhost {
+            Some(v) => Backend::Vhost(v),
+            None => Backend::User(Arc::new(UserNet {
+                tap: tap.clone(),
+                run: Mutex::new(None),
+                kicks: [kicks[RX].try_clone()?, kicks[TX].try_clone()?],
+                counters,
+            })),
+        };
+        let mut config = mac.to_vec();
+        config.extend_from_slice(&[0, 0, 1, 0]); // status (unused), max_virtqueue_pairs 1
+        Ok(Self {
+            tap,
+            backend,
+            kicks,
+            config,
+        })
+    }
+
+    /// Gives the userspace path's fds (both queue eventfds, the tap) to the worker.
+    pub fn add_to(&self, set: &mut super::worker::WorkerSet) {
+        let Backend::User(u) = &self.backend else {
+            return;
+        };
+        set.add(u.kicks[RX].as_raw_fd(), false, u.clone(), TOKEN_RX_KICK);
+        set.add(u.kicks[TX].as_raw_fd(), false, u.clone(), TOKEN_TX_KICK);
+        set.add(self.tap.raw_fd(), true, u.clone(), TOKEN_TAP);
+    }
+
+    fn start_vhost(&self, v: &VhostNetBackend, a: &Activation) -> Result<(), ActivateError> {
+        super::vhost::start(&v.vhost, a, &self.kicks, 2, v.kernel_features)?;
+        self.tap
+            .set_offload(tap_offloads(a.features))
+            .map_err(|e| ActivateError::Vhost(e.to_string()))?;
+        for q in [RX, TX] {
+            v.vhost
+                .set_backend(q, Some(&self.tap.file))
+                .map_err(err("cannot attach the tap"))?;
+        }
+        Ok(())
+    }
+}
+
+/// Offloads the tap may use towards the guest: those the guest driver accepted.
+fn tap_offloads(features: u64) -> u32 {
+    let mut f = 0;
+    if features & F_GUEST_CSUM != 0 {
+        f |= TUN_F_CSUM;
+        if features & F_GUEST_TSO4 != 0 {
+            f |= TUN_F_TSO4;
+        }
+        if features & F_GUEST_TSO6 != 0 {
+            f |= TUN_F_TSO6;
+        }
+    }
+    f
+}
+
+impl VirtioDevice for Net {
+    fn device_type(&self) -> u32 {
+        1
+    }
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE, QUEUE_SIZE]
+    }
+    fn features(&self) -> u64 {
+        match &self.backend {
+            Backend::Vhost(v) => {
+                let offloads = F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6;
+                F_MAC
+                    | offloads
+                    | F_HOST_TSO4
+                    | F_HOST_TSO6
+                    | (v.kernel_features & (F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT_DESC))
+            }
+            Backend::User(_) => F_MAC | F_EVENT_IDX | F_INDIRECT_DESC,
+        }
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+    fn activate(&mut self, a: Activation) -> Result<(), ActivateError> {
+        match &self.backend {
+            Backend::Vhost(v) => self.start_vhost(v, &a),
+            Backend::User(u) => {
+                *u.run.lock().expect("net lock") = Some(Running::new(a));
+                let _ = u.kicks[RX].write(1);
+                let _ = u.kicks[TX].write(1);
+                Ok(())
+            }
+        }
+    }
+    fn reset(&mut self) {
+        match &self.backend {
+            Backend::Vhost(v) => {
+                for q in [RX, TX] {
+                    let _ = v.vhost.set_backend(q, None);
+                }
+            }
+            Backend::User(u) => *u.run.lock().expect("net lock") = None,
+        }
+    }
+    fn kernel_queues(&self) -> bool {
+        matches!(self.backend, Backend::Vhost(_))
+    }
+}
+
+/// The userspace path: frames copied between the rings and the tap by the worker.
+struct UserNet {
+    tap: Arc<Tap>,
+    run: Mutex<Option<Running>>,
+    kicks: [EventFd; 2],
+    counters: Arc<Counters>,
+}
+
+impl super::worker::Handler for UserNet {
+    fn handle(&self, token: u32) {
+        if token != TOKEN_TAP && !super::take_kick(&self.kicks[token as usize], &self.counters) {
+            return;
+        }
+        let mut run = self.run.lock().expect("net lock");
+        let Some(r) = run.as_mut() else { return };
+        if token == TOKEN_TX_KICK {
+            self.transmit(r);
+        }
+        self.receive(r);
+    }
+}
+
+impl UserNet {
+    /// Guest → tap, one frame (virtio-net header first) per chain.
+    fn transmit(&self, r: &mut Running) {
+        let mem = r.mem.clone();
+        let fd = self.tap.raw_fd();
+        r.drain(TX, |chain| {
+            let b = Buffers::of(chain);
+            let Some(iov) = iovecs(&mem, &b.readable) else {
+                return Some(0);
+            };
+            // SAFETY: the iovecs point into mapped guest RAM; writev only reads them.
+            let n = unsafe { libc::writev(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+            if n > 0 {
+                self.counters.requests.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .write_bytes
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Some(0)
+        });
+    }
+
+    /// Tap → guest while both a frame and a buffer are there.
+    fn receive(&self, r: &mut Running) {
+        let mem = r.mem.clone();
+        let fd = self.tap.raw_fd();
+        r.drain(RX, |chain| {
+            let b = Buffers::of(chain);
+            let iov = iovecs(&mem, &b.writable)?;
+            // SAFETY: the iovecs point into mapped guest RAM the driver gave the device to
+            // write; readv writes at most their lengths.
+            let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
+            if n < 0 {
+                return None; // EAGAIN: no frame; the chain stays for the next one.
+            }
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .read_bytes
+                .fetch_add(n as u64, Ordering::Relaxed);
+            Some(n as u32)
+        });
+    }
+}
