@@ -10,45 +10,15 @@ use devices::Bus;
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use log::{info, warn};
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
 
-use crate::arch::aarch64::layout::{self, MIB};
+use crate::arch::aarch64::layout;
 use crate::console::{Console, ConsoleMmio};
 use crate::error::{host_err, kvm_err, Error};
+use crate::memory::Ram;
 use crate::passthrough::plan::{GuestNodes, Planner, VmPlan};
-use crate::passthrough::{self, wire, PassDevice, Passthrough, ProbedDevice, RamMapping};
+use crate::passthrough::{self, wire, PassDevice, Passthrough, ProbedDevice};
 use crate::resources::{page_size, Resources};
-
-/// Guest RAM and where the boot images go.
-pub struct Ram {
-    pub mem: GuestMemoryMmap,
-    /// (base, size) of each guest RAM range, sorted: what the DT memory node lists.
-    pub ranges: Vec<(u64, u64)>,
-    /// The range the kernel, initramfs and DTB go into.
-    pub boot: (u64, u64),
-    /// Guest address of the passthrough MMIO window.
-    pub window: u64,
-    /// The hugetlb mapping behind identity-mapped RAM (unmapped last).
-    _identity: Option<crate::identity::IdentityRam>,
-}
-
-impl Ram {
-    /// Each memory region for VFIO DMA mapping.
-    pub fn mappings(&self) -> Vec<RamMapping> {
-        self.mem
-            .iter()
-            .map(|r| RamMapping {
-                host: self
-                    .mem
-                    .get_host_address(r.start_addr())
-                    .map_or(0, |h| h as u64),
-                gpa: r.start_addr().0,
-                size: r.len(),
-            })
-            .collect()
-    }
-}
 
 /// Owns the VM's devices and resources.
 pub struct DeviceManager {
@@ -66,9 +36,9 @@ impl DeviceManager {
     /// Guest RAM of `size` bytes (identity-mapped if asked), one memslot per region.
     pub fn new(vm: &VmFd, size: u64, identity: bool) -> Result<Self, Error> {
         let ram = if identity {
-            identity_memory(size)?
+            Ram::identity(size)?
         } else {
-            plain_memory(size)?
+            Ram::plain(size)?
         };
         let mut dm = Self {
             res: Resources::new(ram.window),
@@ -311,73 +281,4 @@ fn warn_dma(
             d.name
         );
     }
-}
-
-/// RAM at `RAM_BASE`, anonymous memory.
-fn plain_memory(size: u64) -> Result<Ram, Error> {
-    let mem =
-        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(layout::RAM_BASE), size as usize)])
-            .map_err(|e| Error::GuestMemory {
-                mib: size / MIB,
-                reason: e.to_string(),
-            })?;
-    Ok(Ram {
-        mem,
-        ranges: vec![(layout::RAM_BASE, size)],
-        boot: (layout::RAM_BASE, size),
-        window: layout::PASSTHROUGH_MMIO_BASE,
-        _identity: None,
-    })
-}
-
-/// Identity-mapped RAM: hugepages at their host physical addresses.
-fn identity_memory(size: u64) -> Result<Ram, Error> {
-    use vm_memory::{GuestRegionMmap, MmapRegion};
-    let id = crate::identity::allocate(size)?;
-    let gm_err = |reason: String| Error::GuestMemory {
-        mib: size / MIB,
-        reason,
-    };
-    let mut regions = Vec::new();
-    for r in &id.runs {
-        // SAFETY: `r.host..r.host + r.size` lies inside the hugetlb mapping identity::allocate
-        // made with exactly these prot/flags bits; `id` owns it and is dropped after `mem`.
-        let raw = unsafe {
-            MmapRegion::build_raw(
-                r.host as *mut u8,
-                r.size as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_HUGETLB,
-            )
-        }
-        .map_err(|e| gm_err(e.to_string()))?;
-        regions.push(
-            GuestRegionMmap::new(raw, GuestAddress(r.gpa))
-                .ok_or_else(|| gm_err(format!("bad region at {:#x}", r.gpa)))?,
-        );
-    }
-    let mem = GuestMemoryMmap::from_regions(regions).map_err(|e| gm_err(e.to_string()))?;
-    let window = crate::identity::pick_window(&id.runs, layout::PASSTHROUGH_MMIO_SIZE)?;
-    info!(
-        "identity-mapped RAM: {} KiB pages in {} memslot(s), guest RAM {}; passthrough window at {window:#x}",
-        id.page_size / 1024,
-        id.runs.len(),
-        id.ranges
-            .iter()
-            .map(|r| format!("{:#x}+{:#x}", r.0, r.1))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let boot = *id
-        .ranges
-        .iter()
-        .max_by_key(|r| r.1)
-        .expect("at least one range");
-    Ok(Ram {
-        mem,
-        ranges: id.ranges.clone(),
-        boot,
-        window,
-        _identity: Some(id),
-    })
 }

@@ -4,7 +4,7 @@
 //! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
 //! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview`, `hostlist`, `binding`,
 //! `config` → `event_loop`,
-//! `vstate/vcpu` → `error` → `passthrough/*`, `virtio/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
+//! `vstate/vcpu`, `memory` → `error` → `passthrough/*`, `virtio/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
 //! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `seccomp`, `jail`, `terminal` → `arch`.
 
 pub mod arch;
@@ -20,6 +20,7 @@ pub mod identity;
 pub mod input;
 pub mod inspect;
 pub mod jail;
+pub mod memory;
 pub mod overlay;
 pub mod passthrough;
 pub mod preview;

@@ -9,6 +9,11 @@
 //! - [`vfio`]: the VFIO platform/AMBA backend: sysfs, groups and containers, device fds,
 //!   regions, IRQs, host DT nodes and the guest-node handlers.
 
+/// Stack size of platvmm's threads (vCPUs, virtio worker). Under 2 MiB on purpose: with
+/// transparent hugepages set to `always`, a 2 MiB stack that happens to start on a 2 MiB
+/// boundary is backed by a whole hugepage once touched; a smaller one never can be.
+pub const THREAD_STACK: usize = 1 << 20;
+
 pub mod bus;
 pub mod caam;
 pub mod coalesced;

@@ -95,6 +95,7 @@ pub fn spawn(vcpu: VcpuFd, id: usize, ctx: Arc<VcpuContext>) -> std::io::Result<
     let flag = stop.clone();
     let thread = std::thread::Builder::new()
         .name(format!("vcpu{id}"))
+        .stack_size(devices::THREAD_STACK)
         .spawn(move || thread_main(vcpu, id, &ctx, &flag))?;
     Ok(VcpuHandle { id, stop, thread })
 }

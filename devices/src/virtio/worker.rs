@@ -61,6 +61,7 @@ impl WorkerSet {
         let sources = self.sources;
         let thread = std::thread::Builder::new()
             .name("virtio".into())
+            .stack_size(crate::THREAD_STACK)
             .spawn(move || {
                 if let Err(e) = on_start() {
                     log::error!("virtio worker: {e}");
