@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use devices::vfio::node::{cells_prop, GuestNode};
 use devices::virtio::block::{Block, Disk};
-use devices::virtio::mmio::{MmioTransport, MMIO_SIZE, QUEUE_NOTIFY};
+use devices::virtio::mmio::{MmioTransport, INTERRUPT_ACK, MMIO_SIZE, QUEUE_NOTIFY};
 use devices::virtio::net::{Net, VhostNetBackend};
 use devices::virtio::rng::Rng;
 use devices::virtio::tap::{Tap, TapStats};
@@ -64,6 +64,8 @@ impl VirtioStat {
 #[derive(Default)]
 pub struct Wired {
     pub nodes: Vec<GuestNode>,
+    /// The eventfds absorbing InterruptACK writes (nothing reads them).
+    pub acks: Vec<EventFd>,
     pub stats: Vec<VirtioStat>,
     pub worker: WorkerSet,
 }
@@ -228,6 +230,17 @@ fn place(t: &mut Target<'_>, w: &mut Wired, p: Placed) -> Result<(), VirtioError
         t.vm.register_ioevent(k, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), i as u32)
             .map_err(kvm("cannot register a virtio queue notify (ioeventfd)"))?;
     }
+    // The driver acknowledges every interrupt: one exit to userspace fewer each.
+    let ack = EventFd::new(libc::EFD_NONBLOCK).map_err(host("eventfd"))?;
+    t.vm.register_ioevent(
+        &ack,
+        &IoEventAddress::Mmio(base + INTERRUPT_ACK),
+        kvm_ioctls::NoDatamatch,
+    )
+    .map_err(kvm(
+        "cannot register a virtio interrupt acknowledge (ioeventfd)",
+    ))?;
+    w.acks.push(ack);
     let interrupt = Arc::new(Interrupt::new(irqfd, p.counters.clone()));
     let transport = MmioTransport::new(
         p.name.clone(),

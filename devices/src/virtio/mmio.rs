@@ -15,6 +15,10 @@ use crate::bus::MmioDevice;
 pub const MMIO_SIZE: u64 = 0x200;
 /// Offset of QueueNotify, where the KVM ioeventfds sit.
 pub const QUEUE_NOTIFY: u64 = 0x50;
+/// InterruptACK. The VMM may let a KVM ioeventfd absorb its writes (no exit): the interrupt is
+/// an edge on an irqfd, so there is no line to lower, and InterruptStatus then keeps
+/// reporting a used buffer, which only makes the driver look at its rings.
+pub const INTERRUPT_ACK: u64 = 0x64;
 
 const MAGIC: u32 = 0x7472_6976; // "virt"
 const VERSION: u32 = 2;
@@ -122,7 +126,7 @@ impl MmioTransport {
             0x38 if setup => self.queue().map_or((), |q| q.set_size(v as u16)),
             0x44 if setup => self.queue().map_or((), |q| q.set_ready(v == 1)),
             QUEUE_NOTIFY => self.trapped_notify(v),
-            0x64 => self.interrupt.ack(v),
+            INTERRUPT_ACK => self.interrupt.ack(v),
             0x70 => self.set_status(v),
             0x80 if setup => self
                 .queue()
