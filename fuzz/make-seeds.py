@@ -164,6 +164,58 @@ def trapped_access():
     write("trapped_access", "glue", trapped(0x100, 3, [(w, n, 0x100 - k, k) for w in (0, 1) for n in (1, 2, 4, 8) for k in (0, 1, 4, 8)]))
 
 
+def virtio_image(chains, indirect=None):
+    """Guest memory for virtio_queue: descriptor table at 0, available ring at 0x1000 (every
+    chain posted), used ring at 0x2000, buffers from 0x3000. `chains` lists requests as lists
+    of (addr, len, write_only, payload); `indirect` (addr, chain) adds one chain whose head
+    descriptor points at an indirect table at addr."""
+    mem = bytearray(0x4000)
+    d = 0
+    heads = []
+    def desc(at, i, addr, ln, flags, nxt):
+        struct.pack_into("<QIHH", mem, at + 16 * i, addr, ln, flags, nxt)
+    for chain in chains:
+        heads.append(d)
+        for k, (addr, ln, wo, payload) in enumerate(chain):
+            last = k == len(chain) - 1
+            desc(0, d, addr, ln, (0 if last else 1) | (2 if wo else 0), d + 1)
+            mem[addr:addr + len(payload)] = payload
+            d += 1
+    if indirect:
+        table, chain = indirect
+        heads.append(d)
+        desc(0, d, table, 16 * len(chain), 4, 0)
+        for k, (addr, ln, wo, payload) in enumerate(chain):
+            last = k == len(chain) - 1
+            desc(table, k, addr, ln, (0 if last else 1) | (2 if wo else 0), k + 1)
+            mem[addr:addr + len(payload)] = payload
+    struct.pack_into("<HH", mem, 0x1000, 0, len(heads))
+    for i, h in enumerate(heads):
+        struct.pack_into("<H", mem, 0x1004 + 2 * i, h)
+    return bytes(mem)
+
+
+def blk(i, kind, sector, data_len, write_only, payload=b""):
+    """A virtio-blk request at 0x3000 + i * 0x400: header, one data buffer, status byte."""
+    base = 0x3000 + i * 0x400
+    hdr = struct.pack("<IIQ", kind, 0, sector)
+    return [(base, 16, False, hdr), (base + 0x10, data_len, write_only, payload), (base + 0x3F0, 1, True, b"")]
+
+
+def virtio_queue():
+    # control: bit 0 read-only, 1 EVENT_IDX, 2 INDIRECT_DESC, 3-5 log2 size, 6 rng, 7 size 256
+    ctl = lambda ro=0, ev=0, ind=0, log2=4, rng=0: bytes([ro | ev << 1 | ind << 2 | log2 << 3 | rng << 6])
+    write("virtio_queue", "blk-read-write-flush", ctl() + virtio_image([blk(0, 0, 1, 512, True), blk(1, 1, 3, 512, False, b"\x5a" * 512), blk(2, 4, 0, 0, False)]))
+    write("virtio_queue", "blk-readonly-write", ctl(ro=1) + virtio_image([blk(0, 1, 0, 512, False, b"\xa5" * 512), blk(1, 13, 0, 16, False, struct.pack("<QII", 0, 8, 0))]))
+    write("virtio_queue", "blk-id-discard-zeroes", ctl(ev=1) + virtio_image([blk(0, 8, 0, 20, True), blk(1, 11, 0, 16, False, struct.pack("<QII", 2, 4, 0)), blk(2, 13, 30, 16, False, struct.pack("<QII", 30, 4, 1))]))
+    write("virtio_queue", "blk-past-end", ctl() + virtio_image([blk(0, 0, 31, 1024, True), blk(1, 1, (1 << 64) - 1, 512, False), blk(2, 99, 0, 8, True)]))
+    write("virtio_queue", "blk-indirect", ctl(ind=1, ev=1) + virtio_image([], indirect=(0x2800, blk(0, 0, 2, 512, True))))
+    past = bytearray(virtio_image([blk(0, 0, 1, 512, True)]))
+    struct.pack_into("<H", past, 0x1002, 100)  # 100 chains claimed in a 16-entry queue
+    write("virtio_queue", "avail-idx-past-size", ctl() + bytes(past))
+    write("virtio_queue", "rng", ctl(rng=1, log2=1) + virtio_image([[(0x3000, 64, True, b"")], [(0x3100, 0x1000, True, b"")]]))
+
+
 def main():
     image = None
     args = sys.argv[1:]
@@ -177,6 +229,7 @@ def main():
     image_header(image)
     vfio_spec()
     trapped_access()
+    virtio_queue()
     for t in sorted(os.listdir(SEEDS)):
         files = os.listdir(os.path.join(SEEDS, t))
         total = sum(os.path.getsize(os.path.join(SEEDS, t, f)) for f in files)

@@ -282,8 +282,7 @@ impl Inner {
 }
 
 fn header(mem: &GuestMemoryMmap, readable: &[(GuestAddress, u32)]) -> Option<Header> {
-    let &(addr, len) = readable.first().filter(|r| r.1 >= 16)?;
-    let _ = len;
+    let &(addr, _) = readable.first().filter(|r| r.1 >= 16)?;
     Some(Header {
         kind: mem.read_obj::<u32>(addr).ok()?,
         sector: mem.read_obj::<u64>(addr.unchecked_add(8)).ok()?,

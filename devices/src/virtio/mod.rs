@@ -227,6 +227,8 @@ pub struct Running {
     pub mem: GuestMemoryMmap,
     pub queues: Vec<Queue>,
     pub interrupt: Arc<Interrupt>,
+    /// A queue's driver was warned about (once per activation).
+    broken: bool,
 }
 
 impl Running {
@@ -235,12 +237,15 @@ impl Running {
             mem: a.mem,
             queues: a.queues,
             interrupt: a.interrupt,
+            broken: false,
         }
     }
 
     /// Serves every available chain of queue `q` with `serve` (which returns the bytes it
     /// wrote into the chain, or `None` to stop and leave the chain for later), then raises
-    /// the interrupt if the driver wants one.
+    /// the interrupt if the driver wants one. A driver whose available index claims chains
+    /// that cannot be popped (more than the queue size ahead, an unreadable ring) gets a
+    /// warning and nothing more until its next notify: the worker must never spin on it.
     pub fn drain(&mut self, q: usize, mut serve: impl FnMut(&mut Chain<'_>) -> Option<u32>) {
         let Some(queue) = self.queues.get_mut(q).filter(|q| q.ready()) else {
             return;
@@ -253,7 +258,9 @@ impl Running {
                 log::warn!("virtio: queue {q}: {e}");
                 return;
             }
+            let mut progress = false;
             while let Some(mut chain) = queue.pop_descriptor_chain(mem) {
+                progress = true;
                 let Some(len) = serve(&mut chain) else {
                     queue.go_to_previous_position();
                     stalled = true;
@@ -267,7 +274,18 @@ impl Running {
             match queue.enable_notification(mem) {
                 // The backend has nothing for the chains left: wait for it, not the driver.
                 _ if stalled => break,
-                Ok(true) => continue,
+                Ok(true) if progress => continue,
+                Ok(true) => {
+                    if !self.broken {
+                        self.broken = true;
+                        log::warn!(
+                            "virtio: queue {q}: the driver's available index ({}) is not one \
+                             the device can serve: ignoring the queue until the next notify",
+                            queue.avail_idx(mem, Ordering::Acquire).map_or(0, |i| i.0)
+                        );
+                    }
+                    break;
+                }
                 Ok(false) => break,
                 Err(e) => {
                     log::warn!("virtio: queue {q}: {e}");

@@ -236,3 +236,24 @@ fn features_beyond_the_offer_or_without_version_1_are_refused() {
         "then a good driver starts it"
     );
 }
+
+#[test]
+fn an_available_index_past_the_queue_size_cannot_make_the_worker_spin() {
+    let mut r = rig(disk(&[0u8; 4096], false));
+    start(&mut r, FEATURES);
+    // 32-entry queue, the driver claims 100 chains: nothing can be popped, and the handler
+    // must return (it used to loop for ever) without serving anything.
+    r.mem.write_obj(100u16, GuestAddress(AVAIL + 2)).unwrap();
+    r.kick.write(1).unwrap();
+    let h = r.handler.clone();
+    let (done, returned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        h.handle(0);
+        let _ = done.send(());
+    });
+    returned
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the handler did not return within 10 s: it spins on the bad index");
+    assert_eq!(r.counters.snapshot()[0], ("requests", 0));
+    assert_eq!(r.mem.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(), 0);
+}
