@@ -237,6 +237,10 @@ vfio-platform = ["/sys/bus/amba/devices/9010000.pl031", "/sys/bus/platform/devic
         for (name, text) in [
             ("rtc-vm.toml", include_str!("../docs/examples/rtc-vm.toml")),
             ("net-vm.toml", include_str!("../docs/examples/net-vm.toml")),
+            (
+                "complete-vm.toml",
+                include_str!("../docs/examples/complete-vm.toml"),
+            ),
         ] {
             let e = parse(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"));
             assert!(e.iter().any(|e| e.id == "vfio_platform"), "{name}");

@@ -363,6 +363,23 @@ fn config_files_give_options_and_the_command_line_wins() {
     );
     let out = platvmm(&["--cpus", "2"]);
     assert_error(&out, 2, "--kernel <PATH> (or kernel = in --config)");
+    // The virtio options too: lists for the repeatable ones, a flag for --rng.
+    std::fs::write(
+        &cfg,
+        format!(
+            "kernel = \"{}\"\nrng = true\nvsock = \"cid=3\"\nnet = [\"tap=t0\"]\ndisk = [\"/nonexistent/root.img,serial=r\"]\n",
+            s(&k)
+        ),
+    )
+    .unwrap();
+    let out = platvmm(&["--config", s(&cfg)]);
+    assert_error(&out, 1, "--disk /nonexistent/root.img: No such file");
+    std::fs::write(&cfg, "disk = [\"/img,rw\"]\n").unwrap();
+    assert_error(
+        &platvmm(&["--config", s(&cfg)]),
+        2,
+        "options: readonly, serial=S",
+    );
 }
 
 #[test]
