@@ -21,6 +21,9 @@ use devices::bus::MmioDevice;
 use devices::vfio::region::{Counters, RegionIo, TrappedRegion};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "scratch.rs"]
+mod scratch;
+
 /// Bytes after the region in the file.
 const GUARD: u64 = 64;
 /// Where the region may start in the fd (bytes before it are guard too).
@@ -31,18 +34,7 @@ const OP: usize = 10;
 /// The backing file, created once per process and unlinked at once.
 fn file() -> &'static File {
     static F: OnceLock<File> = OnceLock::new();
-    F.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("platvmm-fuzz-region-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .expect("temp file");
-        std::fs::remove_file(&p).expect("unlink temp file");
-        f
-    })
+    F.get_or_init(|| scratch::unlinked_file("platvmm-fuzz-region"))
 }
 
 /// The device fd as the region sees it: the file, with every access range checked.

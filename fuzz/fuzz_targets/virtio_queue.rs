@@ -23,6 +23,9 @@ use devices::virtio::rng::Rng;
 use devices::virtio::worker::Handler;
 use devices::virtio::{Counters, Interrupt, VirtioDevice};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "scratch.rs"]
+mod scratch;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -35,18 +38,7 @@ const USED: u32 = 0x2000;
 /// The disk image, created once per process and unlinked at once.
 fn image() -> &'static File {
     static F: OnceLock<File> = OnceLock::new();
-    F.get_or_init(|| {
-        let p = std::env::temp_dir().join(format!("platvmm-fuzz-disk-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .expect("temp file");
-        std::fs::remove_file(&p).expect("unlink temp file");
-        f
-    })
+    F.get_or_init(|| scratch::unlinked_file("platvmm-fuzz-disk"))
 }
 
 fn w32(t: &mut MmioTransport, off: u64, v: u32) {

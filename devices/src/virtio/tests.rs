@@ -38,11 +38,10 @@ struct Rig {
 }
 
 fn disk(contents: &[u8], readonly: bool) -> Disk {
-    let p = std::env::temp_dir().join(format!(
-        "platvmm-blk-{}-{}",
-        std::process::id(),
-        contents.len() + readonly as usize
-    ));
+    // One file per call: the tests run in parallel.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let p = std::env::temp_dir().join(format!("platvmm-blk-{}-{n}", std::process::id()));
     std::fs::File::create(&p)
         .unwrap()
         .write_all(contents)
