@@ -41,6 +41,8 @@ pub enum TapError {
         name: String,
         source: std::io::Error,
     },
+    #[error("{0} is a network interface but not a tap: give the name of a tap, or a new name to create one")]
+    NotTap(String),
     #[error("tap {name}: {what}: {source}")]
     Setup {
         name: String,
@@ -60,6 +62,10 @@ impl Tap {
     pub fn open(name: &str) -> Result<Self, TapError> {
         if name.is_empty() || name.len() > 15 || name.contains('/') {
             return Err(TapError::Name(name.into()));
+        }
+        let sys = std::path::Path::new("/sys/class/net").join(name);
+        if sys.exists() && !sys.join("tun_flags").exists() {
+            return Err(TapError::NotTap(name.into()));
         }
         let file = OpenOptions::new()
             .read(true)

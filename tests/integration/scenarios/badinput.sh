@@ -66,6 +66,13 @@ sh -c "$fix" || { reason "the suggested fix failed: $fix"; status=1; }
 [ "$(basename "$(readlink $PL031/driver)")" = vfio-amba ] ||
     { reason "after the suggested fix the PL031 is not bound to vfio-amba"; status=1; }
 
+# A virtio option that fails once the PL031's group is open: the group must be let go.
+# shellcheck disable=SC2086
+expect_error "net on a non-tap interface" 1 "lo is a network interface but not a tap" \
+    $BASE --vfio-platform $PL031 --net tap=lo
+"$PLATVMM" inspect $PL031 >/tmp/bad.inspect 2>&1 ||
+    { reason "after the failed start the PL031's group is not free: $(tail -1 /tmp/bad.inspect)"; status=1; }
+
 # The same device twice.
 # shellcheck disable=SC2086
 expect_error "device given twice" 1 "is given twice" $BASE --vfio-platform $PL031 --vfio-platform $PL031
