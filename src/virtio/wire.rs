@@ -12,7 +12,7 @@ use devices::virtio::net::{Net, VhostNetBackend};
 use devices::virtio::rng::Rng;
 use devices::virtio::tap::{Tap, TapStats};
 use devices::virtio::vsock::Vsock;
-use devices::virtio::worker::WorkerSet;
+use devices::virtio::worker::{Handler, WorkerSet};
 use devices::virtio::{Counters, Interrupt, VirtioDevice};
 use devices::Bus;
 use kvm_ioctls::{IoEventAddress, VmFd};
@@ -80,22 +80,8 @@ pub fn attach(
     let vhost_mem = Arc::new(t.mem.clone());
     for (i, disk) in disks.into_iter().enumerate() {
         let name = format!("vd{}", (b'a' + i as u8) as char);
-        let (kicks, counters) = (eventfds(1)?, Arc::new(Counters::default()));
-        let dev = Block::new(disk, clone(&kicks[0])?, counters.clone());
-        w.worker.add(raw(&kicks[0]), false, dev.handler(), 0);
-        place(
-            t,
-            &mut w,
-            Placed {
-                name,
-                kind: "blk",
-                backend: "user",
-                dev: Box::new(dev),
-                kicks,
-                counters,
-                tap: None,
-            },
-        )?;
+        let make = |kick, counters| Block::new(disk, kick, counters);
+        attach_user(t, &mut w, name, "blk", make, Block::handler)?;
     }
     for (i, spec) in cfg.net.iter().enumerate() {
         attach_net(t, &mut w, format!("net{i}"), spec, &vhost_mem)?;
@@ -121,24 +107,37 @@ pub fn attach(
         )?;
     }
     if cfg.rng {
-        let (kicks, counters) = (eventfds(1)?, Arc::new(Counters::default()));
-        let dev = Rng::new(clone(&kicks[0])?, counters.clone());
-        w.worker.add(raw(&kicks[0]), false, dev.handler(), 0);
-        place(
-            t,
-            &mut w,
-            Placed {
-                name: "rng".into(),
-                kind: "rng",
-                backend: "user",
-                dev: Box::new(dev),
-                kicks,
-                counters,
-                tap: None,
-            },
-        )?;
+        attach_user(t, &mut w, "rng".into(), "rng", Rng::new, Rng::handler)?;
     }
     Ok(w)
+}
+
+/// A single-queue device served by the worker: `make` builds it on its queue's kick eventfd
+/// and counters, `handler` gives what the worker runs on that eventfd.
+fn attach_user<D: VirtioDevice + 'static>(
+    t: &mut Target<'_>,
+    w: &mut Wired,
+    name: String,
+    kind: &'static str,
+    make: impl FnOnce(EventFd, Arc<Counters>) -> D,
+    handler: impl Fn(&D) -> Arc<dyn Handler>,
+) -> Result<(), VirtioError> {
+    let (kicks, counters) = (eventfds(1)?, Arc::new(Counters::default()));
+    let dev = make(clone(&kicks[0])?, counters.clone());
+    w.worker.add(raw(&kicks[0]), false, handler(&dev), 0);
+    place(
+        t,
+        w,
+        Placed {
+            name,
+            kind,
+            backend: "user",
+            dev: Box::new(dev),
+            kicks,
+            counters,
+            tap: None,
+        },
+    )
 }
 
 fn attach_net(

@@ -128,28 +128,27 @@ impl MmioTransport {
             QUEUE_NOTIFY => self.trapped_notify(v),
             INTERRUPT_ACK => self.interrupt.ack(v),
             0x70 => self.set_status(v),
-            0x80 if setup => self
-                .queue()
-                .map_or((), |q| q.set_desc_table_address(Some(v), None)),
-            0x84 if setup => self
-                .queue()
-                .map_or((), |q| q.set_desc_table_address(None, Some(v))),
-            0x90 if setup => self
-                .queue()
-                .map_or((), |q| q.set_avail_ring_address(Some(v), None)),
-            0x94 if setup => self
-                .queue()
-                .map_or((), |q| q.set_avail_ring_address(None, Some(v))),
-            0xa0 if setup => self
-                .queue()
-                .map_or((), |q| q.set_used_ring_address(Some(v), None)),
-            0xa4 if setup => self
-                .queue()
-                .map_or((), |q| q.set_used_ring_address(None, Some(v))),
+            0x80 | 0x84 | 0x90 | 0x94 | 0xa0 | 0xa4 if setup => self.set_ring_address(offset, v),
             _ => warn!(
                 "{}: write of {v:#x} to register {offset:#x} ignored",
                 self.name
             ),
+        }
+    }
+
+    /// QueueDesc, QueueDriver (available ring), QueueDevice (used ring): Low at 0x80, 0x90,
+    /// 0xa0, High 4 bytes above each.
+    fn set_ring_address(&mut self, offset: u64, v: u32) {
+        let (lo, hi) = if offset & 4 == 0 {
+            (Some(v), None)
+        } else {
+            (None, Some(v))
+        };
+        let Some(q) = self.queue() else { return };
+        match offset & !4 {
+            0x80 => q.set_desc_table_address(lo, hi),
+            0x90 => q.set_avail_ring_address(lo, hi),
+            _ => q.set_used_ring_address(lo, hi),
         }
     }
 
