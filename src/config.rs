@@ -1,266 +1,531 @@
-//! `--config FILE` (TOML): every option of a VM run, keyed by its long name without the dashes
-//! (`kernel = "/boot/Image"`, `vfio-platform = ["/sys/bus/amba/devices/9010000.pl031"]`,
-//! `stats = true`). An option given on the command line replaces the file's (a repeatable one
-//! wholly). Each value is checked by the command line's own parser, so the file accepts exactly
-//! what the command line does; an error names the file, the line and the key.
+//! The VM's configuration as typed values, and the parsers of their option strings.
+//!
+//! Config flows one way: the command line (`cli`, in the binary) and `--config` files parse
+//! into these types; the VM and its devices read them. Nothing here opens a file or a device.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use clap::parser::ValueSource;
-use clap::{ArgAction, ArgMatches, CommandFactory};
+use devices::guest_node::clocks::ClockRate;
+use devices::guest_node::FixedLink;
+use devices::virtio::block::SERIAL_LEN;
 
-use crate::cli::Cli;
+use crate::arch::aarch64::layout::{GIB, KIB, MIB};
 
-/// A config file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("--config {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: crate::input::InputError,
-    },
-    #[error("--config {path}: not UTF-8 text")]
-    NotText { path: PathBuf },
-    #[error("--config {path}:{line}: {msg}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
-    #[error("--config {path}:{line}: unknown key '{key}' (keys are the long options without their dashes: {known})")]
-    UnknownKey {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        known: String,
-    },
-    #[error("--config {path}:{line}: {key}: {msg}")]
-    Value {
-        path: PathBuf,
-        line: usize,
-        key: String,
-        msg: String,
-    },
+/// A VM to run.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    pub cmdline: String,
+    pub cpus: u32,
+    pub mem_size: u64,
+    pub dump_dtb: Option<PathBuf>,
+    pub vfio: Vec<VfioSpec>,
+    pub dt_overlays: Vec<PathBuf>,
+    pub stats: bool,
+    pub identity_ram: bool,
+    pub sec_controller: bool,
+    pub seccomp: SeccompMode,
+    pub jail: JailConfig,
+    pub virtio: VirtioConfig,
+    /// Test only: SIGUSR1 makes the event loop call a syscall the sandbox denies.
+    pub test_denied_syscall: bool,
 }
 
-/// One key of the file, as command-line words.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// The clap argument id (`vfio_platform`).
-    pub id: String,
-    /// `--vfio-platform VALUE --vfio-platform VALUE`, or `--stats`, or nothing (`stats = false`).
-    pub words: Vec<String>,
+/// `--seccomp`: what the sandbox does with a syscall outside a thread's allowlist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SeccompMode {
+    /// Stop platvmm with a message naming the syscall (the default).
+    #[default]
+    On,
+    /// Allow it, and let the kernel log it (dmesg: audit type=1326).
+    Log,
+    /// No sandbox (debugging).
+    Off,
 }
 
-/// The line (1-based) where `key` is assigned, or the line of byte `offset`.
-fn line_of_key(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            let rest = l
-                .strip_prefix(key)
-                .or_else(|| l.strip_prefix(&format!("\"{key}\"")));
-            rest.is_some_and(|r| r.trim_start().starts_with('='))
+/// `--user UID[:GID]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSpec {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Parses `UID[:GID]` (numbers; GID defaults to UID).
+pub fn parse_user(s: &str) -> Result<UserSpec, String> {
+    let num = |v: &str, what: &str| {
+        v.parse::<u32>().map_err(|_| {
+            format!("{what} '{v}' is not a number (give --user UID[:GID], e.g. 1000:1000)")
         })
-        .map_or(1, |i| i + 1)
-}
-
-fn line_of_offset(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
-}
-
-/// Reads and checks `path`: each key becomes command-line words.
-pub fn load(path: &Path) -> Result<Vec<Entry>, ConfigError> {
-    let bytes = crate::input::read_regular(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| ConfigError::NotText {
-        path: path.to_path_buf(),
-    })?;
-    parse(path, &text)
-}
-
-/// Checks a config held in memory (`path` names it in messages).
-pub fn parse(path: &Path, text: &str) -> Result<Vec<Entry>, ConfigError> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: e.span().map_or(1, |s| line_of_offset(text, s.start)),
-            msg: e.message().to_string(),
-        })?;
-    let cmd = Cli::command();
-    let mut out = Vec::new();
-    for (key, value) in &table {
-        let line = line_of_key(text, key);
-        let arg = cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(key.as_str()) && !a.is_hide_set() && key != "config")
-            .ok_or_else(|| ConfigError::UnknownKey {
-                path: path.to_path_buf(),
-                line,
-                key: key.clone(),
-                known: known_keys(&cmd),
-            })?;
-        let value_err = |msg: String| ConfigError::Value {
-            path: path.to_path_buf(),
-            line,
-            key: key.clone(),
-            msg,
-        };
-        let words = words(key, value, arg.get_action()).map_err(value_err)?;
-        check_words(&words).map_err(value_err)?;
-        out.push(Entry {
-            id: arg.get_id().to_string(),
-            words,
-        });
-    }
-    Ok(out)
-}
-
-fn known_keys(cmd: &clap::Command) -> String {
-    cmd.get_arguments()
-        .filter(|a| !a.is_hide_set())
-        .filter_map(|a| a.get_long())
-        .filter(|l| !matches!(*l, "config" | "help" | "version"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// A TOML value as the words `--key VALUE...` (flags: `--key` for true, nothing for false).
-fn words(key: &str, v: &toml::Value, action: &ArgAction) -> Result<Vec<String>, String> {
-    let flag = format!("--{key}");
-    let scalar = |v: &toml::Value| match v {
-        toml::Value::String(s) => Ok(s.clone()),
-        toml::Value::Integer(n) => Ok(n.to_string()),
-        other => Err(format!(
-            "expected a string or a number, found {}",
-            other.type_str()
-        )),
     };
-    match (action, v) {
-        (ArgAction::SetTrue, toml::Value::Boolean(b)) => Ok(if *b { vec![flag] } else { vec![] }),
-        (ArgAction::SetTrue, other) => Err(format!(
-            "expected true or false, found {}",
-            other.type_str()
-        )),
-        (ArgAction::Append, toml::Value::Array(items)) => items
-            .iter()
-            .map(|i| scalar(i).map(|s| [flag.clone(), s]))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.concat()),
-        (ArgAction::Append, other) => Ok(vec![flag, scalar(other)?]),
-        (_, toml::Value::Array(_)) => Err("takes one value, not a list".into()),
-        (_, other) => Ok(vec![flag, scalar(other)?]),
+    let (uid, gid) = match s.split_once(':') {
+        Some((u, g)) => (num(u, "UID")?, num(g, "GID")?),
+        None => {
+            let u = num(s, "UID")?;
+            (u, u)
+        }
+    };
+    if uid == 0 {
+        return Err("--user 0 would keep root: give an unprivileged UID".into());
+    }
+    Ok(UserSpec { uid, gid })
+}
+
+/// `--user`/`--chroot`: what platvmm drops its privileges to once every fd is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JailConfig {
+    pub user: Option<UserSpec>,
+    pub chroot: Option<PathBuf>,
+}
+
+impl JailConfig {
+    /// Whether there is anything to drop.
+    pub fn active(&self) -> bool {
+        self.user.is_some() || self.chroot.is_some()
     }
 }
 
-/// Runs the command line's parser on `words` alone: its first error line, if any.
-fn check_words(words: &[String]) -> Result<(), String> {
-    let argv = std::iter::once("platvmm".to_string()).chain(words.iter().cloned());
-    match Cli::command().try_get_matches_from(argv) {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let msg = e.render().to_string();
-            let first = msg.lines().next().unwrap_or("invalid value").to_string();
-            Err(first.trim_start_matches("error: ").to_string())
+/// One `--disk PATH[,readonly][,serial=S]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSpec {
+    pub path: PathBuf,
+    pub readonly: bool,
+    pub serial: Option<String>,
+}
+
+/// `--net tap=NAME[,mac=M][,vhost=on|off]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetSpec {
+    pub tap: String,
+    pub mac: Option<[u8; 6]>,
+    /// `vhost=off`: the userspace path even where /dev/vhost-net exists.
+    pub vhost: bool,
+}
+
+/// `--vsock cid=N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VsockSpec {
+    pub cid: u64,
+}
+
+/// Every virtio device of a VM, in the order the guest sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VirtioConfig {
+    pub disks: Vec<DiskSpec>,
+    pub net: Vec<NetSpec>,
+    pub vsock: Option<VsockSpec>,
+    pub rng: bool,
+}
+
+/// Virtio devices one VM can have: one SPI each from the emulated range (SPIs 1..=15).
+pub const MAX_DEVICES: usize = 15;
+
+impl VirtioConfig {
+    /// How many virtio devices the guest gets.
+    pub fn count(&self) -> usize {
+        self.disks.len()
+            + self.net.len()
+            + usize::from(self.vsock.is_some())
+            + usize::from(self.rng)
+    }
+}
+
+/// One --vfio-platform argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioSpec {
+    pub path: PathBuf,
+    pub compatible: Option<Vec<String>>,
+    pub overlay: Option<PathBuf>,
+    /// Type handler chosen by the user instead of by compatible.
+    pub handler: Option<String>,
+    /// `clock-rates=NAME:HZ;...`: rates of the device's host clocks.
+    pub clock_rates: Vec<ClockRate>,
+    /// `mac=`: an Ethernet controller's MAC address.
+    pub mac: Option<[u8; 6]>,
+    /// `fixed-link=SPEED[:half]`: a MAC's link without a PHY.
+    pub fixed_link: Option<FixedLink>,
+}
+
+impl VfioSpec {
+    /// A spec for `path` without options.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            compatible: None,
+            overlay: None,
+            handler: None,
+            clock_rates: Vec::new(),
+            mac: None,
+            fixed_link: None,
         }
     }
 }
 
-/// The command line to parse: the file's entries the command line does not set, then the
-/// command line's own words (`args` without the program name).
-pub fn merged_args(entries: &[Entry], matches: &ArgMatches, args: &[String]) -> Vec<String> {
-    let from_cli = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    let mut argv = vec!["platvmm".to_string()];
-    for e in entries.iter().filter(|e| !from_cli(&e.id)) {
-        argv.extend(e.words.iter().cloned());
+/// The options `--vfio-platform` takes, for messages.
+const VFIO_OPTIONS: &str =
+    "options: compatible=, overlay=, handler=, clock-rates=, mac=, fixed-link=";
+
+/// Parses `NAME:HZ;NAME:HZ` (HZ with an optional k, M or G suffix).
+pub fn parse_clock_rates(s: &str) -> Result<Vec<ClockRate>, String> {
+    let mut v = Vec::new();
+    for item in s.split(';').map(str::trim).filter(|x| !x.is_empty()) {
+        let (name, hz) = item.split_once(':').ok_or_else(|| {
+            format!("clock-rates: '{item}' is not NAME:HZ (e.g. clock-rates=pclk:125M;hclk:125M)")
+        })?;
+        v.push(ClockRate {
+            name: name.to_string(),
+            hz: parse_hz(hz).map_err(|e| format!("clock-rates: {name}: {e}"))?,
+        });
     }
-    argv.extend(args.iter().cloned());
-    argv
+    if v.is_empty() {
+        return Err("clock-rates= needs at least one NAME:HZ".into());
+    }
+    Ok(v)
+}
+
+fn parse_hz(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let mul: u64 = match &t[digits..] {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        u => return Err(format!("'{s}': unknown unit '{u}' (use k, M or G)")),
+    };
+    t[..digits]
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .filter(|&hz| hz > 0)
+        .and_then(|hz| u32::try_from(hz).ok())
+        .ok_or_else(|| format!("'{s}' is not a rate between 1 Hz and 4.29 GHz"))
+}
+
+/// Parses `02:00:5e:10:00:01`.
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("mac: '{s}' is not a MAC address like 02:00:5e:10:00:01");
+    let parts: Vec<u8> = s
+        .split(':')
+        .map(|p| {
+            (p.len() == 2)
+                .then(|| u8::from_str_radix(p, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    let mac: [u8; 6] = parts.try_into().map_err(|_| bad())?;
+    if mac[0] & 1 != 0 {
+        return Err(format!(
+            "mac: {s} is a multicast address: use a unicast one (first byte even, e.g. 02:...)"
+        ));
+    }
+    Ok(mac)
+}
+
+/// Parses `1000`, `100:half`, `10:full`.
+pub fn parse_fixed_link(s: &str) -> Result<FixedLink, String> {
+    let (speed, duplex) = s.split_once(':').unwrap_or((s, "full"));
+    let speed: u32 = match speed {
+        "10" | "100" | "1000" | "2500" | "10000" => speed.parse().expect("digits"),
+        _ => {
+            return Err(format!(
+                "fixed-link: speed '{speed}' must be 10, 100, 1000, 2500 or 10000 (Mb/s)"
+            ))
+        }
+    };
+    let full_duplex = match duplex {
+        "full" => true,
+        "half" => false,
+        d => return Err(format!("fixed-link: duplex '{d}' must be full or half")),
+    };
+    Ok(FixedLink { speed, full_duplex })
+}
+
+/// Checks a `handler=` value.
+pub fn parse_handler(v: &str) -> Result<String, String> {
+    match devices::guest_node::handlers::by_name(v) {
+        Some(_) => Ok(v.to_string()),
+        None => Err(format!(
+            "unknown handler '{v}' (handlers: {})",
+            devices::guest_node::handlers::names().join(", ")
+        )),
+    }
+}
+
+/// Splits a `;`-separated compatible list.
+pub fn parse_compatible(s: &str) -> Result<Vec<String>, String> {
+    let v: Vec<String> = s
+        .split(';')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect();
+    if v.is_empty() {
+        return Err("compatible= needs at least one entry".into());
+    }
+    Ok(v)
+}
+
+/// Parses `PATH[,key=value...]`. Compatible strings contain commas (`arm,pl031`): a segment
+/// without `=` continues the previous value.
+pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
+    let mut parts = s.split(',');
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or("missing device path")?;
+    let mut opts: Vec<(String, String)> = Vec::new();
+    for seg in parts {
+        match seg.split_once('=') {
+            Some((k, v)) => opts.push((k.to_string(), v.to_string())),
+            None => match opts.last_mut() {
+                Some((_, v)) => {
+                    v.push(',');
+                    v.push_str(seg);
+                }
+                None => return Err(format!("'{seg}' is not key=value ({VFIO_OPTIONS})")),
+            },
+        }
+    }
+    let mut spec = VfioSpec::new(PathBuf::from(path));
+    for (k, v) in opts {
+        match k.as_str() {
+            "compatible" => spec.compatible = Some(parse_compatible(&v)?),
+            "overlay" => spec.overlay = Some(PathBuf::from(v)),
+            "handler" => spec.handler = Some(parse_handler(&v)?),
+            "clock-rates" => spec.clock_rates = parse_clock_rates(&v)?,
+            "mac" => spec.mac = Some(parse_mac(&v)?),
+            "fixed-link" => spec.fixed_link = Some(parse_fixed_link(&v)?),
+            other => return Err(format!("unknown option '{other}' ({VFIO_OPTIONS})")),
+        }
+    }
+    Ok(spec)
+}
+
+/// Parses `256M`, `1G`, `1GiB`, `512` (MiB) into bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    if digits == 0 {
+        return Err(format!("'{s}' is not a size: use e.g. 256M or 2G"));
+    }
+    let n: u64 = t[..digits]
+        .parse()
+        .map_err(|_| format!("'{s}' is too large"))?;
+    let unit = match t[digits..].to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => MIB,
+        "K" | "KB" | "KIB" => KIB,
+        "G" | "GB" | "GIB" => GIB,
+        "T" | "TB" | "TIB" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit '{other}' in '{s}': use K, M, G or T"
+            ))
+        }
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// Parses `PATH[,readonly][,serial=S]`.
+pub fn parse_disk(s: &str) -> Result<DiskSpec, String> {
+    let mut parts = s.split(',');
+    let path = parts
+        .next()
+        .filter(|p| !p.is_empty())
+        .ok_or("missing image path")?;
+    let mut d = DiskSpec {
+        path: PathBuf::from(path),
+        readonly: false,
+        serial: None,
+    };
+    for opt in parts {
+        match opt.split_once('=') {
+            None if opt == "readonly" || opt == "ro" => d.readonly = true,
+            Some(("serial", v)) => {
+                if v.len() > SERIAL_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "serial={v}: at most {SERIAL_LEN} printable ASCII characters"
+                    ));
+                }
+                d.serial = Some(v.to_string());
+            }
+            _ => {
+                return Err(format!(
+                    "unknown option '{opt}' (options: readonly, serial=S)"
+                ))
+            }
+        }
+    }
+    Ok(d)
+}
+
+/// Parses `tap=NAME[,mac=M][,vhost=on|off]`.
+pub fn parse_net(s: &str) -> Result<NetSpec, String> {
+    let (mut tap, mut mac, mut vhost) = (None, None, true);
+    for opt in s.split(',') {
+        match opt.split_once('=') {
+            Some(("tap", v)) if !v.is_empty() && v.len() <= 15 => tap = Some(v.to_string()),
+            Some(("tap", v)) => return Err(format!("tap={v}: an interface name of 1 to 15 bytes")),
+            Some(("mac", v)) => mac = Some(parse_mac(v)?),
+            Some(("vhost", "on")) => vhost = true,
+            Some(("vhost", "off")) => vhost = false,
+            _ => {
+                return Err(format!(
+                "unknown option '{opt}' (options: tap=NAME, mac=XX:XX:XX:XX:XX:XX, vhost=on|off)"
+            ))
+            }
+        }
+    }
+    let tap = tap.ok_or("tap=NAME is required (e.g. --net tap=tap0)")?;
+    Ok(NetSpec { tap, mac, vhost })
+}
+
+/// Parses `cid=N` (3 and up: 0-2 are reserved for the hypervisor and the host).
+pub fn parse_vsock(s: &str) -> Result<VsockSpec, String> {
+    let v = s
+        .strip_prefix("cid=")
+        .ok_or("give the guest's context id: --vsock cid=N (N >= 3)")?;
+    let cid: u64 = v.parse().map_err(|_| format!("cid={v}: not a number"))?;
+    if !(3..u64::from(u32::MAX)).contains(&cid) {
+        return Err(format!(
+            "cid={cid}: must be 3 or more and below {}",
+            u32::MAX
+        ));
+    }
+    Ok(VsockSpec { cid })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    fn p(text: &str) -> Result<Vec<Entry>, String> {
-        parse(Path::new("vm.toml"), text).map_err(|e| e.to_string())
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256M"), Ok(256 * MIB));
+        assert_eq!(parse_size("256"), Ok(256 * MIB));
+        assert_eq!(parse_size("2G"), Ok(2 * GIB));
+        assert_eq!(parse_size("2gib"), Ok(2 * GIB));
+        assert_eq!(parse_size("65536K"), Ok(64 * MIB));
+        assert_eq!(parse_size("1T"), Ok(1 << 40));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("12X").unwrap_err().contains("unknown size unit"));
+        assert!(parse_size("99999999999999999999G").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 
     #[test]
-    fn every_kind_of_option_becomes_words() {
-        let e = p(r#"
-kernel = "/boot/Image"
-cpus = 2
-memory = "512M"
-stats = true
-identity-map-ram = false
-vfio-platform = ["/sys/bus/amba/devices/9010000.pl031", "/sys/bus/platform/devices/9020000.fw-cfg"]
-"#)
-        .unwrap();
-        let words: Vec<String> = e.iter().flat_map(|e| e.words.clone()).collect();
+    fn vfio_specs() {
+        let s = parse_vfio("/sys/bus/amba/devices/9010000.pl031").unwrap();
+        assert_eq!(s.path, PathBuf::from("/sys/bus/amba/devices/9010000.pl031"));
+        assert_eq!(s.compatible, None);
+        let s = parse_vfio("/d,compatible=arm,pl031;arm,primecell,overlay=/x.dtb").unwrap();
+        assert_eq!(s.compatible.unwrap(), ["arm,pl031", "arm,primecell"]);
+        assert_eq!(s.overlay.unwrap(), PathBuf::from("/x.dtb"));
+        assert!(parse_vfio("/d,bogus=1")
+            .unwrap_err()
+            .contains("unknown option 'bogus'"));
+        assert!(parse_vfio("/d,stray")
+            .unwrap_err()
+            .contains("not key=value"));
+        assert!(parse_vfio("").is_err());
+        assert!(parse_vfio("/d,compatible=").is_err());
         assert_eq!(
-            words.join(" "),
-            "--cpus 2 --kernel /boot/Image --memory 512M --stats --vfio-platform /sys/bus/amba/devices/9010000.pl031 --vfio-platform /sys/bus/platform/devices/9020000.fw-cfg"
+            parse_vfio("/d,handler=usb").unwrap().handler.as_deref(),
+            Some("usb")
         );
+        assert!(parse_vfio("/d,handler=gpu")
+            .unwrap_err()
+            .contains("handlers: sata, usb, ethernet, mmc, serial, sec, generic"));
     }
 
     #[test]
-    fn errors_name_the_file_line_and_key() {
-        let e = p("kernel = \"/boot/Image\"\nkernal = \"x\"\n").unwrap_err();
-        assert!(e.starts_with("--config vm.toml:2: unknown key 'kernal' (keys are the long options without their dashes: kernel, initramfs"), "{e}");
-        let e = p("cpus = 2\nmemory = \"lots\"\n").unwrap_err();
-        assert!(
-            e.starts_with("--config vm.toml:2: memory: invalid value 'lots'"),
-            "{e}"
-        );
-        let e = p("stats = \"yes\"\n").unwrap_err();
+    fn dependency_options() {
+        let s = parse_vfio("/d,clock-rates=pclk:125M;hclk:100000k;tx_clk:25000000,mac=02:00:5e:10:00:01,fixed-link=100:half").unwrap();
         assert_eq!(
-            e,
-            "--config vm.toml:1: stats: expected true or false, found string"
+            s.clock_rates,
+            [
+                ClockRate {
+                    name: "pclk".into(),
+                    hz: 125_000_000
+                },
+                ClockRate {
+                    name: "hclk".into(),
+                    hz: 100_000_000
+                },
+                ClockRate {
+                    name: "tx_clk".into(),
+                    hz: 25_000_000
+                },
+            ]
         );
-        let e = p("kernel = [\"a\", \"b\"]\n").unwrap_err();
-        assert_eq!(e, "--config vm.toml:1: kernel: takes one value, not a list");
-        let e = p("cpus = 2\nkernel = \n").unwrap_err();
-        assert!(e.starts_with("--config vm.toml:2: "), "{e}");
-        let e = p("vfio-platform = [\"/x,colour=blue\"]\n").unwrap_err();
-        assert!(e.contains("unknown option 'colour'"), "{e}");
-        let e = p("test-denied-syscall = true\n").unwrap_err();
-        assert!(e.contains("unknown key 'test-denied-syscall'"), "{e}");
-    }
-
-    #[test]
-    fn the_example_files_are_valid() {
-        for (name, text) in [
-            ("rtc-vm.toml", include_str!("../docs/examples/rtc-vm.toml")),
-            ("net-vm.toml", include_str!("../docs/examples/net-vm.toml")),
-            (
-                "complete-vm.toml",
-                include_str!("../docs/examples/complete-vm.toml"),
-            ),
+        assert_eq!(s.mac, Some([2, 0, 0x5e, 0x10, 0, 1]));
+        assert_eq!(
+            s.fixed_link,
+            Some(FixedLink {
+                speed: 100,
+                full_duplex: false
+            })
+        );
+        for (bad, says) in [
+            ("/d,clock-rates=pclk", "not NAME:HZ"),
+            ("/d,clock-rates=pclk:5X", "unknown unit"),
+            ("/d,clock-rates=pclk:5G", "between 1 Hz"),
+            ("/d,clock-rates=pclk:0", "between 1 Hz"),
+            ("/d,mac=01:00:5e:00:00:01", "multicast"),
+            ("/d,mac=02:00:5e:00:01", "not a MAC"),
+            ("/d,fixed-link=123", "must be 10, 100"),
+            ("/d,fixed-link=100:quarter", "full or half"),
         ] {
-            let e = parse(Path::new(name), text).unwrap_or_else(|e| panic!("{e}"));
-            assert!(e.iter().any(|e| e.id == "vfio_platform"), "{name}");
+            let e = parse_vfio(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
         }
     }
 
     #[test]
-    fn the_command_line_wins() {
-        let entries =
-            p("kernel = \"/file/Image\"\ncpus = 4\nvfio-platform = [\"/a\", \"/b\"]\n").unwrap();
-        let args: Vec<String> = ["--cpus", "1", "--vfio-platform", "/c"]
-            .map(String::from)
-            .to_vec();
-        let argv0 = std::iter::once("platvmm".to_string()).chain(args.iter().cloned());
-        let m = Cli::command().try_get_matches_from(argv0).unwrap();
-        let argv = merged_args(&entries, &m, &args);
-        let cli = Cli::try_parse_from(&argv).unwrap();
-        assert_eq!(cli.kernel.as_deref(), Some(Path::new("/file/Image")));
-        assert_eq!(cli.cpus, 1);
-        let paths: Vec<_> = cli.vfio_platform.iter().map(|v| v.path.clone()).collect();
-        assert_eq!(paths, [PathBuf::from("/c")]);
+    fn options_parse_and_bad_ones_name_the_choices() {
+        let d = parse_disk("/img,readonly,serial=abc").unwrap();
+        assert!(d.readonly);
+        assert_eq!(d.serial.as_deref(), Some("abc"));
+        assert!(parse_disk("/img,rw")
+            .unwrap_err()
+            .contains("readonly, serial="));
+        assert!(parse_disk("/img,serial=123456789012345678901").is_err());
+        let n = parse_net("tap=tap0,mac=52:54:00:12:34:56,vhost=off").unwrap();
+        assert_eq!(n.tap, "tap0");
+        assert!(!n.vhost);
+        assert_eq!(n.mac.unwrap()[5], 0x56);
+        assert!(parse_net("mac=52:54:00:12:34:56")
+            .unwrap_err()
+            .contains("tap=NAME"));
+        assert!(parse_net("tap=averyveryverylongname").is_err());
+        assert_eq!(parse_vsock("cid=42").unwrap().cid, 42);
+        assert!(parse_vsock("cid=2").is_err());
+        assert!(parse_vsock("42").unwrap_err().contains("cid=N"));
+    }
+
+    #[test]
+    fn user_specs() {
+        assert_eq!(
+            parse_user("1000:100"),
+            Ok(UserSpec {
+                uid: 1000,
+                gid: 100
+            })
+        );
+        assert_eq!(
+            parse_user("65534"),
+            Ok(UserSpec {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert!(parse_user("0").unwrap_err().contains("unprivileged"));
+        assert!(parse_user("bob")
+            .unwrap_err()
+            .contains("UID 'bob' is not a number"));
+        assert!(parse_user("1:x").unwrap_err().contains("GID 'x'"));
     }
 }

@@ -1,52 +1,26 @@
 //! platvmm: a virtual machine monitor for aarch64 KVM guests whose purpose is handing host
 //! platform devices to the guest through vfio-platform. See docs/ARCHITECTURE.md.
 //!
-//! Floors, top to bottom (a file imports only from floors below it, so nothing imports in a
-//! circle): `builder` → `vmm`, `device_manager`, `inspect`, `preview`, `hostlist`, `binding`,
-//! `config` → `event_loop`,
-//! `vstate/vcpu`, `memory` → `error` → `passthrough/*`, `virtio/*`, `console` → `cli`, `sec`, `identity`, `overlay`,
-//! `startup`, `vstate/{exit,counters}` → `resources`, `input`, `seccomp`, `jail`, `terminal` → `arch`.
+//! Config flows one way: the command line (the binary's `cli`, the only user of clap's
+//! structs) → [`config`] → the VM ([`vm`]) → its devices. Layers, top to bottom (a module
+//! imports only from layers below it, so nothing imports in a circle):
+//! - [`vm`]: prepare (checks before KVM), builder (setup and teardown order), device manager,
+//!   event loop, console, errors; [`commands`]: list, bind/unbind, inspect, preview-dt;
+//! - [`vstate`]: vCPU threads and exit handling;
+//! - [`passthrough`] (probe → open → plan → attach), [`virtio`] (disks opened, devices
+//!   attached), [`memory`] (guest RAM, identity-mapped RAM);
+//! - [`config`], [`resources`], [`stats`], [`sandbox`], [`host`] (files the user names,
+//!   terminal), [`arch`].
 
 pub mod arch;
-pub mod binding;
-pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod console;
-pub mod device_manager;
-pub mod error;
-pub mod event_loop;
-pub mod hostlist;
-pub mod identity;
-pub mod input;
-pub mod inspect;
-pub mod jail;
+pub mod host;
 pub mod memory;
-pub mod overlay;
 pub mod passthrough;
-pub mod preview;
 pub mod resources;
-pub mod sec;
-pub mod seccomp;
-pub mod startup;
+pub mod sandbox;
+pub mod stats;
 pub mod virtio;
-pub mod vmm;
+pub mod vm;
 pub mod vstate;
-
-#[cfg(target_arch = "aarch64")]
-mod builder;
-#[cfg(target_arch = "aarch64")]
-mod terminal;
-
-use vmm::{Error, GuestExit, VmConfig};
-
-/// Validates `cfg` (no KVM needed), builds the VM and runs it until the guest stops.
-pub fn run(cfg: VmConfig) -> Result<GuestExit, Error> {
-    let prepared = vmm::prepare(cfg)?;
-    #[cfg(target_arch = "aarch64")]
-    return builder::run(prepared);
-    #[cfg(not(target_arch = "aarch64"))]
-    {
-        drop(prepared);
-        Err(Error::HostNotAarch64(std::env::consts::ARCH))
-    }
-}

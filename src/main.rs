@@ -2,9 +2,12 @@
 
 use clap::{CommandFactory, FromArgMatches};
 
-use platvmm::binding::{BindOptions, Binder};
-use platvmm::cli::{parse_compatible, Cli, Command};
-use platvmm::{config, hostlist, inspect, preview};
+mod cli;
+
+use cli::{config_file, Cli, Command};
+use platvmm::commands::bind::{BindOptions, Binder};
+use platvmm::commands::{inspect, list as hostlist, preview};
+use platvmm::config::parse_compatible;
 
 /// Prints one error line and exits with `status` (1: failure, 2: bad command line).
 fn fail(status: i32, msg: impl std::fmt::Display) -> ! {
@@ -41,13 +44,13 @@ fn command_line() -> Cli {
     if cli.command.is_some() {
         fail(2, "--config is for running a VM, not for subcommands");
     }
-    let entries = config::load(&path).unwrap_or_else(|e| fail(2, e));
-    let merged = config::merged_args(&entries, &matches, &argv[1..]);
+    let entries = config_file::load(&path).unwrap_or_else(|e| fail(2, e));
+    let merged = config_file::merged_args(&entries, &matches, &argv[1..]);
     parse(&merged).0
 }
 
 fn main() {
-    platvmm::startup::mark_main();
+    platvmm::stats::mark_main();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
         .format_target(false)
         .init();
@@ -60,7 +63,7 @@ fn main() {
         eprintln!("platvmm: error: the following required arguments were not provided: --kernel <PATH> (or kernel = in --config) (see platvmm --help)");
         std::process::exit(2);
     }
-    match platvmm::run(cli.into()) {
+    match platvmm::vm::run(cli.into()) {
         Ok(exit) => std::process::exit(exit.exit_code()),
         Err(e) => fail(1, e),
     }

@@ -17,6 +17,8 @@ pub const THREAD_STACK: usize = 1 << 20;
 pub mod bus;
 pub mod caam;
 pub mod coalesced;
+pub mod dt;
+pub mod guest_node;
 pub mod serial;
 pub mod vfio;
 pub mod virtio;

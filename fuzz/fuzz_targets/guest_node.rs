@@ -18,15 +18,15 @@
 
 use std::collections::HashMap;
 
-use devices::vfio::clocks::ClockRate;
+use devices::guest_node::clocks::ClockRate;
+use devices::guest_node::handlers::{self, HANDLERS};
+use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::{self as node, FixedLink, GuestIrq, NodeParams};
 use devices::vfio::device::DeviceKind;
-use devices::vfio::handlers::{self, HANDLERS};
-use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::{self, FixedLink, GuestIrq, NodeParams};
 use libfuzzer_sys::fuzz_target;
 use platvmm::arch::aarch64::layout;
+use platvmm::commands::preview::{self, PREVIEW_PAGE};
 use platvmm::passthrough::plan::{DeviceDesc, DeviceOptions, Planner};
-use platvmm::preview::{self, PREVIEW_PAGE};
 use platvmm::resources::Resources;
 
 /// Control bytes before the DTB.
@@ -138,7 +138,9 @@ fn plan_and_write(d: &DeviceDesc, o: &DeviceOptions, sec_controller: bool) {
         (dp.sec_offset, plan.sec_block, dp.placements.first())
     {
         assert!(
-            first.gpa >= block && first.gpa + first.size <= block + platvmm::sec::SEC_BLOCK_SIZE,
+            first.gpa >= block
+                && first.gpa + first.size
+                    <= block + platvmm::passthrough::plan::sec::SEC_BLOCK_SIZE,
             "{first:?} outside the SEC block at {block:#x}"
         );
     }

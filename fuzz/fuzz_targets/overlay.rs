@@ -1,4 +1,4 @@
-//! Overlay DTBs: `platvmm::overlay::parse` on any bytes, then the fragment used both ways the
+//! Overlay DTBs: `platvmm::host::overlay::parse` on any bytes, then the fragment used both ways the
 //! VMM uses one:
 //! - `--vfio-platform ...,overlay=F.dtb`: merged into a device's guest node by the planner
 //!   (after generation and phandle renumbering), for a ZynqMP GEM with its PHY subtree, a
@@ -10,14 +10,14 @@
 
 #![no_main]
 
-use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::GuestNode;
+use devices::dt::GuestNode;
+use devices::guest_node::hostdt::HostNode;
 use libfuzzer_sys::fuzz_target;
-use platvmm::arch::aarch64::fdt::{self, DeviceNode, FdtConfig, RawNode};
+use platvmm::arch::aarch64::fdt::{self, FdtConfig};
 use platvmm::arch::aarch64::layout::{self, MIB};
 use platvmm::arch::aarch64::GicVersion;
+use platvmm::commands::preview::PREVIEW_PAGE;
 use platvmm::passthrough::plan::{DeviceDesc, DeviceOptions, Planner};
-use platvmm::preview::PREVIEW_PAGE;
 use platvmm::resources::Resources;
 
 fn host(name: &str, props: &[(&str, &[u8])], children: Vec<HostNode>) -> HostNode {
@@ -89,7 +89,7 @@ fn last<'a>(ov: &'a GuestNode, name: &str) -> Option<&'a [u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(ov) = platvmm::overlay::parse(data) else {
+    let Ok(ov) = platvmm::host::overlay::parse(data) else {
         return;
     };
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
@@ -115,16 +115,12 @@ fuzz_target!(|data: &[u8]| {
     };
     // Both uses at once: the merged device nodes and the fragment's nodes at the root.
     let g = plan.guest_nodes(std::slice::from_ref(&ov));
-    let raw: Vec<RawNode> = g.nodes.iter().map(RawNode).collect();
-    let mut devs: Vec<&dyn DeviceNode> = Vec::new();
-    devs.extend(g.clocks.iter().map(|c| c as &dyn DeviceNode));
-    devs.extend(raw.iter().map(|r| r as &dyn DeviceNode));
     let _ = fdt::create_fdt(&FdtConfig {
         mpidrs: &[0],
         gic: GicVersion::V3,
         memory: &[(layout::RAM_BASE, 256 * MIB)],
         cmdline: "console=ttyS0",
         initrd: None,
-        devices: &devs,
+        nodes: &g,
     });
 });

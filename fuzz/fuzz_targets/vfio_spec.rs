@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use platvmm::cli::{
+use platvmm::config::{
     parse_clock_rates, parse_compatible, parse_fixed_link, parse_handler, parse_mac, parse_size,
     parse_vfio, VfioSpec,
 };

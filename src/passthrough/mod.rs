@@ -12,17 +12,17 @@
 //!
 //! [`Passthrough::release`] undoes 5 and 2 in reverse: VFIO IRQs disabled, DMA unmapped.
 
+pub mod attach;
 pub mod plan;
-pub mod wire;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use devices::vfio::clocks::{self, HostClock, SysfsTree};
+use devices::dt::GuestNode;
+use devices::guest_node::clocks::{self, HostClock, SysfsTree};
+use devices::guest_node::hostdt::HostNode;
 use devices::vfio::container::{Container, ContainerError, Group, IommuMode};
 use devices::vfio::device::{DeviceError, VfioPlatformDevice};
-use devices::vfio::hostdt::HostNode;
-use devices::vfio::node::GuestNode;
 use devices::vfio::region::Counters;
 use devices::vfio::sysfs::{HostDevice, SysfsError};
 use kvm_bindings::{
@@ -32,7 +32,7 @@ use kvm_bindings::{
 use kvm_ioctls::{DeviceFd, VmFd};
 use log::{info, warn};
 
-use crate::cli::VfioSpec;
+use crate::config::VfioSpec;
 use plan::{DeviceDesc, DeviceOptions, DevicePlan};
 
 /// Errors passing a device through. Each names the device.
@@ -53,7 +53,7 @@ pub enum PassthroughError {
     #[error("--vfio-platform {dev},overlay={source}")]
     Overlay {
         dev: String,
-        source: crate::overlay::OverlayError,
+        source: crate::host::overlay::OverlayError,
     },
     /// mmap of a region failed.
     #[error("--vfio-platform: {dev}: cannot mmap region {index}: {source}")]
@@ -118,7 +118,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
         let overlay = spec
             .overlay
             .as_deref()
-            .map(crate::overlay::read)
+            .map(crate::host::overlay::read)
             .transpose()
             .map_err(|source| PassthroughError::Overlay {
                 dev: spec.path.display().to_string(),
@@ -253,7 +253,7 @@ pub struct PassDevice {
     pub dev: VfioPlatformDevice,
     pub counters: Arc<Counters>,
     pub plan: DevicePlan,
-    pub wired: wire::Wired,
+    pub wired: attach::Wired,
 }
 
 /// Every passed-through device of a VM.

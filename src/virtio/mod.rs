@@ -1,60 +1,16 @@
-//! The virtio devices a user asks for: `--disk`, `--net`, `--vsock`, `--rng` as config types,
-//! their parsers, and the host files behind them (disk images opened and locked by
-//! `vmm::prepare`, before KVM).
+//! The virtio devices of a VM: the host files behind them (disk images opened and locked by
+//! `vm::prepare`, before KVM) and, in [`attach`], each device made real on the VM.
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::PathBuf;
 
-pub mod wire;
+pub mod attach;
 
-use devices::virtio::block::{Disk, SERIAL_LEN};
+use devices::virtio::block::Disk;
 
-/// One `--disk PATH[,readonly][,serial=S]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DiskSpec {
-    pub path: PathBuf,
-    pub readonly: bool,
-    pub serial: Option<String>,
-}
-
-/// `--net tap=NAME[,mac=M][,vhost=on|off]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetSpec {
-    pub tap: String,
-    pub mac: Option<[u8; 6]>,
-    /// `vhost=off`: the userspace path even where /dev/vhost-net exists.
-    pub vhost: bool,
-}
-
-/// `--vsock cid=N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VsockSpec {
-    pub cid: u64,
-}
-
-/// Every virtio device of a VM, in the order the guest sees them.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VirtioConfig {
-    pub disks: Vec<DiskSpec>,
-    pub net: Vec<NetSpec>,
-    pub vsock: Option<VsockSpec>,
-    pub rng: bool,
-}
-
-/// Virtio devices one VM can have: one SPI each from the emulated range (SPIs 1..=15).
-pub const MAX_DEVICES: usize = 15;
-
-impl VirtioConfig {
-    /// How many virtio devices the guest gets.
-    pub fn count(&self) -> usize {
-        self.disks.len()
-            + self.net.len()
-            + usize::from(self.vsock.is_some())
-            + usize::from(self.rng)
-    }
-}
+use crate::config::{DiskSpec, VirtioConfig, MAX_DEVICES};
 
 /// A virtio device could not be set up. Each message names the fix.
 #[derive(Debug, thiserror::Error)]
@@ -92,75 +48,6 @@ pub enum VirtioError {
         what: &'static str,
         source: std::io::Error,
     },
-}
-
-/// Parses `PATH[,readonly][,serial=S]`.
-pub fn parse_disk(s: &str) -> Result<DiskSpec, String> {
-    let mut parts = s.split(',');
-    let path = parts
-        .next()
-        .filter(|p| !p.is_empty())
-        .ok_or("missing image path")?;
-    let mut d = DiskSpec {
-        path: PathBuf::from(path),
-        readonly: false,
-        serial: None,
-    };
-    for opt in parts {
-        match opt.split_once('=') {
-            None if opt == "readonly" || opt == "ro" => d.readonly = true,
-            Some(("serial", v)) => {
-                if v.len() > SERIAL_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    return Err(format!(
-                        "serial={v}: at most {SERIAL_LEN} printable ASCII characters"
-                    ));
-                }
-                d.serial = Some(v.to_string());
-            }
-            _ => {
-                return Err(format!(
-                    "unknown option '{opt}' (options: readonly, serial=S)"
-                ))
-            }
-        }
-    }
-    Ok(d)
-}
-
-/// Parses `tap=NAME[,mac=M][,vhost=on|off]`.
-pub fn parse_net(s: &str) -> Result<NetSpec, String> {
-    let (mut tap, mut mac, mut vhost) = (None, None, true);
-    for opt in s.split(',') {
-        match opt.split_once('=') {
-            Some(("tap", v)) if !v.is_empty() && v.len() <= 15 => tap = Some(v.to_string()),
-            Some(("tap", v)) => return Err(format!("tap={v}: an interface name of 1 to 15 bytes")),
-            Some(("mac", v)) => mac = Some(crate::cli::parse_mac(v)?),
-            Some(("vhost", "on")) => vhost = true,
-            Some(("vhost", "off")) => vhost = false,
-            _ => {
-                return Err(format!(
-                "unknown option '{opt}' (options: tap=NAME, mac=XX:XX:XX:XX:XX:XX, vhost=on|off)"
-            ))
-            }
-        }
-    }
-    let tap = tap.ok_or("tap=NAME is required (e.g. --net tap=tap0)")?;
-    Ok(NetSpec { tap, mac, vhost })
-}
-
-/// Parses `cid=N` (3 and up: 0-2 are reserved for the hypervisor and the host).
-pub fn parse_vsock(s: &str) -> Result<VsockSpec, String> {
-    let v = s
-        .strip_prefix("cid=")
-        .ok_or("give the guest's context id: --vsock cid=N (N >= 3)")?;
-    let cid: u64 = v.parse().map_err(|_| format!("cid={v}: not a number"))?;
-    if !(3..u64::from(u32::MAX)).contains(&cid) {
-        return Err(format!(
-            "cid={cid}: must be 3 or more and below {}",
-            u32::MAX
-        ));
-    }
-    Ok(VsockSpec { cid })
 }
 
 /// Checks the device count, then opens and locks every disk image (read-write images
@@ -258,28 +145,7 @@ fn lock(file: &File, d: &DiskSpec) -> Result<(), VirtioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn options_parse_and_bad_ones_name_the_choices() {
-        let d = parse_disk("/img,readonly,serial=abc").unwrap();
-        assert!(d.readonly);
-        assert_eq!(d.serial.as_deref(), Some("abc"));
-        assert!(parse_disk("/img,rw")
-            .unwrap_err()
-            .contains("readonly, serial="));
-        assert!(parse_disk("/img,serial=123456789012345678901").is_err());
-        let n = parse_net("tap=tap0,mac=52:54:00:12:34:56,vhost=off").unwrap();
-        assert_eq!(n.tap, "tap0");
-        assert!(!n.vhost);
-        assert_eq!(n.mac.unwrap()[5], 0x56);
-        assert!(parse_net("mac=52:54:00:12:34:56")
-            .unwrap_err()
-            .contains("tap=NAME"));
-        assert!(parse_net("tap=averyveryverylongname").is_err());
-        assert_eq!(parse_vsock("cid=42").unwrap().cid, 42);
-        assert!(parse_vsock("cid=2").is_err());
-        assert!(parse_vsock("42").unwrap_err().contains("cid=N"));
-    }
+    use crate::config::parse_net;
 
     #[test]
     fn more_devices_than_interrupt_lines_are_refused_before_any_open() {

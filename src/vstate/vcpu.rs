@@ -24,11 +24,11 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use log::{error, warn};
 
-use super::counters::{bump, ExitCounters};
 use super::exit::{ExitSignal, GuestExit};
-use crate::console::Console;
-use crate::seccomp::{Filters, ThreadKind};
-use crate::startup::Startup;
+use crate::sandbox::seccomp::{Filters, ThreadKind};
+use crate::stats::Startup;
+use crate::stats::{bump, ExitCounters};
+use crate::vm::console::Console;
 
 /// What every vCPU thread shares.
 pub struct VcpuContext {

@@ -3,8 +3,12 @@
 //! Nodes: root (`linux,dummy-virt`), `cpus` (one `cpu@N` per vCPU, reg = MPIDR affinity,
 //! PSCI enable-method), `memory@80000000`, `chosen` (bootargs, initrd, stdout-path), the
 //! GIC (`interrupt-controller@8000000`), the architected timer, `psci` (0.2, HVC) and the console UART.
-//! Passthrough device nodes are added by callers through [`DeviceNode`].
+//! Device nodes come as [`GuestNode`]s, written as they are.
 
+use devices::dt::{
+    writable_prop_name, GuestNode, GIC_PPI, GIC_SPI, IRQ_TYPE_EDGE_RISING, IRQ_TYPE_LEVEL_HIGH,
+    IRQ_TYPE_LEVEL_LOW,
+};
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
 use super::layout::*;
@@ -14,14 +18,6 @@ use super::GicVersion;
 /// `interrupt-parent`.
 pub const GIC_PHANDLE: u32 = 1;
 
-/// First cell of a GIC interrupt specifier.
-pub const GIC_FDT_IRQ_TYPE_SPI: u32 = 0;
-pub const GIC_FDT_IRQ_TYPE_PPI: u32 = 1;
-/// Third cell: trigger type (include/dt-bindings/interrupt-controller/irq.h).
-pub const IRQ_TYPE_EDGE_RISING: u32 = 1;
-pub const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
-pub const IRQ_TYPE_LEVEL_LOW: u32 = 8;
-
 /// PPIs of the architected timer (secure phys, non-secure phys, virtual, hypervisor).
 const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
 /// GICv3 maintenance interrupt PPI.
@@ -29,60 +25,23 @@ const GIC_MAINT_PPI: u32 = 9;
 /// MPIDR bits that identify a CPU (Aff3 in 39:32, Aff2..Aff0 in 23:0).
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
-/// A node a device model contributes to the guest tree (under `/`).
-pub trait DeviceNode {
-    /// Writes the node; interrupts are GIC specifiers (3 cells).
-    fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()>;
-}
-
-/// A node given as raw properties (a passed-through device's generated node).
-pub struct RawNode<'a>(pub &'a devices::vfio::node::GuestNode);
-
-impl DeviceNode for RawNode<'_> {
-    fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
-        fn write(fdt: &mut FdtWriter, n: &devices::vfio::node::GuestNode) -> FdtWriterResult<()> {
-            let node = fdt.begin_node(&n.name)?;
-            for (name, value) in &n.props {
-                if !devices::vfio::node::writable_prop_name(name) {
-                    log::warn!(
-                        "{}: property '{name}' cannot be written (vm-fdt name rules): skipped",
-                        n.name
-                    );
-                    continue;
-                }
-                fdt.property(name, value)?;
-            }
-            for c in &n.children {
-                write(fdt, c)?;
-            }
-            fdt.end_node(node)
+/// Writes `n` and its children; a property name vm-fdt cannot write is skipped with a warning.
+fn write_guest_node(fdt: &mut FdtWriter, n: &GuestNode) -> FdtWriterResult<()> {
+    let node = fdt.begin_node(&n.name)?;
+    for (name, value) in &n.props {
+        if !writable_prop_name(name) {
+            log::warn!(
+                "{}: property '{name}' cannot be written (vm-fdt name rules): skipped",
+                n.name
+            );
+            continue;
         }
-        write(fdt, self.0)
+        fdt.property(name, value)?;
     }
-}
-
-/// A fixed-rate clock (AMBA devices need their `apb_pclk` to probe; host clocks a device
-/// references become one each).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FixedClock {
-    /// Node name.
-    pub name: String,
-    /// `clock-output-names`.
-    pub output: String,
-    pub phandle: u32,
-    pub hz: u32,
-}
-
-impl DeviceNode for FixedClock {
-    fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
-        let n = fdt.begin_node(&self.name)?;
-        fdt.property_string("compatible", "fixed-clock")?;
-        fdt.property_u32("#clock-cells", 0)?;
-        fdt.property_u32("clock-frequency", self.hz)?;
-        fdt.property_string("clock-output-names", &self.output)?;
-        fdt.property_phandle(self.phandle)?;
-        fdt.end_node(n)
+    for c in &n.children {
+        write_guest_node(fdt, c)?;
     }
+    fdt.end_node(node)
 }
 
 /// What the device tree describes.
@@ -95,7 +54,8 @@ pub struct FdtConfig<'a> {
     pub cmdline: &'a str,
     /// Initramfs start and size.
     pub initrd: Option<(u64, u64)>,
-    pub devices: &'a [&'a dyn DeviceNode],
+    /// The devices' nodes (fixed clocks, passed-through devices, virtio, overlays), in order.
+    pub nodes: &'a [GuestNode],
 }
 
 /// Errors building the device tree.
@@ -131,8 +91,8 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     write_timer(&mut fdt, cfg.gic, cfg.mpidrs.len() as u32)?;
     write_psci(&mut fdt)?;
     write_uart(&mut fdt)?;
-    for dev in cfg.devices {
-        dev.write_node(&mut fdt)?;
+    for n in cfg.nodes {
+        write_guest_node(&mut fdt, n)?;
     }
 
     fdt.end_node(root)?;
@@ -201,10 +161,7 @@ fn write_gic(fdt: &mut FdtWriter, gic: GicVersion, vcpus: u32) -> FdtWriterResul
                     gicv3_redist_size(vcpus),
                 ],
             )?;
-            fdt.property_array_u32(
-                "interrupts",
-                &[GIC_FDT_IRQ_TYPE_PPI, GIC_MAINT_PPI, IRQ_TYPE_LEVEL_HIGH],
-            )?;
+            fdt.property_array_u32("interrupts", &[GIC_PPI, GIC_MAINT_PPI, IRQ_TYPE_LEVEL_HIGH])?;
         }
         GicVersion::V2 => {
             fdt.property_string("compatible", "arm,cortex-a15-gic")?;
@@ -243,7 +200,7 @@ fn write_timer(fdt: &mut FdtWriter, gic: GicVersion, vcpus: u32) -> FdtWriterRes
     let flags = ppi_flags(gic, vcpus, IRQ_TYPE_LEVEL_LOW);
     let cells: Vec<u32> = TIMER_PPIS
         .iter()
-        .flat_map(|&ppi| [GIC_FDT_IRQ_TYPE_PPI, ppi, flags])
+        .flat_map(|&ppi| [GIC_PPI, ppi, flags])
         .collect();
     fdt.property_array_u32("interrupts", &cells)?;
     fdt.end_node(timer)
@@ -264,10 +221,7 @@ fn write_uart(fdt: &mut FdtWriter) -> FdtWriterResult<()> {
     fdt.property_u32("reg-shift", 0)?;
     fdt.property_u32("reg-io-width", 1)?;
     // The irqfd pulses the line: describe it as an edge so the vGIC latches every pulse.
-    fdt.property_array_u32(
-        "interrupts",
-        &[GIC_FDT_IRQ_TYPE_SPI, UART_SPI, IRQ_TYPE_EDGE_RISING],
-    )?;
+    fdt.property_array_u32("interrupts", &[GIC_SPI, UART_SPI, IRQ_TYPE_EDGE_RISING])?;
     fdt.end_node(uart)
 }
 
@@ -296,14 +250,14 @@ mod tests {
     }
 
     /// One GICv3 vCPU, no command line or initramfs: the tree around device/memory nodes.
-    fn one_cpu(memory: &[(u64, u64)], devices: &[&dyn DeviceNode]) -> Vec<u8> {
+    fn one_cpu(memory: &[(u64, u64)], nodes: &[GuestNode]) -> Vec<u8> {
         create_fdt(&FdtConfig {
             mpidrs: &[0],
             gic: GicVersion::V3,
             memory,
             cmdline: "",
             initrd: None,
-            devices,
+            nodes,
         })
         .unwrap()
     }
@@ -316,7 +270,7 @@ mod tests {
             memory: &[(RAM_BASE, 256 * MIB)],
             cmdline: "console=ttyS0 panic=-1",
             initrd,
-            devices: &[],
+            nodes: &[],
         })
         .unwrap()
     }
@@ -403,7 +357,7 @@ mod tests {
         );
         assert_eq!(
             cells(uart.property("interrupts").unwrap().value),
-            [GIC_FDT_IRQ_TYPE_SPI, UART_SPI, IRQ_TYPE_EDGE_RISING]
+            [GIC_SPI, UART_SPI, IRQ_TYPE_EDGE_RISING]
         );
         assert_eq!(
             cells(prop(&fdt, "/timer", "interrupts")),
@@ -446,18 +400,9 @@ mod tests {
         );
     }
 
-    struct Extra;
-    impl DeviceNode for Extra {
-        fn write_node(&self, fdt: &mut FdtWriter) -> FdtWriterResult<()> {
-            let n = fdt.begin_node("extra@40000000")?;
-            fdt.property_string("compatible", "test,extra")?;
-            fdt.end_node(n)
-        }
-    }
-
     #[test]
     fn passthrough_node_and_clock_phandle_resolve() {
-        use devices::vfio::node::{cells_prop, GuestNode};
+        use devices::dt::cells_prop;
         let node = GuestNode {
             name: "pl031@40000000".into(),
             props: vec![
@@ -467,27 +412,26 @@ mod tests {
             ],
             children: vec![],
         };
-        let clk = FixedClock {
+        let clk = devices::dt::FixedClock {
             name: "apb-pclk".into(),
             output: "apb-pclk".into(),
             phandle: 2,
             hz: 24_000_000,
         };
-        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&clk, &RawNode(&node)]);
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[clk.node(), node]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let dev = fdt.find_node("/pl031@40000000").unwrap();
         let clk_ph = cells(dev.property("clocks").unwrap().value)[0];
         assert_eq!(fdt.find_phandle(clk_ph).unwrap().name, "apb-pclk");
         assert_eq!(
             cells(dev.property("interrupts").unwrap().value),
-            [GIC_FDT_IRQ_TYPE_SPI, 16, IRQ_TYPE_LEVEL_HIGH]
+            [GIC_SPI, 16, IRQ_TYPE_LEVEL_HIGH]
         );
         assert_ne!(clk_ph, GIC_PHANDLE);
     }
 
     #[test]
     fn unwritable_property_names_are_skipped_not_fatal() {
-        use devices::vfio::node::GuestNode;
         let node = GuestNode {
             name: "usb@40000000".into(),
             props: vec![
@@ -499,7 +443,7 @@ mod tests {
             ],
             children: vec![],
         };
-        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&RawNode(&node)]);
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[node]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let n = fdt.find_node("/usb@40000000").unwrap();
         assert!(n.property("compatible").is_some());
@@ -508,7 +452,12 @@ mod tests {
 
     #[test]
     fn device_nodes_are_appended() {
-        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[&Extra]);
+        let extra = GuestNode {
+            name: "extra@40000000".into(),
+            props: vec![("compatible".into(), b"test,extra\0".to_vec())],
+            children: vec![],
+        };
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[extra]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         assert!(fdt.find_compatible(&["test,extra"]).is_some());
     }

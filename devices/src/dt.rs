@@ -1,0 +1,152 @@
+//! The guest device tree's vocabulary, shared by every device kind and by the FDT writer:
+//! [`GuestNode`] (a node as names and raw property values), property encoders and decoders,
+//! and the GIC interrupt specifier (the one place its cells are spelled out).
+
+/// First cell of a GIC interrupt specifier: a shared peripheral interrupt.
+pub const GIC_SPI: u32 = 0;
+/// First cell of a GIC interrupt specifier: a private peripheral interrupt.
+pub const GIC_PPI: u32 = 1;
+/// Third cell: trigger type (include/dt-bindings/interrupt-controller/irq.h).
+pub const IRQ_TYPE_EDGE_RISING: u32 = 1;
+pub const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+pub const IRQ_TYPE_LEVEL_LOW: u32 = 8;
+
+/// The three cells of a GIC SPI specifier: level-high for a level interrupt, rising edge
+/// otherwise (an irqfd pulses an edge line).
+pub fn spi_specifier(spi: u32, level: bool) -> [u32; 3] {
+    let trigger = if level {
+        IRQ_TYPE_LEVEL_HIGH
+    } else {
+        IRQ_TYPE_EDGE_RISING
+    };
+    [GIC_SPI, spi, trigger]
+}
+
+/// Whether the trigger cell of a GIC specifier is a level type.
+pub fn is_level(trigger: u32) -> bool {
+    trigger & (IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW) != 0
+}
+
+/// The longest property name the DT writer (vm-fdt, following the DT specification) accepts.
+/// Linux bindings use longer ones (`snps,quirk-frame-length-adjustment`, 34).
+pub const PROP_NAME_MAX: usize = 31;
+
+/// Whether the DT writer can write a property called `name`.
+pub fn writable_prop_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= PROP_NAME_MAX
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ",._+?#-".contains(c))
+}
+
+/// A device-tree node to write into the guest tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GuestNode {
+    pub name: String,
+    pub props: Vec<(String, Vec<u8>)>,
+    pub children: Vec<GuestNode>,
+}
+
+impl GuestNode {
+    pub fn prop(&self, name: &str) -> Option<&[u8]> {
+        self.props
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
+
+    /// A string-list property (empty if absent).
+    pub fn strings(&self, name: &str) -> Vec<String> {
+        self.prop(name).map(string_list).unwrap_or_default()
+    }
+
+    /// Sets (replacing) a property.
+    pub fn set(&mut self, name: &str, value: Vec<u8>) {
+        match self.props.iter_mut().find(|(n, _)| n == name) {
+            Some(p) => p.1 = value,
+            None => self.props.push((name.to_string(), value)),
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.props.len();
+        self.props.retain(|(n, _)| n != name);
+        before != self.props.len()
+    }
+
+    /// Merges `overlay`: its properties replace ours, its children merge by name.
+    pub fn merge(&mut self, overlay: &GuestNode) {
+        for (n, v) in &overlay.props {
+            self.set(n, v.clone());
+        }
+        for oc in &overlay.children {
+            match self.children.iter_mut().find(|c| c.name == oc.name) {
+                Some(c) => c.merge(oc),
+                None => self.children.push(oc.clone()),
+            }
+        }
+    }
+}
+
+/// Encodes a string list property.
+pub fn strings_prop<S: AsRef<str>>(items: &[S]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for s in items {
+        v.extend_from_slice(s.as_ref().as_bytes());
+        v.push(0);
+    }
+    v
+}
+
+/// Encodes u32 cells.
+pub fn cells_prop(cells: &[u32]) -> Vec<u8> {
+    cells.iter().flat_map(|c| c.to_be_bytes()).collect()
+}
+
+/// Splits a NUL-separated string list.
+pub fn string_list(v: &[u8]) -> Vec<String> {
+    v.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// Whether `v` looks like one or more NUL-terminated printable strings (which cannot carry a
+/// phandle).
+pub fn is_string_list(v: &[u8]) -> bool {
+    !v.is_empty()
+        && v.last() == Some(&0)
+        && v[0] != 0
+        && !v.windows(2).any(|w| w == [0, 0])
+        && v.iter().all(|&b| b == 0 || (0x20..0x7f).contains(&b))
+}
+
+/// A fixed-rate clock node (`compatible = "fixed-clock"`): AMBA devices need their
+/// `apb_pclk` to probe, and host clocks a device references become one each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedClock {
+    /// Node name.
+    pub name: String,
+    /// `clock-output-names`.
+    pub output: String,
+    pub phandle: u32,
+    pub hz: u32,
+}
+
+impl FixedClock {
+    /// The clock as a guest node.
+    pub fn node(&self) -> GuestNode {
+        GuestNode {
+            name: self.name.clone(),
+            props: vec![
+                ("compatible".into(), strings_prop(&["fixed-clock"])),
+                ("#clock-cells".into(), cells_prop(&[0])),
+                ("clock-frequency".into(), cells_prop(&[self.hz])),
+                ("clock-output-names".into(), strings_prop(&[&self.output])),
+                ("phandle".into(), cells_prop(&[self.phandle])),
+            ],
+            children: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! `platvmm inspect PATH`: what platvmm sees of a host device and the guest node it would
+//! generate, printed as DTS, without starting a VM.
+
+use std::fmt::Write as _;
+
+use devices::dt::GuestNode;
+use devices::dt::{is_string_list, string_list};
+use devices::guest_node::hostdt::HostNode;
+use devices::vfio::device::VfioPlatformDevice;
+
+use crate::arch::aarch64::layout;
+use crate::config::VfioSpec;
+use crate::passthrough::plan::{Access, DevicePlan, PlanError, Planner, Trigger};
+use crate::passthrough::{self, PassthroughError, ProbedDevice};
+use crate::resources::{page_size, Resources};
+
+/// Renders a property value the way dtc would print it.
+pub fn dts_value(v: &[u8]) -> String {
+    if v.is_empty() {
+        String::new()
+    } else if is_string_list(v) {
+        let s: Vec<String> = string_list(v).iter().map(|x| format!("\"{x}\"")).collect();
+        format!(" = {}", s.join(", "))
+    } else if v.len() % 4 == 0 {
+        let cells: Vec<String> = v
+            .chunks(4)
+            .map(|c| format!("{:#x}", u32::from_be_bytes(c.try_into().expect("4 bytes"))))
+            .collect();
+        format!(" = <{}>", cells.join(" "))
+    } else {
+        let bytes: Vec<String> = v.iter().map(|b| format!("{b:02x}")).collect();
+        format!(" = [{}]", bytes.join(" "))
+    }
+}
+
+/// A node as DTS text.
+pub fn to_dts(
+    name: &str,
+    props: &[(String, Vec<u8>)],
+    children: &[GuestNode],
+    indent: usize,
+) -> String {
+    let pad = "\t".repeat(indent);
+    let mut out = format!("{pad}{name} {{\n");
+    for (n, v) in props {
+        let _ = writeln!(out, "{pad}\t{n}{};", dts_value(v));
+    }
+    for c in children {
+        out += &to_dts(&c.name, &c.props, &c.children, indent + 1);
+    }
+    let _ = writeln!(out, "{pad}}};");
+    out
+}
+
+fn host_to_guest(h: &HostNode) -> GuestNode {
+    GuestNode {
+        name: h.name.clone(),
+        props: h.props.clone(),
+        children: h.children.iter().map(host_to_guest).collect(),
+    }
+}
+
+/// Prints the report for `path`: the device is opened through VFIO (no KVM) and planned as
+/// the only passed-through device of a VM, with the same planner `setup` uses.
+pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
+    let sysfs = crate::passthrough::sysfs_root();
+    let probed = passthrough::probe(&sysfs, std::slice::from_ref(&spec))?;
+    let host = &probed[0].host;
+    println!(
+        "device {} ({} bus, IOMMU group {})",
+        host.name,
+        host.bus.name(),
+        host.group
+    );
+    let vfio = passthrough::open(&sysfs, probed, &[])?.expect("one device");
+    println!("VFIO group mode: {:?}", vfio.container.mode);
+    let (p, dev) = &vfio.devices[0];
+    println!("VFIO device kind: {:?}", dev.kind);
+    let page = page_size();
+    let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+    let mut planner = Planner::new(&mut res, page).map_err(|source| PlanError::Exhausted {
+        dev: dev.host.name.clone(),
+        source,
+    })?;
+    let plan = planner
+        .add(&passthrough::desc(p, dev, page), &p.options())?
+        .clone();
+    print_regions(dev, &plan);
+    print_irqs(dev, &plan);
+    print_host_node(p);
+    println!("handler: {} ({})", plan.handler, plan.why);
+    println!("guest node (as the only passed-through device):");
+    print!(
+        "{}",
+        to_dts(&plan.node.name, &plan.node.props, &plan.node.children, 1)
+    );
+    for s in &plan.synthesized {
+        println!("synthesized: {s}");
+    }
+    for w in &plan.warnings {
+        println!("note: {w}");
+    }
+    Ok(())
+}
+
+fn print_regions(dev: &VfioPlatformDevice, plan: &DevicePlan) {
+    println!("regions:");
+    for r in &dev.regions {
+        let how = match plan.placements.iter().find(|p| p.index == r.index) {
+            Some(p) if p.access == Access::Mapped => {
+                format!("mapped into the guest at {:#x}", p.gpa)
+            }
+            Some(p) => format!("trapped (pread/pwrite) at guest {:#x}", p.gpa),
+            None => "empty: not placed".into(),
+        };
+        println!(
+            "  {}: size {:#x} fd offset {:#x} flags {} → {how}",
+            r.index,
+            r.size,
+            r.offset,
+            r.flag_names()
+        );
+    }
+}
+
+fn print_irqs(dev: &VfioPlatformDevice, plan: &DevicePlan) {
+    println!("interrupts:");
+    for i in &dev.irqs {
+        let how = match plan.irqs.iter().find(|r| r.index == i.index) {
+            Some(r) if r.shares.is_some() => format!(
+                "SPI {}, the host line of IRQ {} again: shared, wired once",
+                r.spi,
+                r.shares.unwrap_or_default()
+            ),
+            Some(r) if r.trigger == Trigger::Level => {
+                format!("SPI {}, level: irqfd + resamplefd → VFIO unmask", r.spi)
+            }
+            Some(r) => format!("SPI {}, edge: irqfd", r.spi),
+            None => "no lines: not routed".into(),
+        };
+        println!(
+            "  {}: count {} flags {} → {how}",
+            i.index,
+            i.count,
+            i.flag_names()
+        );
+    }
+}
+
+fn print_host_node(p: &ProbedDevice) {
+    match (&p.host_node, &p.host.of_node) {
+        (Some(h), Some(path)) => {
+            println!("host DT node ({}):", path.display());
+            let g = host_to_guest(h);
+            print!("{}", to_dts(&g.name, &g.props, &g.children, 1));
+        }
+        _ => println!("host DT node: none"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dts_rendering() {
+        assert_eq!(dts_value(b""), "");
+        assert_eq!(
+            dts_value(b"arm,pl031\0arm,primecell\0"),
+            " = \"arm,pl031\", \"arm,primecell\""
+        );
+        assert_eq!(dts_value(&[0, 0, 0, 0, 0, 0, 0, 0x10]), " = <0x0 0x10>");
+        assert_eq!(dts_value(&[1, 2]), " = [01 02]");
+        let n = to_dts("x@1", &[("reg".into(), vec![0, 0, 0, 1])], &[], 0);
+        assert_eq!(n, "x@1 {\n\treg = <0x1>;\n};\n");
+    }
+}

@@ -1,0 +1,317 @@
+//! `platvmm preview-dt`: the guest device tree platvmm would build for host nodes taken from a
+//! DTB (e.g. a board's upstream device tree compiled with dtc), without VFIO or KVM. Regions
+//! come from the host `reg` (their sizes; placed in the passthrough window as platvmm would),
+//! interrupts from the host `interrupts` (level for level-triggered flags, edge otherwise).
+//! Used to check the type handlers against real board trees and to validate their output with
+//! dt-schema (ci/dt-validate.sh), and by users before they bind anything to VFIO.
+
+use std::path::{Path, PathBuf};
+
+use devices::guest_node::hostdt::HostNode;
+
+use crate::arch::aarch64::fdt::{self, FdtConfig};
+use crate::arch::aarch64::layout::{self, MIB};
+use crate::arch::aarch64::GicVersion;
+use crate::config::VfioSpec;
+use crate::passthrough::plan::{DeviceDesc, DeviceOptions, PlanError, Planner, VmPlan};
+use crate::resources::{Exhausted, Resources};
+
+/// Page size preview-dt places regions with (the common arm64 host page).
+pub const PREVIEW_PAGE: u64 = 4096;
+
+/// Errors of preview-dt.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("cannot read {path}: {msg}")]
+    Read { path: PathBuf, msg: String },
+    #[error("{0}: no such node in the host device tree")]
+    NoNode(String),
+    #[error("{0}: the host node has no reg")]
+    NoReg(String),
+    #[error("{0}")]
+    Plan(#[from] PlanError),
+    #[error("{0}")]
+    Overlay(#[from] crate::host::overlay::OverlayError),
+    #[error("{0}")]
+    Fdt(#[from] fdt::FdtError),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn to_host(n: ::fdt::node::FdtNode) -> HostNode {
+    HostNode {
+        name: n.name.to_string(),
+        props: n
+            .properties()
+            .map(|p| (p.name.to_string(), p.value.to_vec()))
+            .collect(),
+        children: n.children().map(to_host).collect(),
+    }
+}
+
+/// Builds the guest DTB for `nodes` of `host_dtb` and writes it to `out`; returns the handler
+/// chosen for each node, with the reason, and the warnings.
+pub fn run(
+    host_dtb: &Path,
+    nodes: &[VfioSpec],
+    compatible: Option<Vec<String>>,
+    handler: Option<&str>,
+    out: &Path,
+) -> Result<Vec<String>, PreviewError> {
+    let blob = std::fs::read(host_dtb).map_err(|e| PreviewError::Read {
+        path: host_dtb.to_path_buf(),
+        msg: e.to_string(),
+    })?;
+    let tree = host_tree(&blob).map_err(|msg| PreviewError::Read {
+        path: host_dtb.to_path_buf(),
+        msg,
+    })?;
+    let mut overlays = Vec::new();
+    for n in nodes {
+        let ov = n
+            .overlay
+            .as_deref()
+            .map(crate::host::overlay::read)
+            .transpose()?;
+        overlays.push(ov);
+    }
+    let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+    let mut planner = Planner::new(&mut res, PREVIEW_PAGE).map_err(plan_err("the guest"))?;
+    for (n, ov) in nodes.iter().zip(&overlays) {
+        let opts = DeviceOptions {
+            compatible: n.compatible.as_deref().or(compatible.as_deref()),
+            handler: n.handler.as_deref().or(handler),
+            overlay: ov.as_ref(),
+            clock_rates: &n.clock_rates,
+            mac: n.mac,
+            fixed_link: n.fixed_link,
+        };
+        let path = n.path.to_string_lossy();
+        planner.add(&desc(&tree, &path)?, &opts)?;
+    }
+    let plan = planner
+        .finish(false)
+        .map_err(plan_err("the SEC controller"))?;
+    write_guest_dtb(&plan, out)?;
+    Ok(report(&plan))
+}
+
+fn plan_err(dev: &'static str) -> impl Fn(Exhausted) -> PreviewError {
+    move |source| {
+        PreviewError::Plan(PlanError::Exhausted {
+            dev: dev.to_string(),
+            source,
+        })
+    }
+}
+
+/// A host DTB held in memory (any bytes: a fuzz target), ready for [`desc`].
+pub fn host_tree(blob: &[u8]) -> Result<::fdt::Fdt<'_>, String> {
+    crate::host::input::check_dtb(blob).map_err(|e| format!("not a DTB: {e}"))?;
+    ::fdt::Fdt::new(blob).map_err(|e| format!("not a DTB: {e:?}"))
+}
+
+/// The planner's view of host node `path`: VFIO would give one region per `reg` entry and one
+/// IRQ per `interrupts` specifier.
+pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
+    let n = tree
+        .find_node(path)
+        .ok_or_else(|| PreviewError::NoNode(path.to_string()))?;
+    let sizes: Vec<u64> = n
+        .reg()
+        .ok_or_else(|| PreviewError::NoReg(path.to_string()))?
+        .map(|r| r.size.unwrap_or(0) as u64)
+        .collect();
+    let host = to_host(n);
+    let clocks = devices::guest_node::clocks::resolve(&host, &DtbTree(tree));
+    let mut d = DeviceDesc::from_dt(path, host, &sizes, PREVIEW_PAGE);
+    d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
+    d.clocks = clocks;
+    Ok(d)
+}
+
+/// Phandle lookups in a host DTB (a node's name is its key: the fdt crate gives no paths).
+struct DtbTree<'a, 'b>(&'a ::fdt::Fdt<'b>);
+
+impl devices::guest_node::clocks::PhandleLookup for DtbTree<'_, '_> {
+    fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
+        let n = self.0.find_phandle(phandle)?;
+        let mut h = to_host(n);
+        h.children.clear();
+        Some((format!("/{}", n.name), h))
+    }
+}
+
+/// One line per node (handler, why, where it went), then its notes.
+fn report(plan: &VmPlan) -> Vec<String> {
+    let mut v = Vec::new();
+    for d in &plan.devices {
+        v.push(format!(
+            "{}: {} handler ({}) → {}",
+            d.name,
+            d.handler,
+            d.why,
+            plan.node_path(d)
+        ));
+        v.extend(d.synthesized.iter().map(|w| format!("  synthesized: {w}")));
+        v.extend(d.warnings.iter().map(|w| format!("  note: {w}")));
+    }
+    v
+}
+
+fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
+    let dtb = guest_dtb(plan)?;
+    std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
+        path: out.to_path_buf(),
+        source,
+    })
+}
+
+/// The guest DTB for `plan`'s devices (one vCPU, 256 MiB, GICv3).
+pub fn guest_dtb(plan: &VmPlan) -> Result<Vec<u8>, fdt::FdtError> {
+    let g = plan.guest_nodes(&[]);
+    fdt::create_fdt(&FdtConfig {
+        mpidrs: &[0],
+        gic: GicVersion::V3,
+        memory: &[(layout::RAM_BASE, 256 * MIB)],
+        cmdline: "console=ttyS0",
+        initrd: None,
+        nodes: &g,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host tree shaped like fsl-ls1046a.dtsi's soc with the SATA controller.
+    fn host_dtb() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let soc = w.begin_node("soc").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let sata = w.begin_node("sata@3200000").unwrap();
+        w.property_string("compatible", "fsl,ls1046a-ahci").unwrap();
+        w.property_array_u64("reg", &[0x320_0000, 0x1_0000, 0x2014_0520, 4])
+            .unwrap();
+        w.property_string_list("reg-names", vec!["ahci".into(), "sata-ecc".into()])
+            .unwrap();
+        w.property_array_u32("interrupts", &[0, 69, 4]).unwrap();
+        w.property_null("dma-coherent").unwrap();
+        w.end_node(sata).unwrap();
+        w.end_node(soc).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// LS1046A's crypto block: two job rings under crypto@1700000 (1 address cell).
+    #[test]
+    fn job_rings_go_under_the_synthesized_controller() {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let c = w.begin_node("crypto@1700000").unwrap();
+        w.property_string_list(
+            "compatible",
+            vec!["fsl,sec-v5.4".into(), "fsl,sec-v4.0".into()],
+        )
+        .unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        w.property_array_u32("ranges", &[0, 0, 0x170_0000, 0x10_0000])
+            .unwrap();
+        for (name, off, irq) in [("jr@10000", 0x10000u32, 71u32), ("jr@20000", 0x20000, 72)] {
+            let j = w.begin_node(name).unwrap();
+            w.property_string_list(
+                "compatible",
+                vec![
+                    "fsl,sec-v5.4-job-ring".into(),
+                    "fsl,sec-v4.0-job-ring".into(),
+                ],
+            )
+            .unwrap();
+            w.property_array_u32("reg", &[off, 0x10000]).unwrap();
+            w.property_array_u32("interrupts", &[0, irq, 4]).unwrap();
+            w.end_node(j).unwrap();
+        }
+        w.end_node(c).unwrap();
+        w.end_node(root).unwrap();
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-sec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, w.finish().unwrap()).unwrap();
+        let nodes = [
+            VfioSpec::new("/crypto@1700000/jr@10000".into()),
+            VfioSpec::new("/crypto@1700000/jr@20000".into()),
+        ];
+        let report = run(&host, &nodes, None, None, &out).unwrap();
+        assert!(report[0].contains("sec handler"), "{report:?}");
+        assert!(
+            report[0].ends_with("/crypto@9100000/jr@10000"),
+            "{report:?}"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let ctrl = g.find_node("/crypto@9100000").unwrap();
+        assert_eq!(ctrl.children().count(), 2);
+        let jr2 = g.find_node("/crypto@9100000/jr@20000").unwrap();
+        assert_eq!(jr2.property("reg").unwrap().value, [0, 2, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(
+            jr2.property("interrupts").unwrap().value,
+            [0, 0, 0, 0, 0, 0, 0, 17, 0, 0, 0, 4]
+        );
+        assert!(
+            g.find_node("/jr@40010000").is_none(),
+            "rings are not root nodes"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn previews_a_layerscape_sata_node() {
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, host_dtb()).unwrap();
+        let report = run(
+            &host,
+            &[VfioSpec::new("/soc/sata@3200000".into())],
+            None,
+            None,
+            &out,
+        )
+        .unwrap();
+        assert!(report[0].contains("sata handler"), "{report:?}");
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let n = g.find_node("/sata@40000000").unwrap();
+        let reg: Vec<u64> = n
+            .property("reg")
+            .unwrap()
+            .value
+            .chunks(8)
+            .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            reg,
+            [0x4000_0000, 0x1_0000, 0x4001_0000, 4],
+            "ECC register keeps its 4 bytes"
+        );
+        assert!(run(
+            &host,
+            &[VfioSpec::new("/soc/nope".into())],
+            None,
+            None,
+            &out
+        )
+        .is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,172 @@
+//! platvmm's own start-up cost: from exec to vCPU 0's first `KVM_RUN`, split into the steps of
+//! `builder::run`, so a regression in setup time shows up as a figure (`--stats`, SIGUSR1).
+//! A leaf: the builder records steps, the vCPU thread the first run, the stats printer reads.
+
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+static MAIN_START: OnceLock<Instant> = OnceLock::new();
+
+/// Records the moment `main` started; call it first thing.
+pub fn mark_main() {
+    MAIN_START.get_or_init(Instant::now);
+}
+
+/// Start-up steps and their durations.
+#[derive(Debug)]
+pub struct Startup {
+    t0: Instant,
+    last: Mutex<Instant>,
+    steps: Mutex<Vec<(&'static str, Duration)>>,
+    first_run: OnceLock<Duration>,
+    exec_to_main_ms: Option<u64>,
+}
+
+impl Default for Startup {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Startup {
+    /// A clock starting when `main` started (or now, if [`mark_main`] was not called).
+    pub fn new() -> Self {
+        let t0 = *MAIN_START.get_or_init(Instant::now);
+        Self {
+            t0,
+            last: Mutex::new(t0),
+            steps: Mutex::new(Vec::new()),
+            first_run: OnceLock::new(),
+            exec_to_main_ms: exec_to_main_ms(),
+        }
+    }
+
+    /// Ends step `name` (it began where the previous one ended).
+    pub fn step(&self, name: &'static str) {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let d = now - *last;
+        *last = now;
+        self.steps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, d));
+    }
+
+    /// vCPU 0 is about to enter `KVM_RUN` for the first time.
+    pub fn first_kvm_run(&self) {
+        self.first_run.get_or_init(|| self.t0.elapsed());
+    }
+
+    /// One line: `exec->main=Nms main->first_kvm_run=Nus` then each step in µs.
+    pub fn line(&self) -> String {
+        let us = |d: &Duration| d.as_micros();
+        let mut s = match self.exec_to_main_ms {
+            Some(ms) => format!("exec->main={ms}ms(10ms-ticks)"),
+            None => "exec->main=unknown".into(),
+        };
+        match self.first_run.get() {
+            Some(d) => s += &format!(" main->first_kvm_run={}us", us(d)),
+            None => s += " main->first_kvm_run=none",
+        }
+        for (name, d) in self.steps.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            s += &format!(" {name}={}us", us(d));
+        }
+        s
+    }
+}
+
+/// How long ago the process was exec'ed, from /proc/self/stat's start time (clock ticks since
+/// boot) against CLOCK_BOOTTIME.
+fn exec_to_main_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let started = start_ticks(&stat)?;
+    // SAFETY: sysconf only reads a system constant.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for clock_gettime to fill.
+    if hz <= 0 || unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return None;
+    }
+    let now_ms = ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000;
+    let since = MAIN_START.get()?.elapsed().as_millis() as u64;
+    Some(
+        now_ms
+            .saturating_sub(since)
+            .saturating_sub(started * 1000 / hz as u64),
+    )
+}
+
+/// Field 22 (starttime) of /proc/PID/stat; the command name (field 2) may contain spaces.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_recorded_in_order() {
+        let s = Startup::new();
+        s.step("memory");
+        s.step("dtb");
+        s.first_kvm_run();
+        let l = s.line();
+        assert!(l.contains(" main->first_kvm_run="), "{l}");
+        let m = l.find(" memory=").unwrap();
+        assert!(m < l.find(" dtb=").unwrap(), "{l}");
+    }
+
+    #[test]
+    fn start_time_field_survives_spaces_in_the_name() {
+        let stat = "42 (a b) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 12345 1000 10";
+        assert_eq!(start_ticks(stat), Some(12345));
+        mark_main();
+        let ms = exec_to_main_ms().expect("/proc/self/stat is readable");
+        assert!(ms < 3_600_000, "{ms} ms");
+    }
+}
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// VM exits by reason, summed over vCPUs.
+#[derive(Debug, Default)]
+pub struct ExitCounters {
+    pub mmio_read: AtomicU64,
+    pub mmio_write: AtomicU64,
+    /// MMIO exits to the console UART (part of mmio_read/mmio_write): the guest's printing,
+    /// kept apart so the other exits can be reasoned about.
+    pub mmio_console: AtomicU64,
+    pub mmio_unclaimed: AtomicU64,
+    /// Console transmit bytes that reached platvmm through the coalesced-MMIO ring (no exit).
+    pub console_coalesced: AtomicU64,
+    pub system_event: AtomicU64,
+    pub interrupted: AtomicU64,
+    pub other: AtomicU64,
+}
+
+impl ExitCounters {
+    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("mmio_read", g(&self.mmio_read)),
+            ("mmio_write", g(&self.mmio_write)),
+            ("mmio_console", g(&self.mmio_console)),
+            ("mmio_unclaimed", g(&self.mmio_unclaimed)),
+            ("console_coalesced", g(&self.console_coalesced)),
+            ("system_event", g(&self.system_event)),
+            ("interrupted", g(&self.interrupted)),
+            ("other", g(&self.other)),
+        ]
+    }
+}
+
+/// Adds one to `c`.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}

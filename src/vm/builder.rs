@@ -1,0 +1,353 @@
+//! Builds the VM on an aarch64 KVM host and runs it, one function per step.
+//!
+//! Setup order (each step depends on the previous): KVM → VM → guest RAM + memslots (device
+//! manager) → kernel and initramfs loaded → vCPUs created and initialised (PSCI 0.2;
+//! secondaries powered off) → vGIC created and initialised → boot registers → console UART
+//! (irqfd, coalesced transmit) → passthrough devices (VFIO, plan, memslots, trapped ranges,
+//! irqfds) → device tree written to RAM → event loop → vCPU threads.
+//!
+//! Teardown order, on every way out (power-off, reset, crash, SIGTERM/SIGINT/SIGHUP): vCPU
+//! threads kicked out of KVM_RUN and joined → queued console bytes written → VFIO interrupts
+//! disabled, DMA unmapped, device mappings and fds closed → guest memory released → vGIC and
+//! VM fds closed.
+
+use std::fs::File;
+use std::io::{Seek, SeekFrom};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::{Arc, Mutex};
+
+use devices::coalesced::CoalescedRing;
+use devices::serial::SerialInput;
+use kvm_bindings::{kvm_vcpu_init, KVM_ARM_VCPU_POWER_OFF, KVM_ARM_VCPU_PSCI_0_2};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VcpuFd, VmFd};
+use linux_loader::loader::pe::PE;
+use linux_loader::loader::KernelLoader;
+use log::{debug, info, warn};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+use crate::arch::aarch64::fdt::{self, FdtConfig};
+use crate::arch::aarch64::layout;
+use crate::arch::aarch64::{gic, regs};
+use crate::host::terminal::RawTerminal;
+use crate::resources::page_size;
+use crate::sandbox::seccomp::{Filters, ThreadKind};
+use crate::stats::ExitCounters;
+use crate::stats::Startup;
+use crate::vm::console::CountedOutput;
+use crate::vm::device_manager::DeviceManager;
+use crate::vm::error::{host_err, kvm_err, Error};
+use crate::vm::event_loop::{EventLoop, StatsSources};
+use crate::vm::prepare::Prepared;
+use crate::vstate::exit::{ExitSignal, GuestExit};
+use crate::vstate::vcpu::{self, VcpuContext, VcpuHandle};
+
+/// Builds and runs the VM described by `p`.
+pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
+    let startup = Arc::new(Startup::new());
+    startup.step("prepare");
+    let kvm = open_kvm(p.cfg.cpus)?;
+    let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
+    startup.step("kvm");
+    let mut dm = DeviceManager::new(&vm, p.cfg.mem_size, p.cfg.identity_ram)?;
+    startup.step("memory");
+    load_images(&mut p, &dm)?;
+    startup.step("images");
+    let (vcpus, mpidrs) = create_vcpus(&vm, p.cfg.cpus)?;
+    let gic = gic::create(&vm, p.cfg.cpus)?;
+    info!("vGIC {:?}, {} vCPUs", gic.version, p.cfg.cpus);
+    regs::set_boot_regs(&vcpus[0], p.plan.kernel_load, p.plan.dtb)
+        .map_err(kvm_err("cannot set boot registers"))?;
+    startup.step("vcpus+vgic");
+    let out = dup_file(std::io::stdout().as_fd(), "cannot duplicate stdout")?;
+    let (out, console_bytes) = CountedOutput::new(out);
+    let ring = coalesce_console(&kvm, &vm, &vcpus[0]);
+    let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
+    attach_devices(&mut p, &vm, &mut dm, &startup)?;
+    write_dtb(&p, &dm, &mpidrs, gic.version)?;
+    startup.step("dtb");
+
+    let exit = Arc::new(ExitSignal::new(
+        vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?,
+    ));
+    let exits = Arc::new(ExitCounters::default());
+    let stats = Arc::new(StatsSources {
+        exits: exits.clone(),
+        devices: dm.device_counters(),
+        virtio: dm.take_virtio_stats(),
+        startup: startup.clone(),
+    });
+    let mut el = EventLoop::new(
+        exit.clone(),
+        stats.clone(),
+        console.clone(),
+        p.cfg.test_denied_syscall,
+    )?;
+    let _raw = attach_stdin(&mut el, room, &console)?;
+    let seccomp = enter_sandbox(&p.cfg, &exit)?;
+    let worker_filters = seccomp.clone();
+    dm.start_worker(move || {
+        worker_filters
+            .apply(ThreadKind::Worker)
+            .map_err(std::io::Error::other)
+    })?;
+    startup.step("sandbox");
+    let ctx = Arc::new(VcpuContext {
+        bus: dm.bus(),
+        exit,
+        counters: exits.clone(),
+        console,
+        startup,
+        seccomp: seccomp.clone(),
+    });
+    let handles = start_vcpus(vcpus, &ctx)?;
+    if let Err(e) = seccomp.apply(ThreadKind::EventLoop) {
+        teardown(handles, ctx, dm, &exits);
+        return Err(e.into());
+    }
+    if seccomp.enabled() {
+        info!("seccomp sandbox installed ({:?})", p.cfg.seccomp);
+    }
+    let outcome = el.run();
+    info!("guest ended: {outcome:?}");
+    teardown(handles, ctx, dm, &exits);
+    let outcome = final_outcome(
+        outcome,
+        console_bytes.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    drop(gic);
+    drop(vm);
+    if p.cfg.stats {
+        stats.print();
+    }
+    Ok(outcome)
+}
+
+/// Passthrough devices, then the virtio ones, after the vGIC is initialised: their
+/// interrupts become irqfds.
+fn attach_devices(
+    p: &mut Prepared,
+    vm: &VmFd,
+    dm: &mut DeviceManager,
+    startup: &Startup,
+) -> Result<(), Error> {
+    let devices = std::mem::take(&mut p.devices);
+    dm.attach_passthrough(vm, devices, p.cfg.sec_controller, p.cfg.identity_ram)?;
+    startup.step("passthrough");
+    dm.attach_virtio(vm, &p.cfg.virtio, std::mem::take(&mut p.disks))?;
+    startup.step("virtio");
+    Ok(())
+}
+
+/// Host stdin → the console UART (raw mode while stdin is a terminal, restored on drop).
+fn attach_stdin(
+    el: &mut EventLoop,
+    room: vmm_sys_util::eventfd::EventFd,
+    console: &crate::vm::console::Console,
+) -> Result<Option<RawTerminal>, Error> {
+    let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
+    let raw = RawTerminal::enter(stdin.as_raw_fd());
+    el.add(Arc::new(Mutex::new(SerialInput::new(
+        stdin,
+        room,
+        console.uart().clone(),
+    ))));
+    Ok(raw)
+}
+
+/// Every fd is open: drops privileges (`--user`/`--chroot`), then compiles the per-thread
+/// seccomp filters (each thread installs its own as it starts) and points the SIGSYS handler
+/// at the exit event.
+fn enter_sandbox(cfg: &crate::config::VmConfig, exit: &ExitSignal) -> Result<Arc<Filters>, Error> {
+    crate::sandbox::jail::enter(&cfg.jail)?;
+    if cfg.jail.active() {
+        info!("privileges dropped ({:?})", cfg.jail);
+    }
+    let seccomp = Arc::new(Filters::build(cfg.seccomp)?);
+    crate::sandbox::seccomp::set_wake_fd(exit.evt.as_raw_fd());
+    Ok(seccomp)
+}
+
+/// The outcome platvmm reports: a sandbox denial (even one during teardown) wins; a guest
+/// that ended before its first console byte gets a note saying how.
+fn final_outcome(outcome: GuestExit, console_bytes: u64) -> GuestExit {
+    if let Some(nr) = crate::sandbox::seccomp::denied() {
+        return GuestExit::SeccompDenied(nr);
+    }
+    if console_bytes == 0 {
+        if let Some(note) = outcome.silent_end_note() {
+            eprintln!("platvmm: {note}");
+        }
+    }
+    outcome
+}
+
+/// vCPU threads stopped and joined, then the devices and memory released in order.
+fn teardown(
+    handles: Vec<VcpuHandle>,
+    ctx: Arc<VcpuContext>,
+    dm: DeviceManager,
+    exits: &ExitCounters,
+) {
+    vcpu::stop_all(handles);
+    drop(ctx);
+    dm.release(exits);
+}
+
+fn open_kvm(cpus: u32) -> Result<Kvm, Error> {
+    let kvm = Kvm::new().map_err(|e| Error::NoKvm(std::io::Error::from_raw_os_error(e.errno())))?;
+    let max = kvm.get_max_vcpus() as u32;
+    if cpus > max {
+        return Err(Error::TooManyCpus {
+            requested: cpus,
+            max,
+        });
+    }
+    // The most vCPUs any vGIC we may get can address, checked before creating any of them.
+    layout::check_cpus(cpus, crate::arch::aarch64::GicVersion::V3)?;
+    Ok(kvm)
+}
+
+fn start_vcpus(vcpus: Vec<VcpuFd>, ctx: &Arc<VcpuContext>) -> Result<Vec<VcpuHandle>, Error> {
+    vcpu::install_kick_handler().map_err(host_err("cannot install the vCPU kick handler"))?;
+    let mut handles = Vec::with_capacity(vcpus.len());
+    for (id, fd) in vcpus.into_iter().enumerate() {
+        match vcpu::spawn(fd, id, ctx.clone()) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                vcpu::stop_all(handles);
+                return Err(host_err("cannot start a vCPU thread")(e));
+            }
+        }
+    }
+    Ok(handles)
+}
+
+/// The console's transmit register behind a coalesced-MMIO zone, if KVM has them.
+fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd) -> Option<CoalescedRing> {
+    let offset = kvm.check_extension_int(Cap::CoalescedMmio);
+    if offset <= 0 {
+        info!("KVM has no coalesced MMIO: console output exits per access");
+        return None;
+    }
+    let ring = CoalescedRing::map(vcpu0, page_size() as usize, offset as u64)
+        .map_err(|e| warn!("console: cannot map the coalesced MMIO ring: {e}"))
+        .ok()?;
+    vm.register_coalesced_mmio(IoEventAddress::Mmio(layout::UART_BASE), 1)
+        .map_err(|e| warn!("console: cannot register a coalesced MMIO zone: {e}"))
+        .ok()?;
+    info!("console transmit register coalesced (ring page offset {offset})");
+    Some(ring)
+}
+
+fn create_vcpus(vm: &VmFd, n: u32) -> Result<(Vec<VcpuFd>, Vec<u64>), Error> {
+    let mut kvi = kvm_vcpu_init::default();
+    vm.get_preferred_target(&mut kvi)
+        .map_err(kvm_err("KVM has no preferred vCPU target"))?;
+    kvi.features[0] |= 1 << KVM_ARM_VCPU_PSCI_0_2;
+    let mut vcpus = Vec::with_capacity(n as usize);
+    let mut mpidrs = Vec::with_capacity(n as usize);
+    for id in 0..n {
+        let vcpu = vm
+            .create_vcpu(u64::from(id))
+            .map_err(kvm_err("cannot create vCPU"))?;
+        let mut init = kvi;
+        if id > 0 {
+            // Secondaries wait for the guest's PSCI CPU_ON.
+            init.features[0] |= 1 << KVM_ARM_VCPU_POWER_OFF;
+        }
+        vcpu.vcpu_init(&init)
+            .map_err(kvm_err("cannot initialise vCPU"))?;
+        mpidrs.push(regs::read_mpidr(&vcpu).map_err(kvm_err("cannot read MPIDR"))?);
+        vcpus.push(vcpu);
+    }
+    Ok((vcpus, mpidrs))
+}
+
+/// Re-plans the boot images for the RAM range they go into, then loads them.
+fn load_images(p: &mut Prepared, dm: &DeviceManager) -> Result<(), Error> {
+    let boot = dm.ram.boot;
+    if boot.0 != layout::RAM_BASE || boot.1 != p.cfg.mem_size {
+        p.plan = crate::arch::aarch64::image::plan(
+            boot.0,
+            boot.1,
+            &p.header,
+            p.kernel_size,
+            p.initramfs.as_ref().map(|i| i.1),
+        )?;
+    }
+    let mem = &dm.ram.mem;
+    load_kernel(p, mem)?;
+    if let (Some((file, len)), Some((start, _))) = (p.initramfs.as_mut(), p.plan.initrd) {
+        let err = |e: String| Error::Load {
+            what: "the initramfs",
+            reason: e,
+        };
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| err(e.to_string()))?;
+        mem.read_exact_volatile_from(GuestAddress(start), file, *len as usize)
+            .map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn load_kernel(p: &mut Prepared, mem: &GuestMemoryMmap) -> Result<(), Error> {
+    let err = |reason: String| Error::Load {
+        what: "the kernel",
+        reason,
+    };
+    p.kernel
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| err(e.to_string()))?;
+    let res = PE::load(
+        mem,
+        Some(GuestAddress(p.plan.kernel_load - p.header.text_offset)),
+        &mut p.kernel,
+        None,
+    )
+    .map_err(|e| err(e.to_string()))?;
+    if res.kernel_load.0 != p.plan.kernel_load {
+        return Err(err(format!(
+            "loaded at {:#x}, planned {:#x}",
+            res.kernel_load.0, p.plan.kernel_load
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the DTB, writes it to RAM (and to `--dump-dtb`).
+fn write_dtb(
+    p: &Prepared,
+    dm: &DeviceManager,
+    mpidrs: &[u64],
+    gic: crate::arch::aarch64::GicVersion,
+) -> Result<(), Error> {
+    let nodes = dm.guest_nodes(&p.dt_overlays);
+    let dtb = fdt::create_fdt(&FdtConfig {
+        mpidrs,
+        gic,
+        memory: &dm.ram.ranges,
+        cmdline: &p.cfg.cmdline,
+        initrd: p.plan.initrd,
+        nodes: &nodes,
+    })?;
+    if let Some(path) = &p.cfg.dump_dtb {
+        std::fs::write(path, &dtb).map_err(|source| Error::DumpDtb {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    dm.ram
+        .mem
+        .write_slice(&dtb, GuestAddress(p.plan.dtb))
+        .map_err(|e| Error::Load {
+            what: "the device tree",
+            reason: e.to_string(),
+        })?;
+    debug!("boot plan {:x?}", p.plan);
+    Ok(())
+}
+
+/// A host fd duplicated into a `File` (unbuffered: console bytes go out as they come).
+fn dup_file(fd: std::os::fd::BorrowedFd<'_>, what: &'static str) -> Result<File, Error> {
+    Ok(File::from(fd.try_clone_to_owned().map_err(host_err(what))?))
+}
