@@ -16,6 +16,7 @@ pub mod arch;
 pub mod commands;
 pub mod config;
 pub mod host;
+pub mod hypervisor;
 pub mod memory;
 pub mod passthrough;
 pub mod resources;

@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use devices::dt::GuestNode;
 use devices::dt::{is_string_list, string_list};
 use devices::guest_node::hostdt::HostNode;
-use devices::vfio::device::VfioPlatformDevice;
+use devices::vfio::device::VfioDevice;
 
 use crate::arch::aarch64::layout;
 use crate::config::VfioSpec;
 use crate::passthrough::plan::{Access, DevicePlan, PlanError, Planner, Trigger};
-use crate::passthrough::{self, PassthroughError, ProbedDevice};
+use crate::passthrough::{self, open, Passthrough, PassthroughError, ProbedDevice};
 use crate::resources::{page_size, Resources};
 
 /// Renders a property value the way dtc would print it.
@@ -72,22 +72,22 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
         host.bus.name(),
         host.group
     );
-    let vfio = passthrough::open(&sysfs, probed, &[])?.expect("one device");
-    println!("VFIO group mode: {:?}", vfio.container.mode);
-    let (p, dev) = &vfio.devices[0];
-    println!("VFIO device kind: {:?}", dev.kind);
+    let mut pt = Passthrough::default();
+    open::open_devices(&mut pt, &sysfs, probed, &[])?;
+    let container = pt.container.as_ref().expect("one device, one container");
+    println!("VFIO group mode: {:?}", container.mode);
+    let d = &pt.devices[0];
+    println!("VFIO device kind: {:?}", d.dev.kind());
     let page = page_size();
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, page).map_err(|source| PlanError::Exhausted {
-        dev: dev.host.name.clone(),
+        dev: d.dev.name().to_string(),
         source,
     })?;
-    let plan = planner
-        .add(&passthrough::desc(p, dev, page), &p.options())?
-        .clone();
-    print_regions(dev, &plan);
-    print_irqs(dev, &plan);
-    print_host_node(p);
+    let plan = planner.add(&d.desc(page), &d.probed.options())?.clone();
+    print_regions(d.dev.as_ref(), &plan);
+    print_irqs(d.dev.as_ref(), &plan);
+    print_host_node(&d.probed);
     println!("handler: {} ({})", plan.handler, plan.why);
     println!("guest node (as the only passed-through device):");
     print!(
@@ -103,9 +103,9 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
     Ok(())
 }
 
-fn print_regions(dev: &VfioPlatformDevice, plan: &DevicePlan) {
+fn print_regions(dev: &dyn VfioDevice, plan: &DevicePlan) {
     println!("regions:");
-    for r in &dev.regions {
+    for r in dev.regions() {
         let how = match plan.placements.iter().find(|p| p.index == r.index) {
             Some(p) if p.access == Access::Mapped => {
                 format!("mapped into the guest at {:#x}", p.gpa)
@@ -123,9 +123,9 @@ fn print_regions(dev: &VfioPlatformDevice, plan: &DevicePlan) {
     }
 }
 
-fn print_irqs(dev: &VfioPlatformDevice, plan: &DevicePlan) {
+fn print_irqs(dev: &dyn VfioDevice, plan: &DevicePlan) {
     println!("interrupts:");
-    for i in &dev.irqs {
+    for i in dev.irqs() {
         let how = match plan.irqs.iter().find(|r| r.index == i.index) {
             Some(r) if r.shares.is_some() => format!(
                 "SPI {}, the host line of IRQ {} again: shared, wired once",

@@ -11,8 +11,27 @@ use vm_memory::{
 };
 
 use crate::arch::aarch64::layout::{self, MIB};
-use crate::passthrough::RamMapping;
-use crate::vm::error::Error;
+use identity::IdentityError;
+
+/// Guest RAM could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    /// The mapping or the guest memory regions could not be made.
+    #[error("cannot allocate {mib} MiB of guest memory: {reason}")]
+    GuestMemory { mib: u64, reason: String },
+    /// Identity-mapped RAM could not be set up.
+    #[error("{0}")]
+    Identity(#[from] IdentityError),
+}
+
+/// A guest RAM region: where it is in platvmm (`host`) and in the guest (`gpa`), as KVM
+/// memslots and VFIO DMA maps take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RamMapping {
+    pub host: u64,
+    pub gpa: u64,
+    pub size: u64,
+}
 
 /// The transparent hugepage size of arm64 with 4 KiB pages (and of x86_64). KVM maps a
 /// hugepage as a stage-2 block only if its host and guest addresses share their offset in
@@ -33,7 +52,7 @@ pub struct Ram {
 }
 
 impl Ram {
-    /// Each memory region for VFIO DMA mapping.
+    /// Each memory region, for memslots and VFIO DMA mapping.
     pub fn mappings(&self) -> Vec<RamMapping> {
         self.mem
             .iter()
@@ -121,8 +140,8 @@ impl Drop for AnonMapping {
 
 impl Ram {
     /// RAM at `RAM_BASE`, anonymous memory, 2 MiB aligned on the host.
-    pub fn plain(size: u64) -> Result<Self, Error> {
-        let gm_err = |reason: String| Error::GuestMemory {
+    pub fn plain(size: u64) -> Result<Self, MemoryError> {
+        let gm_err = |reason: String| MemoryError::GuestMemory {
             mib: size / MIB,
             reason,
         };
@@ -151,9 +170,9 @@ impl Ram {
     }
 
     /// Identity-mapped RAM: hugepages at their host physical addresses.
-    pub fn identity(size: u64) -> Result<Self, Error> {
+    pub fn identity(size: u64) -> Result<Self, MemoryError> {
         let id = crate::memory::identity::allocate(size)?;
-        let gm_err = |reason: String| Error::GuestMemory {
+        let gm_err = |reason: String| MemoryError::GuestMemory {
             mib: size / MIB,
             reason,
         };

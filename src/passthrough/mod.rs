@@ -1,18 +1,21 @@
 //! Host devices in the guest: from `--vfio-platform` specs to memslots, trapped MMIO ranges,
-//! irqfds and guest DT nodes.
+//! irqfds and guest DT nodes. A device goes `VfioSpec` → [`ProbedDevice`] → [`PassDevice`]
+//! (its VFIO device open) → `plan::DeviceDesc` → `plan::DevicePlan`, all held by the VM's
+//! [`Passthrough`].
 //!
 //! Order per VM:
-//! 1. [`probe`] (in `vmm::prepare`, before KVM): every device's sysfs state, duplicates, its
+//! 1. [`probe`] (in `vm::prepare`, before KVM): every device's sysfs state, duplicates, its
 //!    `overlay=` file and its host DT node — a bad path fails before any VFIO state changes;
-//! 2. [`open`]: groups opened and checked viable → one container, its IOMMU type set once →
-//!    (TYPE1v2) guest RAM DMA-mapped IOVA = guest-physical → device fds and their infos;
-//! 3. [`Vfio::attach_kvm`]: the KVM-VFIO pseudo-device gets every group;
-//! 4. [`plan`]: placements, IRQ routes and guest nodes (pure; shared with inspect/preview-dt);
-//! 5. [`wire`]: regions mapped (memslots) or trapped (bus), IRQs wired (after the vGIC init).
+//! 2. [`attach::attach`], reading top-down: groups, container, devices opened ([`open`]) →
+//!    the KVM-VFIO device → the plan ([`plan`]: pure, shared with inspect/preview-dt) →
+//!    each device's regions mapped (memslots) or trapped (bus) and IRQs wired (after the vGIC
+//!    init) → the emulated SEC controller page if the plan has one.
 //!
-//! [`Passthrough::release`] undoes 5 and 2 in reverse: VFIO IRQs disabled, DMA unmapped.
+//! [`Passthrough::release`] undoes them in reverse: VFIO IRQs disabled, DMA unmapped; dropping
+//! it unmaps the regions and closes the fds.
 
 pub mod attach;
+pub mod open;
 pub mod plan;
 
 use std::path::{Path, PathBuf};
@@ -21,19 +24,16 @@ use std::sync::Arc;
 use devices::dt::GuestNode;
 use devices::guest_node::clocks::{self, HostClock, SysfsTree};
 use devices::guest_node::hostdt::HostNode;
-use devices::vfio::container::{Container, ContainerError, Group, IommuMode};
-use devices::vfio::device::{DeviceError, VfioPlatformDevice};
-use devices::vfio::region::Counters;
+use devices::vfio::container::{Container, ContainerError};
+use devices::vfio::device::{DeviceError, VfioDevice};
+use devices::vfio::region::{Counters, MappedRegion};
 use devices::vfio::sysfs::{HostDevice, SysfsError};
-use kvm_bindings::{
-    kvm_create_device, kvm_device_attr, kvm_device_type_KVM_DEV_TYPE_VFIO, KVM_DEV_VFIO_GROUP,
-    KVM_DEV_VFIO_GROUP_ADD,
-};
-use kvm_ioctls::{DeviceFd, VmFd};
-use log::{info, warn};
+use log::warn;
+use vmm_sys_util::eventfd::EventFd;
 
 use crate::config::VfioSpec;
-use plan::{DeviceDesc, DeviceOptions, DevicePlan};
+use crate::hypervisor::KvmVfioDevice;
+use plan::{DeviceDesc, DeviceOptions, VmPlan};
 
 /// Errors passing a device through. Each names the device.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +46,15 @@ pub enum PassthroughError {
     Device(#[from] DeviceError),
     #[error("--vfio-platform: {0}")]
     Plan(#[from] plan::PlanError),
+    /// An allocator ran out while planning (phandles, the SEC controller page).
+    #[error("{0}")]
+    Allocator(#[from] crate::resources::Exhausted),
+    /// An allocator ran out while wiring (memslots).
+    #[error("--vfio-platform: {dev}: {source}")]
+    Resources {
+        dev: String,
+        source: crate::resources::Exhausted,
+    },
     /// The same device twice.
     #[error("--vfio-platform: {0} is given twice")]
     Duplicate(String),
@@ -63,8 +72,20 @@ pub enum PassthroughError {
         source: std::io::Error,
     },
     /// A KVM call failed.
-    #[error("--vfio-platform: {dev}: {what}: {source}")]
+    #[error("--vfio-platform: {dev}: {source}")]
     Kvm {
+        dev: String,
+        source: crate::hypervisor::KvmError,
+    },
+    /// A trapped region overlaps another device on the bus.
+    #[error("--vfio-platform: {dev}: cannot trap a device region: {source}")]
+    Bus {
+        dev: String,
+        source: devices::BusError,
+    },
+    /// A host resource (an eventfd) could not be made.
+    #[error("--vfio-platform: {dev}: {what}: {source}")]
+    Host {
         dev: String,
         what: &'static str,
         source: std::io::Error,
@@ -147,139 +168,65 @@ fn read_host_node(host: &HostDevice) -> Option<HostNode> {
         .ok()
 }
 
-/// Open VFIO devices, in the container that holds their groups.
-pub struct Vfio {
-    pub container: Container,
-    pub devices: Vec<(ProbedDevice, VfioPlatformDevice)>,
-    kvm_device: Option<DeviceFd>,
-}
-
-/// Opens groups, the container and the devices. `ram` (host address, guest address, size)
-/// is DMA-mapped before any device fd exists (TYPE1v2; nothing in no-IOMMU mode).
-pub fn open(
-    sysfs: &Path,
-    probed: Vec<ProbedDevice>,
-    ram: &[RamMapping],
-) -> Result<Option<Vfio>, PassthroughError> {
-    let mut container: Option<Container> = None;
-    let mut devices = Vec::new();
-    for p in probed {
-        let group = Group::open(&p.host, sysfs)?;
-        let c = match &mut container {
-            Some(c) => c,
-            None => container.insert(open_container(group.mode, ram)?),
-        };
-        let gi = c.add_group(group, &p.host.name)?;
-        let dev = VfioPlatformDevice::open(p.host.clone(), &c.groups()[gi])?;
-        devices.push((p, dev));
-    }
-    Ok(container.map(|container| Vfio {
-        container,
-        devices,
-        kvm_device: None,
-    }))
-}
-
-/// A guest RAM region as VFIO maps it for DMA.
-#[derive(Debug, Clone, Copy)]
-pub struct RamMapping {
-    pub host: u64,
-    pub gpa: u64,
-    pub size: u64,
-}
-
-fn open_container(mode: IommuMode, ram: &[RamMapping]) -> Result<Container, PassthroughError> {
-    let mut c = Container::open(mode)?;
-    info!("VFIO container: {:?}", c.mode);
-    // Guest RAM must be reachable by DMA before any device can run.
-    for r in ram {
-        c.map_dma(r.host, r.gpa, r.size)?;
-    }
-    Ok(c)
-}
-
-impl Vfio {
-    /// Adds every group to the KVM-VFIO pseudo-device.
-    pub fn attach_kvm(&mut self, vm: &VmFd) -> Result<(), PassthroughError> {
-        let first = self.devices.first().map_or("", |d| d.1.host.name.as_str());
-        let kerr = |what| {
-            let dev = first.to_string();
-            move |e: kvm_ioctls::Error| PassthroughError::Kvm {
-                dev: dev.clone(),
-                what,
-                source: std::io::Error::from_raw_os_error(e.errno()),
-            }
-        };
-        let mut cd = kvm_create_device {
-            type_: kvm_device_type_KVM_DEV_TYPE_VFIO,
-            fd: 0,
-            flags: 0,
-        };
-        let kv = vm
-            .create_device(&mut cd)
-            .map_err(kerr("cannot create the KVM-VFIO device"))?;
-        for g in self.container.groups() {
-            let gfd: i32 = std::os::fd::AsRawFd::as_raw_fd(&g.file);
-            let attr = kvm_device_attr {
-                group: KVM_DEV_VFIO_GROUP,
-                attr: KVM_DEV_VFIO_GROUP_ADD.into(),
-                addr: &gfd as *const i32 as u64,
-                flags: 0,
-            };
-            kv.set_device_attr(&attr)
-                .map_err(kerr("cannot add the VFIO group to KVM"))?;
-        }
-        self.kvm_device = Some(kv);
-        Ok(())
-    }
-
-    /// Planner inputs, in device order.
-    pub fn descs(&self, page: u64) -> Vec<DeviceDesc> {
-        self.devices.iter().map(|(p, d)| desc(p, d, page)).collect()
-    }
-}
-
-/// The planner's view of an open device.
-pub fn desc(p: &ProbedDevice, d: &VfioPlatformDevice, page: u64) -> DeviceDesc {
-    let mut desc = DeviceDesc::from_vfio(&d.host.name, d.kind, &d.regions, &d.irqs, page);
-    desc.host_node = p.host_node.clone();
-    desc.host_parent = p.host_parent();
-    desc.clocks = p.clocks.clone();
-    desc
-}
-
-/// One passed-through device and what keeps it wired.
+/// One passed-through device: what was probed, its open VFIO device, and what keeps it
+/// wired (mappings, interrupt eventfds) once attached.
 pub struct PassDevice {
-    pub dev: VfioPlatformDevice,
+    pub probed: ProbedDevice,
+    pub dev: Box<dyn VfioDevice>,
+    /// Trapped-access counters, for `--stats`.
     pub counters: Arc<Counters>,
-    pub plan: DevicePlan,
-    pub wired: attach::Wired,
+    maps: Vec<MappedRegion>,
+    irq_fds: Vec<IrqFds>,
 }
 
-/// Every passed-through device of a VM.
+/// The eventfds of one wired interrupt.
+struct IrqFds {
+    _trigger: EventFd,
+    /// Level interrupts: KVM's resamplefd, which VFIO unmasks the host line on.
+    _resample: Option<EventFd>,
+}
+
+impl PassDevice {
+    /// A device just opened, not wired yet.
+    pub fn new(probed: ProbedDevice, dev: Box<dyn VfioDevice>) -> Self {
+        Self {
+            probed,
+            dev,
+            counters: Arc::new(Counters::default()),
+            maps: Vec::new(),
+            irq_fds: Vec::new(),
+        }
+    }
+
+    /// The planner's view of the device: VFIO's regions and IRQs, the probed host node,
+    /// its parent and its clocks.
+    pub fn desc(&self, page: u64) -> DeviceDesc {
+        let d = &self.dev;
+        let mut desc = DeviceDesc::from_vfio(d.name(), d.kind(), d.regions(), d.irqs(), page);
+        desc.host_node = self.probed.host_node.clone();
+        desc.host_parent = self.probed.host_parent();
+        desc.clocks = self.probed.clocks.clone();
+        desc
+    }
+}
+
+/// Every passed-through device of a VM, their container and plan.
 #[derive(Default)]
 pub struct Passthrough {
+    /// The devices, in `--vfio-platform` order (the plan's order too).
     pub devices: Vec<PassDevice>,
-    container: Option<Container>,
-    _kvm_device: Option<DeviceFd>,
+    pub plan: VmPlan,
+    pub container: Option<Container>,
+    kvm_vfio: Option<KvmVfioDevice>,
 }
 
 impl Passthrough {
-    /// Takes over the container and KVM-VFIO device of `vfio`, whose devices are `devices`.
-    pub fn new(container: Container, kvm: Option<DeviceFd>, devices: Vec<PassDevice>) -> Self {
-        Self {
-            devices,
-            container: Some(container),
-            _kvm_device: kvm,
-        }
-    }
-
     /// Stops every device interrupt, then undoes DMA mappings. Call it once no vCPU runs;
     /// dropping `self` afterwards unmaps the regions and closes the fds, leaving the devices
     /// free to rebind to their host drivers.
     pub fn release(&mut self) {
-        for d in &self.devices {
-            for irq in d.plan.irqs.iter().filter(|i| i.shares.is_none()) {
+        for (d, p) in self.devices.iter().zip(&self.plan.devices) {
+            for irq in p.irqs.iter().filter(|i| i.shares.is_none()) {
                 if let Err(e) = d.dev.irq_disable(irq.index) {
                     warn!("{e}");
                 }
@@ -291,20 +238,151 @@ impl Passthrough {
     }
 }
 
-impl Vfio {
-    /// Splits into the container, the KVM-VFIO device and the devices.
-    pub fn into_parts(
-        self,
-    ) -> (
-        Container,
-        Option<DeviceFd>,
-        Vec<(ProbedDevice, VfioPlatformDevice)>,
-    ) {
-        (self.container, self.kvm_device, self.devices)
-    }
-}
-
 /// The sysfs root platvmm reads.
 pub fn sysfs_root() -> PathBuf {
     PathBuf::from("/sys")
+}
+
+/// A VFIO device double for unit tests of the attach path and the device manager: regions
+/// backed by an unlinked temporary file, interrupts recorded in a shared log.
+#[cfg(test)]
+pub mod test_support {
+    use std::fs::File;
+    use std::os::fd::RawFd;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use devices::vfio::device::{DeviceError, DeviceKind, IrqInfo, RegionInfo, VfioDevice};
+    use devices::vfio::region::{MappedRegion, RegionIo};
+    use devices::vfio::sysfs::{HostBus, HostDevice};
+
+    use super::ProbedDevice;
+    use crate::config::VfioSpec;
+
+    /// What the double was asked to do, in order (shared with other doubles of a test).
+    pub type Log = Arc<Mutex<Vec<String>>>;
+
+    /// A device with `regions` (index, size, mmap-able) and `irqs` (index, level).
+    pub struct FakeDevice {
+        pub name: String,
+        pub regions: Vec<RegionInfo>,
+        pub irqs: Vec<IrqInfo>,
+        pub file: Arc<File>,
+        pub log: Log,
+    }
+
+    impl FakeDevice {
+        pub fn new(name: &str, regions: &[(u64, bool)], irqs: &[bool], log: Log) -> Self {
+            use vfio_bindings::bindings::vfio::*;
+            let mut offset = 0;
+            let regions = (0u32..)
+                .zip(regions)
+                .map(|(index, &(size, mmap))| {
+                    let mut flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+                    if mmap {
+                        flags |= VFIO_REGION_INFO_FLAG_MMAP;
+                    }
+                    let r = RegionInfo {
+                        index,
+                        flags,
+                        size,
+                        offset,
+                    };
+                    offset += size.next_multiple_of(4096);
+                    r
+                })
+                .collect();
+            let irqs = (0u32..)
+                .zip(irqs)
+                .map(|(index, &level)| IrqInfo {
+                    index,
+                    flags: VFIO_IRQ_INFO_EVENTFD | if level { VFIO_IRQ_INFO_AUTOMASKED } else { 0 },
+                    count: 1,
+                })
+                .collect();
+            Self {
+                name: name.into(),
+                regions,
+                irqs,
+                file: Arc::new(scratch_file(offset.max(4096))),
+                log,
+            }
+        }
+
+        fn record(&self, what: String) -> Result<(), DeviceError> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {what}", self.name));
+            Ok(())
+        }
+    }
+
+    impl VfioDevice for FakeDevice {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        fn kind(&self) -> DeviceKind {
+            DeviceKind::Platform
+        }
+        fn regions(&self) -> &[RegionInfo] {
+            &self.regions
+        }
+        fn irqs(&self) -> &[IrqInfo] {
+            &self.irqs
+        }
+        fn map_region(&self, r: &RegionInfo) -> std::io::Result<MappedRegion> {
+            MappedRegion::map(&self.file, r.offset, r.size, r.writable())
+        }
+        fn region_io(&self) -> Arc<dyn RegionIo> {
+            self.file.clone()
+        }
+        fn irq_trigger(&self, index: u32, _fd: RawFd) -> Result<(), DeviceError> {
+            self.record(format!("trigger {index}"))
+        }
+        fn irq_unmask_fd(&self, index: u32, _fd: RawFd) -> Result<(), DeviceError> {
+            self.record(format!("unmask-fd {index}"))
+        }
+        fn irq_unmask(&self, index: u32) -> Result<(), DeviceError> {
+            self.record(format!("unmask {index}"))
+        }
+        fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
+            self.record(format!("disable {index}"))
+        }
+    }
+
+    /// An unlinked temporary file of `len` bytes.
+    pub fn scratch_file(len: u64) -> File {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("platvmm-fake-{}-{n}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&p)
+            .unwrap();
+        std::fs::remove_file(&p).unwrap();
+        f.set_len(len).unwrap();
+        f
+    }
+
+    /// A probed device called `name`, without a host DT node.
+    pub fn probed(name: &str) -> ProbedDevice {
+        let path = format!("/sys/bus/platform/devices/{name}");
+        ProbedDevice {
+            spec: VfioSpec::new(path.clone().into()),
+            host: HostDevice {
+                path: path.into(),
+                name: name.into(),
+                bus: HostBus::Platform,
+                group: 0,
+                of_node: None,
+            },
+            host_node: None,
+            overlay: None,
+            clocks: Vec::new(),
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use devices::dt::{cells_prop, GuestNode};
+use devices::dt::{self, cells_prop, GuestNode};
 use devices::virtio::block::{Block, Disk};
 use devices::virtio::mmio::{MmioTransport, INTERRUPT_ACK, MMIO_SIZE, QUEUE_NOTIFY};
 use devices::virtio::net::{Net, VhostNetBackend};
@@ -14,23 +14,13 @@ use devices::virtio::tap::{Tap, TapStats};
 use devices::virtio::vsock::Vsock;
 use devices::virtio::worker::{Handler, WorkerSet};
 use devices::virtio::{Counters, Interrupt, VirtioDevice};
-use devices::Bus;
-use kvm_ioctls::{IoEventAddress, VmFd};
 use log::{info, warn};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::VirtioError;
 use crate::config::{NetSpec, VirtioConfig};
-use crate::resources::Resources;
-
-/// Where the devices go.
-pub struct Target<'a> {
-    pub vm: &'a VmFd,
-    pub bus: &'a mut Bus,
-    pub res: &'a mut Resources,
-    pub mem: &'a GuestMemoryMmap,
-}
+use crate::hypervisor::{kvm_err, AttachContext};
 
 /// One device's counters, for `--stats` and SIGUSR1.
 pub struct VirtioStat {
@@ -61,9 +51,10 @@ impl VirtioStat {
     }
 }
 
-/// What attaching left for the device tree, the stats and the worker.
+/// The VM's virtio devices as attached: what the device tree, the stats and the worker need
+/// (the transports themselves are on the bus).
 #[derive(Default)]
-pub struct Wired {
+pub struct VirtioDevices {
     pub nodes: Vec<GuestNode>,
     /// The eventfds absorbing InterruptACK writes (nothing reads them).
     pub acks: Vec<EventFd>,
@@ -73,11 +64,11 @@ pub struct Wired {
 
 /// Attaches every device of `cfg` in the order the guest sees them.
 pub fn attach(
-    t: &mut Target<'_>,
+    t: &mut AttachContext<'_>,
     cfg: &VirtioConfig,
     disks: Vec<Disk>,
-) -> Result<Wired, VirtioError> {
-    let mut w = Wired::default();
+) -> Result<VirtioDevices, VirtioError> {
+    let mut w = VirtioDevices::default();
     let vhost_mem = Arc::new(t.mem.clone());
     for (i, disk) in disks.into_iter().enumerate() {
         let name = format!("vd{}", (b'a' + i as u8) as char);
@@ -116,8 +107,8 @@ pub fn attach(
 /// A single-queue device served by the worker: `make` builds it on its queue's kick eventfd
 /// and counters, `handler` gives what the worker runs on that eventfd.
 fn attach_user<D: VirtioDevice + 'static>(
-    t: &mut Target<'_>,
-    w: &mut Wired,
+    t: &mut AttachContext<'_>,
+    w: &mut VirtioDevices,
     name: String,
     kind: &'static str,
     make: impl FnOnce(EventFd, Arc<Counters>) -> D,
@@ -142,8 +133,8 @@ fn attach_user<D: VirtioDevice + 'static>(
 }
 
 fn attach_net(
-    t: &mut Target<'_>,
-    w: &mut Wired,
+    t: &mut AttachContext<'_>,
+    w: &mut VirtioDevices,
     name: String,
     spec: &NetSpec,
     mem: &Arc<GuestMemoryMmap>,
@@ -219,27 +210,23 @@ struct Placed {
 }
 
 /// Register page, SPI, irqfd, ioeventfds, bus entry, guest node and stats line.
-fn place(t: &mut Target<'_>, w: &mut Wired, p: Placed) -> Result<(), VirtioError> {
-    let page = crate::resources::page_size().max(MMIO_SIZE);
+fn place(t: &mut AttachContext<'_>, w: &mut VirtioDevices, p: Placed) -> Result<(), VirtioError> {
+    let page = t.page.max(MMIO_SIZE);
     let base = t.res.emulated(page, page).map_err(|_| VirtioError::Area)?;
     let spi = t.res.emulated_spi().map_err(|_| VirtioError::Spis)?;
     let irqfd = EventFd::new(libc::EFD_NONBLOCK).map_err(host("eventfd"))?;
     t.vm.register_irqfd(&irqfd, spi)
-        .map_err(kvm("cannot wire a virtio interrupt (irqfd)"))?;
-    for (i, k) in p.kicks.iter().enumerate() {
-        t.vm.register_ioevent(k, &IoEventAddress::Mmio(base + QUEUE_NOTIFY), i as u32)
-            .map_err(kvm("cannot register a virtio queue notify (ioeventfd)"))?;
+        .map_err(kvm_err("cannot wire a virtio interrupt (irqfd)"))?;
+    for (i, k) in (0u32..).zip(&p.kicks) {
+        t.vm.register_ioevent(k, base + QUEUE_NOTIFY, Some(i))
+            .map_err(kvm_err("cannot register a virtio queue notify (ioeventfd)"))?;
     }
     // The driver acknowledges every interrupt: one exit to userspace fewer each.
     let ack = EventFd::new(libc::EFD_NONBLOCK).map_err(host("eventfd"))?;
-    t.vm.register_ioevent(
-        &ack,
-        &IoEventAddress::Mmio(base + INTERRUPT_ACK),
-        kvm_ioctls::NoDatamatch,
-    )
-    .map_err(kvm(
-        "cannot register a virtio interrupt acknowledge (ioeventfd)",
-    ))?;
+    t.vm.register_ioevent(&ack, base + INTERRUPT_ACK, None)
+        .map_err(kvm_err(
+            "cannot register a virtio interrupt acknowledge (ioeventfd)",
+        ))?;
     w.acks.push(ack);
     let interrupt = Arc::new(Interrupt::new(irqfd, p.counters.clone()));
     let transport = MmioTransport::new(
@@ -251,11 +238,7 @@ fn place(t: &mut Target<'_>, w: &mut Wired, p: Placed) -> Result<(), VirtioError
         p.kicks,
     );
     t.bus
-        .insert(base, MMIO_SIZE, Arc::new(Mutex::new(transport)))
-        .map_err(|e| VirtioError::Host {
-            what: "cannot place a virtio device",
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        .insert(base, MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
     info!(
         "{}: virtio-{} ({}) at guest {base:#x}, SPI {spi}",
         p.name, p.kind, p.backend
@@ -283,7 +266,10 @@ fn node(base: u64, spi: u32) -> GuestNode {
         props: vec![
             ("compatible".into(), b"virtio,mmio\0".to_vec()),
             ("reg".into(), reg),
-            ("interrupts".into(), cells_prop(&[0, spi, 1])),
+            (
+                "interrupts".into(),
+                cells_prop(&dt::spi_specifier(spi, false)),
+            ),
             ("dma-coherent".into(), Vec::new()),
         ],
         children: Vec::new(),
@@ -309,17 +295,121 @@ fn host(what: &'static str) -> impl Fn(std::io::Error) -> VirtioError {
     move |source| VirtioError::Host { what, source }
 }
 
-fn kvm(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> VirtioError {
-    move |e| VirtioError::Host {
-        what,
-        source: std::io::Error::from_raw_os_error(e.errno()),
-    }
-}
-
 /// A locally administered MAC in QEMU's 52:54:00 range, the last three bytes random.
 fn random_mac() -> [u8; 6] {
     let mut r = [0u8; 3];
     // SAFETY: getrandom writes at most 3 bytes into `r`.
     unsafe { libc::getrandom(r.as_mut_ptr().cast(), 3, 0) };
     [0x52, 0x54, 0x00, r[0], r[1], r[2]]
+}
+
+#[cfg(test)]
+mod tests {
+    use devices::virtio::block::Disk;
+    use devices::virtio::mmio::{INTERRUPT_ACK, MMIO_SIZE, QUEUE_NOTIFY};
+    use devices::Bus;
+    use vm_memory::{GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+    use crate::arch::aarch64::layout::{EMULATED_MMIO_BASE, PASSTHROUGH_MMIO_BASE};
+    use crate::hypervisor::fake::{Call, FakeVm};
+    use crate::passthrough::test_support::scratch_file;
+    use crate::resources::Resources;
+
+    fn disk() -> Disk {
+        Disk {
+            file: scratch_file(4096),
+            readonly: false,
+            serial: Vec::new(),
+            sectors: 8,
+        }
+    }
+
+    fn attach_to(vm: &FakeVm, bus: &mut Bus) -> Result<VirtioDevices, VirtioError> {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
+        let mut res = Resources::new(PASSTHROUGH_MMIO_BASE);
+        let mut ctx = AttachContext {
+            vm,
+            bus,
+            res: &mut res,
+            mem: &mem,
+            ram: &[],
+            page: 4096,
+        };
+        let cfg = VirtioConfig {
+            rng: true,
+            ..Default::default()
+        };
+        attach(&mut ctx, &cfg, vec![disk()])
+    }
+
+    #[test]
+    fn each_device_gets_a_page_an_spi_ioeventfds_and_a_node() {
+        let (vm, mut bus) = (FakeVm::default(), Bus::new());
+        let w = attach_to(&vm, &mut bus).unwrap();
+        let [vda, rng] = [EMULATED_MMIO_BASE, EMULATED_MMIO_BASE + 4096];
+        let mut expected = Vec::new();
+        for (base, spi) in [(vda, 1), (rng, 2)] {
+            expected.extend([
+                Call::Irqfd { gsi: spi },
+                Call::Ioevent {
+                    addr: base + QUEUE_NOTIFY,
+                    datamatch: Some(0),
+                },
+                Call::Ioevent {
+                    addr: base + INTERRUPT_ACK,
+                    datamatch: None,
+                },
+            ]);
+        }
+        assert_eq!(vm.calls(), expected);
+        let node = &w.nodes[0];
+        assert_eq!(node.name, format!("virtio_mmio@{vda:x}"));
+        assert_eq!(node.prop("interrupts"), Some(&cells_prop(&[0, 1, 1])[..]));
+        let reg: Vec<u8> = [vda, MMIO_SIZE]
+            .iter()
+            .flat_map(|x| x.to_be_bytes())
+            .collect();
+        assert_eq!(node.prop("reg"), Some(&reg[..]));
+        let lines: Vec<String> = w.stats.iter().map(VirtioStat::line).collect();
+        assert!(
+            lines[0].starts_with("vda blk backend=user "),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].starts_with("rng rng backend=user "),
+            "{}",
+            lines[1]
+        );
+        assert!(!w.worker.is_empty(), "blk and rng are served by the worker");
+        // The transports answer on the bus: virtio-mmio's magic value "virt".
+        let mut magic = [0u8; 4];
+        assert!(bus.read(rng, &mut magic));
+        assert_eq!(&magic, b"virt");
+    }
+
+    #[test]
+    fn kvm_and_bus_refusals_are_their_own_errors() {
+        let vm = FakeVm {
+            fail_irqfd: true,
+            ..Default::default()
+        };
+        let e = attach_to(&vm, &mut Bus::new()).err().unwrap();
+        assert!(matches!(e, VirtioError::Kvm(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("cannot wire a virtio interrupt (irqfd): "),
+            "{e}"
+        );
+        let mut taken = Bus::new();
+        let other = Arc::new(Mutex::new(devices::caam::CaamController::new()));
+        taken.insert(EMULATED_MMIO_BASE, 4096, other).unwrap();
+        let e = attach_to(&FakeVm::default(), &mut taken).err().unwrap();
+        assert!(matches!(e, VirtioError::Bus(_)), "{e:?}");
+        assert!(
+            e.to_string().starts_with("cannot place a virtio device: "),
+            "{e}"
+        );
+    }
 }

@@ -43,11 +43,18 @@ pub enum VirtioError {
     Spis,
     #[error("platvmm's emulated-device area is full: too many virtio devices")]
     Area,
+    /// A host resource (eventfd) could not be made.
     #[error("{what}: {source}")]
     Host {
         what: &'static str,
         source: std::io::Error,
     },
+    /// KVM refused an irqfd or ioeventfd.
+    #[error("{0}")]
+    Kvm(#[from] crate::hypervisor::KvmError),
+    /// The device's registers overlap another device on the bus.
+    #[error("cannot place a virtio device: {0}")]
+    Bus(#[from] devices::BusError),
 }
 
 /// Checks the device count, then opens and locks every disk image (read-write images

@@ -29,13 +29,15 @@ use crate::arch::aarch64::fdt::{self, FdtConfig};
 use crate::arch::aarch64::layout;
 use crate::arch::aarch64::{gic, regs};
 use crate::host::terminal::RawTerminal;
+use crate::hypervisor::kvm_err;
+use crate::passthrough::attach::AttachOptions;
 use crate::resources::page_size;
 use crate::sandbox::seccomp::{Filters, ThreadKind};
 use crate::stats::ExitCounters;
 use crate::stats::Startup;
 use crate::vm::console::CountedOutput;
 use crate::vm::device_manager::DeviceManager;
-use crate::vm::error::{host_err, kvm_err, Error};
+use crate::vm::error::{host_err, Error};
 use crate::vm::event_loop::{EventLoop, StatsSources};
 use crate::vm::prepare::Prepared;
 use crate::vstate::exit::{ExitSignal, GuestExit};
@@ -48,7 +50,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let kvm = open_kvm(p.cfg.cpus)?;
     let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
     startup.step("kvm");
-    let mut dm = DeviceManager::new(&vm, p.cfg.mem_size, p.cfg.identity_ram)?;
+    let mut dm = DeviceManager::new(&vm, p.cfg.mem_size, p.cfg.identity_ram, page_size())?;
     startup.step("memory");
     load_images(&mut p, &dm)?;
     startup.step("images");
@@ -92,7 +94,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     })?;
     startup.step("sandbox");
     let ctx = Arc::new(VcpuContext {
-        bus: dm.bus(),
+        bus: dm.share_bus(),
         exit,
         counters: exits.clone(),
         console,
@@ -131,7 +133,11 @@ fn attach_devices(
     startup: &Startup,
 ) -> Result<(), Error> {
     let devices = std::mem::take(&mut p.devices);
-    dm.attach_passthrough(vm, devices, p.cfg.sec_controller, p.cfg.identity_ram)?;
+    let opts = AttachOptions {
+        sec_controller: p.cfg.sec_controller,
+        identity_ram: p.cfg.identity_ram,
+    };
+    dm.attach_passthrough(vm, devices, opts)?;
     startup.step("passthrough");
     dm.attach_virtio(vm, &p.cfg.virtio, std::mem::take(&mut p.disks))?;
     startup.step("virtio");

@@ -1,7 +1,9 @@
 //! The device manager: owns guest memory, the MMIO bus and the VM's [`Resources`], and attaches
-//! every device. Each `attach_*` takes its addresses, SPIs, memslots and phandles from the
-//! allocators, puts its models on the bus, and leaves what the device tree needs in the
-//! manager; [`DeviceManager::release`] undoes it in order once no vCPU runs.
+//! every device. Each `attach_*` hands the device kind's attach path one [`AttachContext`]
+//! (VM, bus, allocators, memory, page size), from which it takes its addresses, SPIs,
+//! memslots and phandles and onto whose bus it puts its models; what the device tree and the
+//! stats need stays here. [`DeviceManager::share_bus`] hands the bus to the vCPUs (nothing is
+//! attached after that); [`DeviceManager::release`] undoes it all in order once no vCPU runs.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,33 +11,40 @@ use devices::dt::GuestNode;
 use devices::serial::SerialConsole;
 use devices::Bus;
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::VmFd;
-use log::{info, warn};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::aarch64::layout;
-use crate::memory::Ram;
-use crate::passthrough::plan::{Planner, VmPlan};
-use crate::passthrough::{self, attach, PassDevice, Passthrough, ProbedDevice};
-use crate::resources::{page_size, Resources};
+use crate::config::VirtioConfig;
+use crate::hypervisor::{kvm_err, AttachContext, Hypervisor};
+use crate::memory::{Ram, RamMapping};
+use crate::passthrough::attach::AttachOptions;
+use crate::passthrough::{Passthrough, ProbedDevice};
+use crate::resources::Resources;
+use crate::virtio::attach::VirtioDevices;
 use crate::vm::console::{Console, ConsoleMmio};
-use crate::vm::error::{host_err, kvm_err, Error};
+use crate::vm::error::{host_err, Error};
 
 /// Owns the VM's devices and resources.
 pub struct DeviceManager {
     pub ram: Ram,
-    bus: Arc<Bus>,
+    /// Guest RAM regions, as memslots and VFIO DMA maps take them.
+    ram_mappings: Vec<RamMapping>,
+    /// Devices attach here while no vCPU runs.
+    bus: Bus,
+    /// The bus once [`DeviceManager::share_bus`] handed it to the vCPUs.
+    shared_bus: Option<Arc<Bus>>,
     res: Resources,
+    page: u64,
     console: Option<Arc<Console>>,
     passthrough: Passthrough,
-    plan: Option<VmPlan>,
-    virtio: crate::virtio::attach::Wired,
+    virtio: VirtioDevices,
     worker: Option<devices::virtio::worker::Worker>,
 }
 
 impl DeviceManager {
-    /// Guest RAM of `size` bytes (identity-mapped if asked), one memslot per region.
-    pub fn new(vm: &VmFd, size: u64, identity: bool) -> Result<Self, Error> {
+    /// Guest RAM of `size` bytes (identity-mapped if asked), one memslot per region;
+    /// devices are placed at `page` granularity (the host page size).
+    pub fn new(vm: &dyn Hypervisor, size: u64, identity: bool, page: u64) -> Result<Self, Error> {
         let ram = if identity {
             Ram::identity(size)?
         } else {
@@ -43,20 +52,22 @@ impl DeviceManager {
         };
         let mut dm = Self {
             res: Resources::new(ram.window),
+            ram_mappings: ram.mappings(),
             ram,
-            bus: Arc::new(Bus::new()),
+            bus: Bus::new(),
+            shared_bus: None,
+            page,
             console: None,
             passthrough: Passthrough::default(),
-            plan: None,
-            virtio: Default::default(),
+            virtio: VirtioDevices::default(),
             worker: None,
         };
         dm.register_ram(vm)?;
         Ok(dm)
     }
 
-    fn register_ram(&mut self, vm: &VmFd) -> Result<(), Error> {
-        for m in self.ram.mappings() {
+    fn register_ram(&mut self, vm: &dyn Hypervisor) -> Result<(), Error> {
+        for m in &self.ram_mappings {
             let r = kvm_userspace_memory_region {
                 slot: self.res.memslot()?,
                 flags: 0,
@@ -71,20 +82,34 @@ impl DeviceManager {
         Ok(())
     }
 
-    fn bus_mut(&mut self) -> &mut Bus {
-        Arc::get_mut(&mut self.bus).expect("devices are attached before any vCPU runs")
+    /// What an attach path needs, borrowed from the manager.
+    fn context<'a>(&'a mut self, vm: &'a dyn Hypervisor) -> AttachContext<'a> {
+        assert!(
+            self.shared_bus.is_none(),
+            "devices are attached before the vCPUs get the bus"
+        );
+        AttachContext {
+            vm,
+            bus: &mut self.bus,
+            res: &mut self.res,
+            mem: &self.ram.mem,
+            ram: &self.ram_mappings,
+            page: self.page,
+        }
     }
 
-    /// The bus, for the vCPU threads (no device can be attached afterwards).
-    pub fn bus(&self) -> Arc<Bus> {
-        self.bus.clone()
+    /// The bus, for the vCPU threads: from here on, no device can be attached.
+    pub fn share_bus(&mut self) -> Arc<Bus> {
+        self.shared_bus
+            .get_or_insert_with(|| Arc::new(std::mem::take(&mut self.bus)))
+            .clone()
     }
 
     /// The console UART at its fixed address and SPI, output to `out`; its transmit register
     /// coalesced through `ring` when KVM offers one.
     pub fn attach_console(
         &mut self,
-        vm: &VmFd,
+        vm: &dyn Hypervisor,
         out: Box<dyn std::io::Write + Send>,
         ring: Option<devices::coalesced::CoalescedRing>,
     ) -> Result<(Arc<Console>, EventFd), Error> {
@@ -99,70 +124,22 @@ impl DeviceManager {
                 .map_err(host_err("cannot create the console drain timer"))?,
         );
         let dev = Arc::new(Mutex::new(ConsoleMmio(console.clone())));
-        self.bus_mut()
-            .insert(layout::UART_BASE, layout::UART_SIZE, dev)?;
+        let ctx = self.context(vm);
+        ctx.bus.insert(layout::UART_BASE, layout::UART_SIZE, dev)?;
         self.console = Some(console.clone());
         Ok((console, room))
     }
 
-    /// Opens, plans and wires the passed-through devices; adds the emulated SEC controller
-    /// when job rings are among them or `sec_controller` asks for it.
+    /// Opens, plans and wires the passed-through devices (and the emulated SEC controller
+    /// when the plan has one).
     pub fn attach_passthrough(
         &mut self,
-        vm: &VmFd,
+        vm: &dyn Hypervisor,
         probed: Vec<ProbedDevice>,
-        sec_controller: bool,
-        identity: bool,
+        opts: AttachOptions,
     ) -> Result<(), Error> {
-        let page = page_size();
-        let vfio = passthrough::open(&passthrough::sysfs_root(), probed, &self.ram.mappings())?;
-        let mut planner = Planner::new(&mut self.res, page)?;
-        let Some(mut vfio) = vfio else {
-            self.plan = Some(planner.finish(sec_controller)?);
-            return self.attach_sec_controller();
-        };
-        vfio.attach_kvm(vm)?;
-        for (d, (p, _)) in vfio.descs(page).iter().zip(&vfio.devices) {
-            let dp = planner
-                .add(d, &p.options())
-                .map_err(passthrough::PassthroughError::from)?;
-            log_plan(dp);
-        }
-        let plan = planner.finish(sec_controller)?;
-        let (container, kvm_dev, devices) = vfio.into_parts();
-        let mode = container.mode;
-        let mut pass = Vec::new();
-        for ((_, dev), dp) in devices.into_iter().zip(plan.devices.iter().cloned()) {
-            warn_dma(&dp, mode, identity);
-            let counters = Arc::new(devices::vfio::region::Counters::default());
-            let mut t = attach::Target {
-                vm,
-                bus: Arc::get_mut(&mut self.bus).expect("no vCPU runs yet"),
-                res: &mut self.res,
-                page,
-            };
-            let wired = attach::device(&mut t, &dev, &dp, &counters)?;
-            pass.push(PassDevice {
-                dev,
-                counters,
-                plan: dp,
-                wired,
-            });
-        }
-        self.passthrough = Passthrough::new(container, kvm_dev, pass);
-        self.plan = Some(plan);
-        self.attach_sec_controller()
-    }
-
-    /// The emulated SEC controller page, where the plan put it.
-    fn attach_sec_controller(&mut self) -> Result<(), Error> {
-        let Some(base) = self.plan.as_ref().and_then(|p| p.sec_controller) else {
-            return Ok(());
-        };
-        let ctrl = devices::caam::CaamController::new();
-        self.bus_mut()
-            .insert(base, devices::caam::CAAM_WINDOW, Arc::new(Mutex::new(ctrl)))?;
-        info!("SEC controller page at guest {base:#x}");
+        let mut ctx = self.context(vm);
+        self.passthrough = crate::passthrough::attach::attach(&mut ctx, probed, opts)?;
         Ok(())
     }
 
@@ -171,18 +148,12 @@ impl DeviceManager {
     /// [`DeviceManager::start_worker`].
     pub fn attach_virtio(
         &mut self,
-        vm: &VmFd,
-        cfg: &crate::config::VirtioConfig,
+        vm: &dyn Hypervisor,
+        cfg: &VirtioConfig,
         disks: Vec<devices::virtio::block::Disk>,
     ) -> Result<(), Error> {
-        let bus = Arc::get_mut(&mut self.bus).expect("no vCPU runs yet");
-        let mut t = crate::virtio::attach::Target {
-            vm,
-            bus,
-            res: &mut self.res,
-            mem: &self.ram.mem,
-        };
-        self.virtio = crate::virtio::attach::attach(&mut t, cfg, disks)?;
+        let mut ctx = self.context(vm);
+        self.virtio = crate::virtio::attach::attach(&mut ctx, cfg, disks)?;
         Ok(())
     }
 
@@ -211,10 +182,7 @@ impl DeviceManager {
     /// The nodes the devices add to the guest tree: the passthrough plan's (with
     /// `dt_overlays`' nodes after them), then the virtio devices'.
     pub fn guest_nodes(&self, dt_overlays: &[GuestNode]) -> Vec<GuestNode> {
-        let mut nodes = match &self.plan {
-            Some(p) => p.guest_nodes(dt_overlays),
-            None => VmPlan::default().guest_nodes(dt_overlays),
-        };
+        let mut nodes = self.passthrough.plan.guest_nodes(dt_overlays);
         nodes.extend(self.virtio.nodes.iter().cloned());
         nodes
     }
@@ -224,7 +192,7 @@ impl DeviceManager {
         self.passthrough
             .devices
             .iter()
-            .map(|d| (d.dev.host.name.clone(), d.counters.clone()))
+            .map(|d| (d.dev.name().to_string(), d.counters.clone()))
             .collect()
     }
 
@@ -241,36 +209,127 @@ impl DeviceManager {
         }
         self.passthrough.release();
         drop(self.passthrough);
+        drop(self.shared_bus);
         drop(self.bus);
         drop(self.ram);
     }
 }
 
-fn log_plan(d: &crate::passthrough::plan::DevicePlan) {
-    info!(
-        "{}: guest node by the {} handler ({})",
-        d.name, d.handler, d.why
-    );
-    for s in &d.synthesized {
-        info!("{}: synthesized {s}", d.name);
-    }
-    for w in &d.warnings {
-        warn!("{w}");
-    }
-}
+#[cfg(test)]
+mod tests {
+    use devices::MmioDevice;
 
-fn warn_dma(
-    d: &crate::passthrough::plan::DevicePlan,
-    mode: devices::vfio::container::IommuMode,
-    identity: bool,
-) {
-    use devices::vfio::container::IommuMode;
-    if let (Some(why), IommuMode::NoIommu, false) = (&d.dma, mode, identity) {
-        warn!(
-            "WARNING: {} looks DMA-capable ({why}) but VFIO runs without an IOMMU and guest \
-             RAM is not identity-mapped: any DMA it does will hit the wrong host memory. Use \
-             --identity-map-ram, or make sure the guest driver never starts DMA.",
-            d.name
+    use super::*;
+    use crate::arch::aarch64::layout::{EMULATED_MMIO_BASE, MIB, RAM_BASE, UART_BASE, UART_SPI};
+    use crate::hypervisor::fake::{Call, FakeVm};
+    use crate::passthrough::plan::{DeviceOptions, Planner};
+    use crate::passthrough::test_support::{probed, FakeDevice, Log};
+    use crate::passthrough::PassDevice;
+
+    fn manager(vm: &FakeVm) -> DeviceManager {
+        DeviceManager::new(vm, 64 * MIB, false, 4096).unwrap()
+    }
+
+    fn names(nodes: &[GuestNode]) -> Vec<String> {
+        nodes.iter().map(|n| n.name.clone()).collect()
+    }
+
+    #[test]
+    fn devices_are_placed_in_attach_order() {
+        let vm = FakeVm::default();
+        let mut dm = manager(&vm);
+        dm.attach_console(&vm, Box::new(std::io::sink()), None)
+            .unwrap();
+        let sec = AttachOptions {
+            sec_controller: true,
+            identity_ram: false,
+        };
+        dm.attach_passthrough(&vm, Vec::new(), sec).unwrap();
+        let rng = VirtioConfig {
+            rng: true,
+            ..Default::default()
+        };
+        dm.attach_virtio(&vm, &rng, Vec::new()).unwrap();
+        // The SEC controller takes the first MiB of the emulated area (its allocation is
+        // rounded up to its alignment), the virtio device the page after that MiB and the
+        // first emulated SPI.
+        let ctrl = dm.passthrough.plan.sec_controller.unwrap();
+        assert_eq!(ctrl, EMULATED_MMIO_BASE.next_multiple_of(MIB));
+        let virtio = ctrl + MIB;
+        let calls = vm.calls();
+        assert_eq!(
+            calls[..3],
+            [
+                Call::Memslot {
+                    slot: 0,
+                    gpa: RAM_BASE,
+                    size: 64 * MIB,
+                    readonly: false
+                },
+                Call::Irqfd { gsi: UART_SPI },
+                Call::Irqfd { gsi: 1 },
+            ]
+        );
+        assert!(calls.contains(&Call::Ioevent {
+            addr: virtio + devices::virtio::mmio::QUEUE_NOTIFY,
+            datamatch: Some(0)
+        }));
+        let nodes = dm.guest_nodes(&[]);
+        assert_eq!(
+            names(&nodes),
+            [
+                format!("crypto@{ctrl:x}"),
+                format!("virtio_mmio@{virtio:x}")
+            ]
+        );
+        let bus = dm.share_bus();
+        let mut b = [0u8; 4];
+        for addr in [UART_BASE, ctrl, virtio] {
+            assert!(bus.read(addr, &mut b), "{addr:#x} is on the bus");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "before the vCPUs get the bus")]
+    fn nothing_is_attached_once_the_vcpus_have_the_bus() {
+        let vm = FakeVm::default();
+        let mut dm = manager(&vm);
+        let _bus = dm.share_bus();
+        let _ = dm.attach_console(&vm, Box::new(std::io::sink()), None);
+    }
+
+    /// Records its own drop in the shared log.
+    struct DropRecorder(Log);
+    impl MmioDevice for DropRecorder {
+        fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
+        fn write(&mut self, _offset: u64, _data: &[u8]) {}
+    }
+    impl Drop for DropRecorder {
+        fn drop(&mut self) {
+            self.0.lock().unwrap().push("bus device dropped".into());
+        }
+    }
+
+    #[test]
+    fn release_disables_device_interrupts_before_the_bus_goes() {
+        let (vm, log) = (FakeVm::default(), Log::default());
+        let mut dm = manager(&vm);
+        let dev = FakeDevice::new("d", &[(4096, true)], &[true, false], log.clone());
+        let d = PassDevice::new(probed("d"), Box::new(dev));
+        let mut planner = Planner::new(&mut dm.res, 4096).unwrap();
+        planner
+            .add(&d.desc(4096), &DeviceOptions::default())
+            .unwrap();
+        dm.passthrough.plan = planner.finish(false).unwrap();
+        dm.passthrough.devices.push(d);
+        let rec = Arc::new(Mutex::new(DropRecorder(log.clone())));
+        dm.bus.insert(0x1000, 0x1000, rec).unwrap();
+        let bus = dm.share_bus();
+        drop(bus);
+        dm.release(&crate::stats::ExitCounters::default());
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["d disable 0", "d disable 1", "bus device dropped"]
         );
     }
 }

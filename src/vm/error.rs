@@ -1,4 +1,5 @@
-//! The user-facing error of a VM run and the helpers that turn KVM and host failures into it.
+//! The user-facing error of a VM run and the helper that turns host failures into it (KVM
+//! failures come as `hypervisor::KvmError`).
 //! Every message is what the user reads on stderr after "platvmm: error: ".
 
 use std::path::PathBuf;
@@ -50,18 +51,15 @@ pub enum Error {
     #[error("--cpus {requested} is more than this host's KVM allows ({max})")]
     TooManyCpus { requested: u32, max: u32 },
     /// A KVM call failed while building the VM.
-    #[error("{what}: {source}")]
-    Kvm {
-        what: &'static str,
-        source: std::io::Error,
-    },
+    #[error("{0}")]
+    Kvm(#[from] crate::hypervisor::KvmError),
     /// The interrupt controller.
     #[cfg(target_arch = "aarch64")]
     #[error("{0}")]
     Gic(#[from] crate::arch::aarch64::gic::GicError),
-    /// Guest RAM could not be allocated.
-    #[error("cannot allocate {mib} MiB of guest memory: {reason}")]
-    GuestMemory { mib: u64, reason: String },
+    /// Guest RAM could not be set up (anonymous or identity-mapped).
+    #[error("{0}")]
+    Memory(#[from] crate::memory::MemoryError),
     /// Loading the kernel, initramfs or DTB into guest memory failed.
     #[error("cannot load {what} into guest memory: {reason}")]
     Load { what: &'static str, reason: String },
@@ -80,16 +78,13 @@ pub enum Error {
     /// A guest resource (address, SPI, memslot, phandle) ran out.
     #[error("{0}")]
     Resources(#[from] crate::resources::Exhausted),
-    /// Identity-mapped RAM could not be set up.
-    #[error("{0}")]
-    Identity(#[from] crate::memory::identity::IdentityError),
     /// Passthrough setup failed.
     #[error("{0}")]
     Passthrough(#[from] crate::passthrough::PassthroughError),
-    /// `--chroot` names something that is not a directory.
     /// A virtio device could not be set up.
     #[error("{0}")]
     Virtio(#[from] crate::virtio::VirtioError),
+    /// `--chroot` names something that is not a directory.
     #[error("--chroot {0}: not a directory (give an existing, preferably empty, directory)")]
     ChrootNotDir(PathBuf),
     /// Privileges could not be dropped.
@@ -104,14 +99,6 @@ pub enum Error {
         what: &'static str,
         source: std::io::Error,
     },
-}
-
-/// Maps a failed KVM call to [`Error::Kvm`] saying what was being done.
-pub fn kvm_err(what: &'static str) -> impl Fn(kvm_ioctls::Error) -> Error {
-    move |e| Error::Kvm {
-        what,
-        source: std::io::Error::from_raw_os_error(e.errno()),
-    }
 }
 
 /// Maps a failed host call to [`Error::Host`] saying what was being done.

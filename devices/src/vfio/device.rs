@@ -8,6 +8,7 @@ use vfio_bindings::bindings::vfio::*;
 
 use super::container::Group;
 use super::ioctl;
+use super::region::{MappedRegion, RegionIo};
 use super::sysfs::HostDevice;
 
 /// The kind VFIO reports for the device.
@@ -219,6 +220,70 @@ impl VfioPlatformDevice {
             &[],
             "disable",
         )
+    }
+}
+
+/// What attaching and releasing a passed-through device needs of it: its name, kind,
+/// regions and interrupts; a region mapped or trapped; interrupts signalled, unmasked and
+/// disabled. [`VfioPlatformDevice`] is the kernel's; unit tests use a double.
+pub trait VfioDevice: Send {
+    fn name(&self) -> &str;
+    fn kind(&self) -> DeviceKind;
+    fn regions(&self) -> &[RegionInfo];
+    fn irqs(&self) -> &[IrqInfo];
+    /// mmap of region `r` (shared; read-only unless the region is writable).
+    fn map_region(&self, r: &RegionInfo) -> std::io::Result<MappedRegion>;
+    /// Where a trapped region's accesses go (the device fd, at the region's offset).
+    fn region_io(&self) -> Arc<dyn RegionIo>;
+    /// Signals `trigger` on each assertion of IRQ `index`.
+    fn irq_trigger(&self, index: u32, trigger: RawFd) -> Result<(), DeviceError>;
+    /// Unmasks IRQ `index` whenever `unmask` is signalled (KVM's resamplefd: the guest EOI).
+    fn irq_unmask_fd(&self, index: u32, unmask: RawFd) -> Result<(), DeviceError>;
+    /// Unmasks IRQ `index` now.
+    fn irq_unmask(&self, index: u32) -> Result<(), DeviceError>;
+    /// Tears down the trigger (and with it the unmask eventfd) of IRQ `index`.
+    fn irq_disable(&self, index: u32) -> Result<(), DeviceError>;
+}
+
+impl VfioDevice for VfioPlatformDevice {
+    fn name(&self) -> &str {
+        &self.host.name
+    }
+
+    fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+
+    fn regions(&self) -> &[RegionInfo] {
+        &self.regions
+    }
+
+    fn irqs(&self) -> &[IrqInfo] {
+        &self.irqs
+    }
+
+    fn map_region(&self, r: &RegionInfo) -> std::io::Result<MappedRegion> {
+        MappedRegion::map(&self.fd, r.offset, r.size, r.writable())
+    }
+
+    fn region_io(&self) -> Arc<dyn RegionIo> {
+        self.fd.clone()
+    }
+
+    fn irq_trigger(&self, index: u32, trigger: RawFd) -> Result<(), DeviceError> {
+        VfioPlatformDevice::irq_trigger(self, index, trigger)
+    }
+
+    fn irq_unmask_fd(&self, index: u32, unmask: RawFd) -> Result<(), DeviceError> {
+        VfioPlatformDevice::irq_unmask_fd(self, index, unmask)
+    }
+
+    fn irq_unmask(&self, index: u32) -> Result<(), DeviceError> {
+        VfioPlatformDevice::irq_unmask(self, index)
+    }
+
+    fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
+        VfioPlatformDevice::irq_disable(self, index)
     }
 }
 
