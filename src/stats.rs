@@ -1,9 +1,19 @@
-//! platvmm's own start-up cost: from exec to vCPU 0's first `KVM_RUN`, split into the steps of
-//! `builder::run`, so a regression in setup time shows up as a figure (`--stats`, SIGUSR1).
-//! A leaf: the builder records steps, the vCPU thread the first run, the stats printer reads.
+//! platvmm's stats (`--stats` at exit, SIGUSR1 while running), all in one place:
+//! - the start-up cost ([`Startup`]): from exec to vCPU 0's first `KVM_RUN`, split into the
+//!   steps of `builder::run`, so a regression in setup time shows up as a figure;
+//! - the VM exit counters ([`ExitCounters`]), bumped by the vCPU threads;
+//! - the printer ([`StatsSources`]): those two, each passthrough device's counters
+//!   ([`devices::vfio::region::Counters`]) and each virtio device's line.
+//!
+//! Every counter set is a [`devices::counter_set!`], so each prints its `(name, value)`
+//! snapshot the same way. The builder records steps, the vCPU threads the first run and the
+//! exits, the event loop (SIGUSR1) and the builder (`--stats`) print.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::virtio::attach::VirtioStat;
 
 static MAIN_START: OnceLock<Instant> = OnceLock::new();
 
@@ -106,6 +116,71 @@ fn start_ticks(stat: &str) -> Option<u64> {
     after_comm.split_whitespace().nth(19)?.parse().ok()
 }
 
+devices::counter_set! {
+    /// VM exits by reason, summed over vCPUs.
+    pub struct ExitCounters {
+        pub mmio_read,
+        pub mmio_write,
+        /// MMIO exits to the console UART (part of mmio_read/mmio_write): the guest's printing,
+        /// kept apart so the other exits can be reasoned about.
+        pub mmio_console,
+        pub mmio_unclaimed,
+        /// Console transmit bytes that reached platvmm through the coalesced-MMIO ring (no exit).
+        pub console_coalesced,
+        pub system_event,
+        pub interrupted,
+        pub other,
+    }
+}
+
+/// Adds one to `c`.
+pub fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What the stats printer reads.
+pub struct StatsSources {
+    pub exits: Arc<ExitCounters>,
+    pub devices: Vec<(String, Arc<devices::vfio::region::Counters>)>,
+    pub virtio: Vec<VirtioStat>,
+    pub startup: Arc<Startup>,
+}
+
+impl StatsSources {
+    /// Prints the start-up cost, one line for the VM's exits and one per device to stderr.
+    pub fn print(&self) {
+        for line in self.lines() {
+            eprintln!("{line}");
+        }
+    }
+
+    /// The lines [`print`](Self::print) prints.
+    fn lines(&self) -> Vec<String> {
+        let mut out = vec![
+            format!("platvmm stats: startup {}", self.startup.line()),
+            format!("platvmm stats: vm exits {}", pairs(&self.exits.snapshot())),
+        ];
+        for (name, c) in &self.devices {
+            out.push(format!(
+                "platvmm stats: device {name} {}",
+                pairs(&c.snapshot())
+            ));
+        }
+        for v in &self.virtio {
+            out.push(format!("platvmm stats: virtio {}", v.line()));
+        }
+        out
+    }
+}
+
+/// A snapshot as `name=value name=value ...`.
+fn pairs(v: &[(&str, u64)]) -> String {
+    v.iter()
+        .map(|(k, n)| format!("{k}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,43 +205,46 @@ mod tests {
         let ms = exec_to_main_ms().expect("/proc/self/stat is readable");
         assert!(ms < 3_600_000, "{ms} ms");
     }
-}
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-/// VM exits by reason, summed over vCPUs.
-#[derive(Debug, Default)]
-pub struct ExitCounters {
-    pub mmio_read: AtomicU64,
-    pub mmio_write: AtomicU64,
-    /// MMIO exits to the console UART (part of mmio_read/mmio_write): the guest's printing,
-    /// kept apart so the other exits can be reasoned about.
-    pub mmio_console: AtomicU64,
-    pub mmio_unclaimed: AtomicU64,
-    /// Console transmit bytes that reached platvmm through the coalesced-MMIO ring (no exit).
-    pub console_coalesced: AtomicU64,
-    pub system_event: AtomicU64,
-    pub interrupted: AtomicU64,
-    pub other: AtomicU64,
-}
-
-impl ExitCounters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("mmio_read", g(&self.mmio_read)),
-            ("mmio_write", g(&self.mmio_write)),
-            ("mmio_console", g(&self.mmio_console)),
-            ("mmio_unclaimed", g(&self.mmio_unclaimed)),
-            ("console_coalesced", g(&self.console_coalesced)),
-            ("system_event", g(&self.system_event)),
-            ("interrupted", g(&self.interrupted)),
-            ("other", g(&self.other)),
-        ]
+    #[test]
+    fn the_printer_writes_every_source_in_its_format() {
+        let exits = Arc::new(ExitCounters::default());
+        bump(&exits.mmio_read);
+        bump(&exits.mmio_read);
+        bump(&exits.other);
+        let dev = Arc::new(devices::vfio::region::Counters::default());
+        bump(&dev.out_of_bounds);
+        let virtio = Arc::new(devices::virtio::Counters::default());
+        bump(&virtio.requests);
+        let s = StatsSources {
+            exits,
+            devices: vec![("uart0".into(), dev)],
+            virtio: vec![VirtioStat {
+                name: "vda".into(),
+                kind: "block",
+                backend: "user",
+                counters: virtio,
+                tap: None,
+            }],
+            startup: Arc::new(Startup::new()),
+        };
+        let lines = s.lines();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(
+            lines[0].starts_with("platvmm stats: startup exec->main="),
+            "{}",
+            lines[0]
+        );
+        assert_eq!(
+            lines[1..],
+            [
+                "platvmm stats: vm exits mmio_read=2 mmio_write=0 mmio_console=0 \
+                 mmio_unclaimed=0 console_coalesced=0 system_event=0 interrupted=0 other=1",
+                "platvmm stats: device uart0 trapped_reads=0 trapped_writes=0 \
+                 out_of_bounds_dropped=1 io_errors=0",
+                "platvmm stats: virtio vda block backend=user requests=1 read_bytes=0 \
+                 write_bytes=0 userspace_notifies=0 interrupts=0",
+            ]
+        );
     }
-}
-
-/// Adds one to `c`.
-pub fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
 }

@@ -8,6 +8,8 @@
 //! - [`caam`]: the emulated NXP SEC controller page.
 //! - [`vfio`]: the VFIO platform/AMBA backend: sysfs, groups and containers, device fds,
 //!   regions, IRQs, host DT nodes and the guest-node handlers.
+//! - [`stats`]: [`counter_set!`], the one way a counter set (the devices' and the VM's exit
+//!   counters) is declared and snapshotted.
 
 /// Stack size of platvmm's threads (vCPUs, virtio worker). Under 2 MiB on purpose: with
 /// transparent hugepages set to `always`, a 2 MiB stack that happens to start on a 2 MiB
@@ -20,6 +22,7 @@ pub mod coalesced;
 pub mod dt;
 pub mod guest_node;
 pub mod serial;
+pub mod stats;
 pub mod vfio;
 pub mod virtio;
 

@@ -23,6 +23,7 @@ use devices::MmioDevice;
 use log::warn;
 
 use crate::stats::ExitCounters;
+use crate::vstate::handle::{ConsoleRange, VcpuConsole};
 
 /// The console's host output, counting the bytes that reach it (so platvmm can say when a
 /// guest ended without printing anything).
@@ -136,6 +137,18 @@ impl Console {
         if let Err(e) = r {
             warn!("console: drain timer: {e}");
         }
+    }
+}
+
+impl ConsoleRange for Console {
+    fn contains(&self, addr: u64) -> bool {
+        Console::contains(self, addr)
+    }
+}
+
+impl VcpuConsole for Console {
+    fn drain(&self, counters: &ExitCounters) {
+        Console::drain(self, counters)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The main thread's event loop (event-manager): host stdin → console, the VM exit event,
 //! signals (SIGTERM/SIGINT/SIGHUP end the VM, SIGUSR1 prints the stats) and the console drain
-//! timer. Also the stats printer.
+//! timer. SIGUSR1 prints through the stats printer ([`crate::stats::StatsSources`]).
 
 use std::fs::File;
 use std::sync::{Arc, Mutex};
@@ -9,8 +9,7 @@ use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, Subscrib
 use log::info;
 use vmm_sys_util::epoll::EventSet;
 
-use crate::stats::ExitCounters;
-use crate::stats::Startup;
+use crate::stats::{ExitCounters, StatsSources};
 use crate::vm::console::Console;
 use crate::vm::error::{host_err, Error};
 use crate::vstate::exit::{ExitSignal, GuestExit};
@@ -43,34 +42,6 @@ pub fn signal_fd() -> std::io::Result<File> {
     }
     // SAFETY: `fd` is a fresh descriptor owned by nobody else.
     Ok(unsafe { File::from_raw_fd(fd) })
-}
-
-/// What the stats printer reads.
-pub struct StatsSources {
-    pub exits: Arc<ExitCounters>,
-    pub devices: Vec<(String, Arc<devices::vfio::region::Counters>)>,
-    pub virtio: Vec<crate::virtio::attach::VirtioStat>,
-    pub startup: Arc<Startup>,
-}
-
-impl StatsSources {
-    /// Prints the start-up cost, one line for the VM's exits and one per device to stderr.
-    pub fn print(&self) {
-        let fmt = |v: &[(&str, u64)]| {
-            v.iter()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        eprintln!("platvmm stats: startup {}", self.startup.line());
-        eprintln!("platvmm stats: vm exits {}", fmt(&self.exits.snapshot()));
-        for (name, c) in &self.devices {
-            eprintln!("platvmm stats: device {name} {}", fmt(&c.snapshot()));
-        }
-        for v in &self.virtio {
-            eprintln!("platvmm stats: virtio {}", v.line());
-        }
-    }
 }
 
 struct SignalWatcher {

@@ -1,9 +1,9 @@
 //! vCPU threads: one per vCPU, `KVM_RUN` until the guest stops or platvmm stops the thread.
 //!
-//! MMIO exits go to the [`Bus`]; accesses no device claims read as zero and are logged
-//! (rate-limited). PSCI SYSTEM_OFF/RESET arrive as system events and end the VM. Console
-//! transmit bytes queued in KVM's coalesced-MMIO ring are handed to the UART before any exit
-//! is handled, so no byte is reordered against the guest's other accesses.
+//! Each exit becomes a [`VmExit`] for [`handle_exit`] (MMIO to the [`Bus`], PSCI
+//! SYSTEM_OFF/RESET as system events that end the VM). Console transmit bytes queued in KVM's
+//! coalesced-MMIO ring are handed to the UART before any exit is handled, so no byte is
+//! reordered against the guest's other accesses.
 //!
 //! Stopping: [`stop_all`] sets each thread's stop flag and kicks it with [`KICK_SIGNAL`],
 //! whose handler sets `immediate_exit` in the thread's own `kvm_run`, so `KVM_RUN` returns
@@ -12,23 +12,21 @@
 
 use std::cell::Cell;
 use std::os::unix::thread::JoinHandleExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use devices::Bus;
-use kvm_bindings::{
-    kvm_run, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
-};
+use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use log::{error, warn};
 
 use super::exit::{ExitSignal, GuestExit};
+use super::handle::{handle_exit, VcpuConsole, VmExit};
 use crate::sandbox::seccomp::{Filters, ThreadKind};
 use crate::stats::Startup;
 use crate::stats::{bump, ExitCounters};
-use crate::vm::console::Console;
 
 /// What every vCPU thread shares.
 pub struct VcpuContext {
@@ -36,7 +34,7 @@ pub struct VcpuContext {
     pub exit: Arc<ExitSignal>,
     pub counters: Arc<ExitCounters>,
     /// The console, whose coalesced transmit bytes are drained before each exit.
-    pub console: Arc<Console>,
+    pub console: Arc<dyn VcpuConsole>,
     pub startup: Arc<Startup>,
     /// The sandbox each vCPU thread installs on itself before its first `KVM_RUN`.
     pub seccomp: Arc<Filters>,
@@ -172,7 +170,8 @@ fn run_loop(
         ctx.console.drain(&ctx.counters);
         match r {
             Ok(exit) => {
-                if let Some(o) = handle_exit(exit, id, ctx) {
+                let exit = VmExit::from(exit);
+                if let Some(o) = handle_exit(exit, id, &ctx.bus, &ctx.counters, &*ctx.console) {
                     return Some(o);
                 }
             }
@@ -188,63 +187,13 @@ fn run_loop(
     }
 }
 
-/// Handles one exit; `Some` when the guest has stopped.
-fn handle_exit(exit: VcpuExit, id: usize, ctx: &VcpuContext) -> Option<GuestExit> {
-    let c = &ctx.counters;
-    match exit {
-        VcpuExit::MmioRead(addr, data) => {
-            count_mmio(c, &c.mmio_read, addr, &ctx.console);
-            if !ctx.bus.read(addr, data) {
-                bump(&c.mmio_unclaimed);
-                data.fill(0);
-                unclaimed("read", addr, data.len());
-            }
-            None
+impl<'a> From<VcpuExit<'a>> for VmExit<'a> {
+    fn from(exit: VcpuExit<'a>) -> Self {
+        match exit {
+            VcpuExit::MmioRead(addr, data) => VmExit::MmioRead { addr, data },
+            VcpuExit::MmioWrite(addr, data) => VmExit::MmioWrite { addr, data },
+            VcpuExit::SystemEvent(kind, _) => VmExit::SystemEvent { kind },
+            other => VmExit::Unexpected(format!("{other:?}")),
         }
-        VcpuExit::MmioWrite(addr, data) => {
-            count_mmio(c, &c.mmio_write, addr, &ctx.console);
-            if !ctx.bus.write(addr, data) {
-                bump(&c.mmio_unclaimed);
-                unclaimed("write", addr, data.len());
-            }
-            None
-        }
-        VcpuExit::SystemEvent(kind, _) => {
-            bump(&c.system_event);
-            Some(match kind {
-                KVM_SYSTEM_EVENT_SHUTDOWN => GuestExit::PowerOff,
-                KVM_SYSTEM_EVENT_RESET => GuestExit::Reset,
-                KVM_SYSTEM_EVENT_CRASH => GuestExit::Crash,
-                other => {
-                    error!("vcpu{id}: unknown system event {other}");
-                    GuestExit::Crash
-                }
-            })
-        }
-        other => {
-            bump(&c.other);
-            error!("vcpu{id}: unexpected exit {other:?}");
-            Some(GuestExit::Crash)
-        }
-    }
-}
-
-fn count_mmio(c: &ExitCounters, kind: &AtomicU64, addr: u64, console: &Console) {
-    bump(kind);
-    if console.contains(addr) {
-        bump(&c.mmio_console);
-    }
-}
-
-/// Unclaimed MMIO accesses logged so far (the first few are logged, the rest counted).
-static UNCLAIMED: AtomicU64 = AtomicU64::new(0);
-const UNCLAIMED_LOG_LIMIT: u64 = 10;
-
-fn unclaimed(kind: &str, addr: u64, len: usize) {
-    let n = UNCLAIMED.fetch_add(1, Ordering::Relaxed);
-    if n < UNCLAIMED_LOG_LIMIT {
-        warn!("guest {kind} of {len} bytes at {addr:#x}: no device there (reads as 0)");
-    } else if n == UNCLAIMED_LOG_LIMIT {
-        warn!("more unclaimed MMIO accesses: no longer logging them");
     }
 }

@@ -6,33 +6,22 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::bus::MmioDevice;
 
-/// Per-device counters, readable while the VM runs.
-#[derive(Debug, Default)]
-pub struct Counters {
-    /// Guest reads forwarded to the device (pread).
-    pub trapped_reads: AtomicU64,
-    /// Guest writes forwarded to the device (pwrite).
-    pub trapped_writes: AtomicU64,
-    /// Accesses outside the region, not forwarded.
-    pub out_of_bounds: AtomicU64,
-    /// pread/pwrite failures.
-    pub io_errors: AtomicU64,
-}
-
-impl Counters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 4] {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("trapped_reads", g(&self.trapped_reads)),
-            ("trapped_writes", g(&self.trapped_writes)),
-            ("out_of_bounds_dropped", g(&self.out_of_bounds)),
-            ("io_errors", g(&self.io_errors)),
-        ]
+crate::counter_set! {
+    /// Per-device counters, readable while the VM runs.
+    pub struct Counters {
+        /// Guest reads forwarded to the device (pread).
+        pub trapped_reads,
+        /// Guest writes forwarded to the device (pwrite).
+        pub trapped_writes,
+        /// Accesses outside the region, not forwarded.
+        pub out_of_bounds => "out_of_bounds_dropped",
+        /// pread/pwrite failures.
+        pub io_errors,
     }
 }
 

@@ -20,7 +20,7 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use vm_memory::GuestMemoryMmap;
@@ -86,33 +86,21 @@ impl Interrupt {
     }
 }
 
-/// Per-device counters, printed by `--stats` and SIGUSR1.
-#[derive(Default, Debug)]
-pub struct Counters {
-    /// Requests completed (block requests, entropy requests, packets).
-    pub requests: AtomicU64,
-    /// Bytes the device read from its backend into the guest (disk reads, entropy, packets
-    /// received by the guest).
-    pub read_bytes: AtomicU64,
-    /// Bytes the guest gave the device (disk writes, packets sent by the guest).
-    pub write_bytes: AtomicU64,
-    /// Queue notifies handled in userspace (the worker woken by an ioeventfd, or a notify
-    /// that trapped): 0 for the vhost paths.
-    pub notifies: AtomicU64,
-    /// Interrupts raised from userspace.
-    pub interrupts: AtomicU64,
-}
-
-impl Counters {
-    pub fn snapshot(&self) -> [(&'static str, u64); 5] {
-        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        [
-            ("requests", l(&self.requests)),
-            ("read_bytes", l(&self.read_bytes)),
-            ("write_bytes", l(&self.write_bytes)),
-            ("userspace_notifies", l(&self.notifies)),
-            ("interrupts", l(&self.interrupts)),
-        ]
+crate::counter_set! {
+    /// Per-device counters, printed by `--stats` and SIGUSR1.
+    pub struct Counters {
+        /// Requests completed (block requests, entropy requests, packets).
+        pub requests,
+        /// Bytes the device read from its backend into the guest (disk reads, entropy, packets
+        /// received by the guest).
+        pub read_bytes,
+        /// Bytes the guest gave the device (disk writes, packets sent by the guest).
+        pub write_bytes,
+        /// Queue notifies handled in userspace (the worker woken by an ioeventfd, or a notify
+        /// that trapped): 0 for the vhost paths.
+        pub notifies => "userspace_notifies",
+        /// Interrupts raised from userspace.
+        pub interrupts,
     }
 }
 
