@@ -2,24 +2,28 @@
 //! IRQs → SPIs (level or edge), SEC job rings → their offsets in one guest SEC block, and the
 //! guest node. `setup` (through the device manager), `inspect` and `preview-dt` all plan with
 //! this code, from a [`DeviceDesc`] made of VFIO's region/IRQ info or of a host DT node.
+//!
+//! Here: the [`Planner`] (regions, IRQs, the guest node) and what it decides ([`DevicePlan`],
+//! [`VmPlan`]). Apart: its inputs (`desc.rs`), host clocks → guest fixed clocks (`clocks.rs`),
+//! the SEC controller and its job rings ([`sec`]), the DMA hint (`dma.rs`).
 
 use std::collections::HashMap;
 
-use devices::dt::{self, FixedClock, GuestNode};
-use devices::guest_node::clocks::{ClockRate, HostClock};
+use devices::dt::{FixedClock, GuestNode};
 use devices::guest_node::handlers::{self, TypeHandler};
-use devices::guest_node::hostdt::HostNode;
-use devices::guest_node::{self as node, FixedLink, GuestIrq, NodeParams};
-use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
+use devices::guest_node::{self as node, GuestIrq, NodeParams};
 
 use crate::resources::{Exhausted, Resources};
 
+mod clocks;
+mod desc;
+mod dma;
 pub mod sec;
 
+pub use clocks::{references_phandle, GuestClock, APB_PCLK_HZ};
+pub use desc::{DeviceDesc, DeviceOptions, IrqDesc, RegionDesc};
+pub use dma::looks_dma_capable;
 use sec::JobRing;
-
-/// Rate of the fixed clock AMBA devices get as `apb_pclk`.
-pub const APB_PCLK_HZ: u32 = 24_000_000;
 
 /// Why a plan cannot be made. Each names the device.
 #[derive(Debug, thiserror::Error)]
@@ -45,132 +49,19 @@ pub enum PlanError {
     SecRingOutsideBlock { dev: String, offset: u32, size: u64 },
 }
 
-/// A device region as the planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegionDesc {
-    pub index: u32,
-    pub size: u64,
-    /// Whole pages that VFIO can mmap: the guest reaches them without exits.
-    pub mappable: bool,
-}
-
-/// A device interrupt as the planner sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IrqDesc {
-    pub index: u32,
-    pub count: u32,
-    pub level: bool,
-    /// VFIO can signal it through an eventfd.
-    pub eventfd: bool,
-}
-
-/// One device to plan.
-#[derive(Debug, Clone)]
-pub struct DeviceDesc {
-    pub name: String,
-    pub kind: DeviceKind,
-    pub regions: Vec<RegionDesc>,
-    pub irqs: Vec<IrqDesc>,
-    pub host_node: Option<HostNode>,
-    /// The host node's parent (SEC job rings of one guest must share it).
-    pub host_parent: Option<String>,
-    /// The host clocks its `clocks` property references, resolved where possible.
-    pub clocks: Vec<HostClock>,
-}
-
-impl DeviceDesc {
-    /// From what VFIO reports of an open device.
-    pub fn from_vfio(
-        name: &str,
-        kind: DeviceKind,
-        regions: &[RegionInfo],
-        irqs: &[IrqInfo],
-        page: u64,
-    ) -> Self {
-        use vfio_bindings::bindings::vfio::VFIO_IRQ_INFO_EVENTFD;
-        Self {
-            name: name.to_string(),
-            kind,
-            regions: regions
-                .iter()
-                .map(|r| RegionDesc {
-                    index: r.index,
-                    size: r.size,
-                    mappable: r.mappable(page),
-                })
-                .collect(),
-            irqs: irqs
-                .iter()
-                .map(|i| IrqDesc {
-                    index: i.index,
-                    count: i.count,
-                    level: i.level(),
-                    eventfd: i.flags & VFIO_IRQ_INFO_EVENTFD != 0,
-                })
-                .collect(),
-            host_node: None,
-            host_parent: None,
-            clocks: Vec::new(),
+impl PlanError {
+    /// Why device `dev` cannot be one of the guest's job rings.
+    fn sec(dev: &str, r: sec::RingRefusal) -> Self {
+        use sec::RingRefusal as R;
+        let dev = dev.to_string();
+        match r {
+            R::NoOffset => Self::SecNoOffset { dev },
+            R::NoRegion => Self::SecNoRegion { dev },
+            R::OutsideBlock { offset, size } => Self::SecRingOutsideBlock { dev, offset, size },
+            R::Mixed => Self::SecMixed { dev },
+            R::Exhausted(source) => Self::Exhausted { dev, source },
         }
     }
-
-    /// From a host DT node as VFIO would present it: one region per `reg` entry (`sizes`),
-    /// one IRQ per GIC `interrupts` specifier (level for level-triggered flags).
-    pub fn from_dt(name: &str, host: HostNode, sizes: &[u64], page: u64) -> Self {
-        let irqs = host
-            .prop("interrupts")
-            .map(|v| {
-                v.chunks_exact(12)
-                    .zip(0u32..)
-                    .map(|(c, index)| IrqDesc {
-                        index,
-                        count: 1,
-                        level: dt::is_level(u32::from_be_bytes(
-                            c[8..12].try_into().expect("4 bytes"),
-                        )),
-                        eventfd: true,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let primecell = host
-            .strings("compatible")
-            .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"));
-        Self {
-            name: name.to_string(),
-            kind: if primecell {
-                DeviceKind::Amba
-            } else {
-                DeviceKind::Platform
-            },
-            regions: (0u32..)
-                .zip(sizes)
-                .map(|(index, &size)| RegionDesc {
-                    index,
-                    size,
-                    mappable: size % page == 0,
-                })
-                .collect(),
-            irqs,
-            host_node: Some(host),
-            host_parent: None,
-            clocks: Vec::new(),
-        }
-    }
-}
-
-/// The user's choices for one device.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeviceOptions<'a> {
-    pub compatible: Option<&'a [String]>,
-    pub handler: Option<&'a str>,
-    pub overlay: Option<&'a GuestNode>,
-    /// Rates for host clocks, by `clock-names` entry; they win over the host tree's.
-    pub clock_rates: &'a [ClockRate],
-    /// MAC address for an Ethernet controller.
-    pub mac: Option<[u8; 6]>,
-    /// A fixed link for a MAC whose PHY is outside the passed-through device.
-    pub fixed_link: Option<FixedLink>,
 }
 
 /// How the guest reaches a region.
@@ -246,20 +137,12 @@ pub struct VmPlan {
     pub clocks: Vec<GuestClock>,
 }
 
-/// A host clock as a guest fixed clock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuestClock {
-    /// Which host clock (provider path and specifier).
-    pub key: String,
-    pub clock: FixedClock,
-}
-
 /// Plans devices one by one against a VM's [`Resources`].
 pub struct Planner<'r> {
     res: &'r mut Resources,
     page: u64,
     plan: VmPlan,
-    sec_parent: Option<Option<String>>,
+    sec: sec::Rings,
 }
 
 impl<'r> Planner<'r> {
@@ -276,7 +159,7 @@ impl<'r> Planner<'r> {
                 amba_clock,
                 clocks: Vec::new(),
             },
-            sec_parent: None,
+            sec: sec::Rings::default(),
         })
     }
 
@@ -290,12 +173,16 @@ impl<'r> Planner<'r> {
             Some(h) => (h, "chosen by the user".to_string()),
             None => handlers::select(d.host_node.as_ref()),
         };
-        let sec_offset = self.sec_ring(d, handler)?;
+        let sec_offset = self
+            .sec
+            .place(d, handler, self.res, &mut self.plan.sec_block)
+            .map_err(|r| PlanError::sec(&d.name, r))?;
         let placements = self.place_regions(d, sec_offset).map_err(ex)?;
         let irqs = self.route_irqs(d)?;
         let mut synthesized = shared_irq_notes(&irqs);
-        let host_clocks = with_user_rates(d, o.clock_rates);
-        let clocks = self.guest_clocks(d, &host_clocks).map_err(ex)?;
+        let host_clocks = clocks::with_user_rates(d, o.clock_rates);
+        let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
+            .map_err(ex)?;
         let mut generated = self.generate(d, o, handler, &placements, &irqs, clocks.phandles());
         generated.warnings.extend(clocks.note);
         synthesized.extend(clocks.made);
@@ -327,51 +214,6 @@ impl<'r> Planner<'r> {
             )?);
         }
         Ok(self.plan)
-    }
-
-    /// A SEC job ring's offset in its block (allocating the guest SEC block for the first).
-    fn sec_ring(&mut self, d: &DeviceDesc, h: &dyn TypeHandler) -> Result<Option<u32>, PlanError> {
-        if h.name() != "sec" {
-            return Ok(None);
-        }
-        let off = sec::ring_offset(d.host_node.as_ref()).ok_or_else(|| PlanError::SecNoOffset {
-            dev: d.name.clone(),
-        })?;
-        // The ring's first region is its register page, at its offset in the guest SEC block
-        // (and its node's `reg` under the controller).
-        let page = d
-            .regions
-            .iter()
-            .find(|r| r.size > 0)
-            .ok_or_else(|| PlanError::SecNoRegion {
-                dev: d.name.clone(),
-            })?;
-        if u64::from(off) + page.size > sec::SEC_BLOCK_SIZE {
-            return Err(PlanError::SecRingOutsideBlock {
-                dev: d.name.clone(),
-                offset: off,
-                size: page.size,
-            });
-        }
-        match &self.sec_parent {
-            Some(p) if *p != d.host_parent => {
-                return Err(PlanError::SecMixed {
-                    dev: d.name.clone(),
-                })
-            }
-            _ => self.sec_parent = Some(d.host_parent.clone()),
-        }
-        if self.plan.sec_block.is_none() {
-            let block = self
-                .res
-                .window(sec::SEC_BLOCK_SIZE, sec::SEC_BLOCK_SIZE)
-                .map_err(|source| PlanError::Exhausted {
-                    dev: d.name.clone(),
-                    source,
-                })?;
-            self.plan.sec_block = Some(block);
-        }
-        Ok(Some(off))
     }
 
     /// Regions in VFIO order; empty ones get nothing. A job ring's first region sits at its
@@ -444,44 +286,6 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
-    /// Guest phandles for the device's host clocks when every one has a rate (one guest
-    /// fixed clock per distinct host clock), else none and a note naming the clock.
-    fn guest_clocks(&mut self, d: &DeviceDesc, host: &[HostClock]) -> Result<Clocks, Exhausted> {
-        let mut out = Clocks::default();
-        if host.is_empty() {
-            return Ok(out);
-        }
-        if let Some((i, c)) = host.iter().enumerate().find(|(_, c)| c.hz.is_none()) {
-            let id = c.name.clone().unwrap_or_else(|| i.to_string());
-            out.note = Some(format!(
-                "{}: dropped 'clocks': no rate for host clock {} ({}): its provider is not a \
-                 fixed-clock, the host's /sys/kernel/debug/clk has no rate for it and the \
-                 device assigns it none; give clock-rates={id}:HZ (the host keeps it running)",
-                d.name, c.label, c.key
-            ));
-            return Ok(out);
-        }
-        let mut v = Vec::new();
-        for (i, c) in host.iter().enumerate() {
-            let ph = match self.plan.clocks.iter().find(|g| g.key == c.key) {
-                Some(g) => g.clock.phandle,
-                None => self.add_clock(c)?,
-            };
-            let g = self.plan.clocks.iter().find(|g| g.clock.phandle == ph);
-            out.made.push(format!(
-                "clock {}: host {} at {} Hz ({}) → guest fixed clock /{}",
-                c.name.clone().unwrap_or_else(|| i.to_string()),
-                c.key,
-                c.hz.unwrap_or(0),
-                c.source.map(|s| s.to_string()).unwrap_or_default(),
-                g.map(|g| g.clock.name.as_str()).unwrap_or("?"),
-            ));
-            v.push(ph);
-        }
-        out.phandles = Some(v);
-        Ok(out)
-    }
-
     /// Gives the subtree's internal references (a MAC's `phy-handle` to its own PHY) guest
     /// phandles from the allocator; returns what was renumbered.
     fn renumber(&mut self, n: &mut GuestNode) -> Result<Vec<String>, Exhausted> {
@@ -496,48 +300,6 @@ impl<'r> Planner<'r> {
         }
         node::remap_phandles(n, &map);
         Ok(made)
-    }
-
-    fn add_clock(&mut self, c: &HostClock) -> Result<u32, Exhausted> {
-        let phandle = self.res.phandle()?;
-        let safe: String = c
-            .label
-            .chars()
-            .map(|ch| {
-                if ch.is_ascii_alphanumeric() || ",._+-".contains(ch) {
-                    ch
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        // Two host clocks with one label get distinct node names.
-        let n = self
-            .plan
-            .clocks
-            .iter()
-            .filter(|g| g.clock.output == c.label)
-            .count();
-        // "clock-<label>", without doubling a label that already says "clock".
-        let base = if safe.starts_with("clock") {
-            safe
-        } else {
-            format!("clock-{safe}")
-        };
-        let name = match n {
-            0 => base,
-            _ => format!("{base}-{n}"),
-        };
-        self.plan.clocks.push(GuestClock {
-            key: c.key.clone(),
-            clock: FixedClock {
-                name,
-                output: c.label.clone(),
-                phandle,
-                hz: c.hz.unwrap_or(0),
-            },
-        });
-        Ok(phandle)
     }
 
     fn generate(
@@ -572,32 +334,6 @@ impl<'r> Planner<'r> {
             },
         )
     }
-}
-
-/// The guest clocks of one device.
-#[derive(Default)]
-struct Clocks {
-    /// One guest phandle per host `clocks` entry, when all have a rate.
-    phandles: Option<Vec<u32>>,
-    /// Why `clocks` was dropped.
-    note: Option<String>,
-    /// What each entry became.
-    made: Vec<String>,
-}
-
-impl Clocks {
-    fn phandles(&self) -> Option<&[u32]> {
-        self.phandles.as_deref()
-    }
-}
-
-/// The device's host clocks with the user's rates applied.
-fn with_user_rates(d: &DeviceDesc, rates: &[ClockRate]) -> Vec<HostClock> {
-    let mut v = d.clocks.clone();
-    for (i, c) in v.iter_mut().enumerate() {
-        c.apply_user_rate(i, rates);
-    }
-    v
 }
 
 /// The host node's `interrupts` split into one specifier per IRQ, when they line up with
@@ -675,62 +411,18 @@ impl VmPlan {
     /// The host clocks devices reference, then the AMBA `apb_pclk` stand-in when one of
     /// `nodes` references it.
     pub fn fixed_clocks(&self, nodes: &[GuestNode]) -> Vec<FixedClock> {
-        let mut clocks: Vec<FixedClock> = self.clocks.iter().map(|g| g.clock.clone()).collect();
-        if nodes.iter().any(|n| references_phandle(n, self.amba_clock)) {
-            clocks.push(FixedClock {
-                name: "apb-pclk".into(),
-                output: "apb-pclk".into(),
-                phandle: self.amba_clock,
-                hz: APB_PCLK_HZ,
-            });
-        }
-        clocks
+        clocks::fixed_clocks(&self.clocks, self.amba_clock, nodes)
     }
-}
-
-/// Whether `n` (or a child) has `clocks` cells equal to `phandle`.
-pub fn references_phandle(n: &GuestNode, phandle: u32) -> bool {
-    n.prop("clocks")
-        .is_some_and(|c| c.chunks(4).any(|x| x == phandle.to_be_bytes()))
-        || n.children.iter().any(|c| references_phandle(c, phandle))
-}
-
-/// Why a host node looks like a DMA master, if it does.
-pub fn looks_dma_capable(h: &HostNode) -> Option<String> {
-    const DMA_COMPATIBLES: &[&str] = &[
-        "virtio,mmio",
-        "ahci",
-        "xhci",
-        "ehci",
-        "ohci",
-        "dwc3",
-        "sdhci",
-        "mmc",
-        "ethernet",
-        "gmac",
-        "dwmac",
-        "sec-v",
-        "caam",
-        "pcie",
-        "dma",
-    ];
-    if let Some(c) = h.strings("compatible").and_then(|cs| {
-        cs.into_iter()
-            .find(|c| DMA_COMPATIBLES.iter().any(|d| c.contains(d)))
-    }) {
-        return Some(format!("compatible \"{c}\""));
-    }
-    ["iommus", "dmas", "dma-coherent", "dma-ranges"]
-        .iter()
-        .find(|p| h.prop(p).is_some())
-        .map(|p| format!("has '{p}'"))
 }
 
 #[cfg(test)]
-mod tests {
+mod test_support {
     use super::*;
     use crate::arch::aarch64::layout;
     use devices::dt::cells_prop;
+    use devices::guest_node::clocks::HostClock;
+    use devices::guest_node::hostdt::HostNode;
+    use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
     use vfio_bindings::bindings::vfio::{
         VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
         VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
@@ -740,7 +432,7 @@ mod tests {
         VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP;
     const LEVEL: u32 = VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
 
-    fn host(name: &str, props: &[(&str, Vec<u8>)]) -> HostNode {
+    pub(super) fn host(name: &str, props: &[(&str, Vec<u8>)]) -> HostNode {
         HostNode {
             name: name.into(),
             props: props
@@ -752,7 +444,7 @@ mod tests {
     }
 
     /// The LS1046A SATA controller: a 64 KiB AHCI block and a 4-byte ECC register.
-    fn sata() -> HostNode {
+    pub(super) fn sata() -> HostNode {
         host(
             "sata@3200000",
             &[
@@ -766,7 +458,7 @@ mod tests {
 
     /// How VFIO reports that controller: region 1 is sub-page (no mmap), one level IRQ, and
     /// an extra empty IRQ index that must not get an SPI.
-    fn sata_as_vfio(page: u64) -> DeviceDesc {
+    pub(super) fn sata_as_vfio(page: u64) -> DeviceDesc {
         let regions = [
             RegionInfo {
                 index: 0,
@@ -805,53 +497,30 @@ mod tests {
         d
     }
 
-    fn plan_one(d: &DeviceDesc, page: u64) -> DevicePlan {
+    pub(super) fn plan_one(d: &DeviceDesc, page: u64) -> DevicePlan {
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, page).unwrap();
         p.add(d, &DeviceOptions::default()).unwrap().clone()
     }
 
-    #[test]
-    fn vfio_and_host_tree_give_the_same_plan() {
-        let page = 4096;
-        let from_vfio = plan_one(&sata_as_vfio(page), page);
-        let mut from_dt = DeviceDesc::from_dt("3200000.sata", sata(), &[0x1_0000, 4], page);
-        from_dt.kind = DeviceKind::Platform;
-        let from_dt = plan_one(&from_dt, page);
-        assert_eq!(from_vfio.placements, from_dt.placements);
-        assert_eq!(from_vfio.irqs, from_dt.irqs);
-        assert_eq!(from_vfio.node, from_dt.node);
-        assert_eq!(from_vfio.handler, "sata");
-        assert_eq!(
-            from_vfio.placements,
-            [
-                Placement {
-                    index: 0,
-                    gpa: 0x4000_0000,
-                    size: 0x1_0000,
-                    access: Access::Mapped
-                },
-                Placement {
-                    index: 1,
-                    gpa: 0x4001_0000,
-                    size: 4,
-                    access: Access::Trapped
-                },
-            ],
-            "the empty region gets no address"
-        );
-        assert_eq!(
-            from_vfio.irqs,
-            [IrqRoute {
-                index: 0,
-                spi: layout::PASSTHROUGH_SPI_BASE,
-                trigger: Trigger::Level,
-                shares: None,
-            }],
-            "the zero-count IRQ gets no SPI"
-        );
-        assert!(from_vfio.dma.is_some());
+    pub(super) fn clock(name: &str, key: &str, hz: Option<u32>) -> HostClock {
+        HostClock {
+            name: Some(name.into()),
+            key: key.into(),
+            label: key.trim_start_matches('/').into(),
+            hz,
+            source: hz.map(|_| devices::guest_node::clocks::RateSource::FixedClock),
+        }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{clock, host, plan_one, sata_as_vfio};
+    use super::*;
+    use crate::arch::aarch64::layout;
+    use devices::dt::cells_prop;
+    use devices::guest_node::clocks::ClockRate;
 
     #[test]
     fn regions_follow_the_host_page_size() {
@@ -863,226 +532,6 @@ mod tests {
         let p = plan_one(&small, 0x1_0000);
         assert_eq!(p.placements[1].gpa, 0x4001_0000, "64 KiB granules");
         assert_eq!(p.placements[0].access, Access::Trapped);
-    }
-
-    fn ring(name: &str, off: u32) -> DeviceDesc {
-        let h = host(
-            name,
-            &[
-                (
-                    "compatible",
-                    b"fsl,sec-v5.4-job-ring\0fsl,sec-v4.0-job-ring\0".to_vec(),
-                ),
-                ("reg", cells_prop(&[off, 0x10000])),
-                ("interrupts", cells_prop(&[0, 71, 4])),
-            ],
-        );
-        let mut d = DeviceDesc::from_dt(name, h, &[0x10000], 4096);
-        d.host_parent = Some("/soc/crypto@1700000".into());
-        d
-    }
-
-    #[test]
-    fn job_rings_share_one_sec_block_and_a_controller() {
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        p.add(&ring("jr@10000", 0x10000), &DeviceOptions::default())
-            .unwrap();
-        p.add(&ring("jr@20000", 0x20000), &DeviceOptions::default())
-            .unwrap();
-        let mut other = ring("jr@30000", 0x30000);
-        other.host_parent = Some("/soc/crypto@1800000".into());
-        let e = p.add(&other, &DeviceOptions::default()).unwrap_err();
-        assert!(matches!(e, PlanError::SecMixed { .. }), "{e}");
-        let plan = p.finish(false).unwrap();
-        let block = plan.sec_block.unwrap();
-        assert_eq!(plan.devices[1].placements[0].gpa, block + 0x20000);
-        assert_eq!(plan.sec_controller, Some(0x0910_0000));
-        let nodes = plan.device_nodes();
-        assert_eq!(nodes.len(), 1, "rings go under the controller");
-        assert_eq!(nodes[0].children.len(), 2);
-        assert_eq!(plan.node_path(&plan.devices[0]), "/crypto@9100000/jr@10000");
-        assert!(plan.fixed_clocks(&nodes).is_empty());
-        assert_eq!(plan.guest_nodes(&[]), nodes);
-    }
-
-    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs): a ring whose regions are all
-    /// empty was planned, reported at /crypto@.../jr@..., and left out of the guest tree.
-    #[test]
-    fn a_job_ring_without_a_register_page_is_refused() {
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        let mut d = ring("jr@10000", 0x10000);
-        d.regions[0].size = 0;
-        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
-        assert!(matches!(e, PlanError::SecNoRegion { .. }), "{e}");
-        assert!(e.to_string().contains("register page"), "{e}");
-        let plan = p.finish(false).unwrap();
-        assert!(plan.devices.is_empty() && plan.sec_block.is_none());
-    }
-
-    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs: `handler=sec` forced on QEMU virt's
-    /// GICv3 node, whose first reg cell is 0, with its first region emptied): its 0xf60000-byte
-    /// redistributor region became the ring's page at offset 0 of the 1 MiB SEC block and ran
-    /// past it, over whatever the window holds next.
-    #[test]
-    fn a_job_ring_that_does_not_fit_the_sec_block_is_refused() {
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        let mut d = ring("jr@0", 0);
-        d.regions[0].size = 0xf6_0000;
-        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
-        assert!(
-            matches!(
-                e,
-                PlanError::SecRingOutsideBlock {
-                    offset: 0,
-                    size: 0xf6_0000,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        let mut d = ring("jr@f0000", 0xf_0000);
-        d.regions[0].size = 0x2_0000;
-        assert!(p.add(&d, &DeviceOptions::default()).is_err());
-        // The last ring page of the block still fits.
-        let d = ring("jr@f0000", 0xf_0000);
-        assert_eq!(
-            p.add(&d, &DeviceOptions::default()).unwrap().placements[0].size,
-            0x1_0000
-        );
-    }
-
-    #[test]
-    fn amba_devices_get_the_shared_clock_and_out_of_spis_is_named() {
-        let pl031 = host(
-            "pl031@9010000",
-            &[
-                ("compatible", b"arm,pl031\0arm,primecell\0".to_vec()),
-                ("interrupts", cells_prop(&[0, 2, 4])),
-            ],
-        );
-        let d = DeviceDesc::from_dt("9010000.pl031", pl031, &[0x1000], 4096);
-        assert_eq!(d.kind, DeviceKind::Amba);
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        p.add(&d, &DeviceOptions::default()).unwrap();
-        let plan = p.finish(false).unwrap();
-        let clocks = plan.fixed_clocks(&plan.device_nodes());
-        assert_eq!(
-            clocks.iter().map(|c| c.phandle).collect::<Vec<_>>(),
-            [plan.amba_clock]
-        );
-        assert_eq!(plan.guest_nodes(&[])[0], clocks[0].node());
-        assert!(plan.sec_controller.is_none());
-
-        let mut many = d.clone();
-        many.irqs = (0..300)
-            .map(|index| IrqDesc {
-                index,
-                count: 1,
-                level: true,
-                eventfd: true,
-            })
-            .collect();
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        let e = p
-            .add(&many, &DeviceOptions::default())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("9010000.pl031: out of guest interrupt lines"),
-            "{e}"
-        );
-    }
-
-    fn clock(name: &str, key: &str, hz: Option<u32>) -> HostClock {
-        HostClock {
-            name: Some(name.into()),
-            key: key.into(),
-            label: key.trim_start_matches('/').into(),
-            hz,
-            source: hz.map(|_| devices::guest_node::clocks::RateSource::FixedClock),
-        }
-    }
-
-    #[test]
-    fn host_clocks_become_shared_guest_fixed_clocks() {
-        // Two PL011s of one SoC, both clocked by the board's 24 MHz fixed clock.
-        let uart = |name: &str| {
-            let h = host(
-                "pl011@9040000",
-                &[
-                    ("compatible", b"arm,pl011\0arm,primecell\0".to_vec()),
-                    ("clock-names", b"uartclk\0apb_pclk\0".to_vec()),
-                    ("clocks", cells_prop(&[0x8000, 0x8000])),
-                ],
-            );
-            let mut d = DeviceDesc::from_dt(name, h, &[0x1000], 4096);
-            let c = clock("uartclk", "/apb-pclk", Some(24_000_000));
-            d.clocks = vec![
-                c.clone(),
-                HostClock {
-                    name: Some("apb_pclk".into()),
-                    ..c
-                },
-            ];
-            d
-        };
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        let a = p
-            .add(&uart("9040000.pl011"), &DeviceOptions::default())
-            .unwrap()
-            .clone();
-        let b = p
-            .add(&uart("9050000.pl011"), &DeviceOptions::default())
-            .unwrap()
-            .clone();
-        let plan = p.finish(false).unwrap();
-        assert_eq!(plan.clocks.len(), 1, "one guest clock per host clock");
-        let ph = plan.clocks[0].clock.phandle;
-        assert_eq!(a.node.prop("clocks").unwrap(), cells_prop(&[ph, ph]));
-        assert_eq!(b.node.prop("clocks").unwrap(), cells_prop(&[ph, ph]));
-        assert_eq!(a.node.strings("clock-names"), ["uartclk", "apb_pclk"]);
-        assert!(
-            !a.warnings.iter().any(|w| w.contains("'clocks'")),
-            "{:?}",
-            a.warnings
-        );
-        let clocks = plan.fixed_clocks(&plan.device_nodes());
-        assert_eq!(clocks.len(), 1, "the apb-pclk stand-in is not needed");
-        assert_eq!(clocks[0].name, "clock-apb-pclk");
-        assert_eq!(clocks[0].hz, 24_000_000);
-    }
-
-    #[test]
-    fn a_clock_without_a_rate_is_dropped_with_a_note() {
-        let h = host(
-            "pl031@9010000",
-            &[("compatible", b"arm,pl031\0arm,primecell\0".to_vec())],
-        );
-        let mut d = DeviceDesc::from_dt("9010000.pl031", h, &[0x1000], 4096);
-        d.clocks = vec![clock("apb_pclk", "/clkc-7", None)];
-        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
-        let mut p = Planner::new(&mut res, 4096).unwrap();
-        let dp = p.add(&d, &DeviceOptions::default()).unwrap().clone();
-        assert!(
-            dp.warnings
-                .iter()
-                .any(|w| w.contains("no rate for host clock clkc-7")),
-            "{:?}",
-            dp.warnings
-        );
-        let plan = p.finish(false).unwrap();
-        assert!(plan.clocks.is_empty());
-        assert_eq!(
-            dp.node.prop("clocks").unwrap(),
-            cells_prop(&[plan.amba_clock]),
-            "AMBA stand-in"
-        );
     }
 
     /// The emulated ZCU102's GEM0 (resources/boards/zcu102.dts): two queue interrupts on one

@@ -1,4 +1,6 @@
-//! NXP SEC (CAAM): the synthesized controller node and its emulated register page.
+//! NXP SEC (CAAM): the synthesized controller node and its emulated register page, and where
+//! the planner puts passed-through job rings (`Rings`: one guest SEC block, each ring at its
+//! host offset).
 //!
 //! A guest's caam driver binds job rings only under a controller node it has probed. platvmm
 //! writes that controller node itself, backed by [`devices::caam::CaamController`] (trapped),
@@ -9,8 +11,11 @@
 
 use devices::caam::CAAM_WINDOW;
 use devices::dt::{cells_prop, strings_prop, GuestNode};
+use devices::guest_node::handlers::TypeHandler;
 
+use super::desc::DeviceDesc;
 use crate::arch::aarch64::layout;
+use crate::resources::{Exhausted, Resources};
 
 // The controller page is allocated in the emulated-device area (1 MiB aligned: 0x0910_0000).
 const _: () = assert!(CAAM_WINDOW <= layout::EMULATED_MMIO_END - layout::EMULATED_MMIO_BASE);
@@ -80,9 +85,76 @@ pub fn controller_node(ctrl: u64, rings: &[JobRing], block: Option<u64>) -> Gues
     n
 }
 
+/// Why a device the `sec` handler took cannot be one of the guest's job rings (the planner
+/// names the device: `PlanError::Sec*`).
+#[derive(Debug)]
+pub(super) enum RingRefusal {
+    /// Its offset in its SEC block is unknown.
+    NoOffset,
+    /// Every region is empty: it has no register page.
+    NoRegion,
+    /// Its register page would reach past the SEC block.
+    OutsideBlock { offset: u32, size: u64 },
+    /// It is a ring of another SEC block than the guest's other job rings.
+    Mixed,
+    /// No room left for the guest SEC block.
+    Exhausted(Exhausted),
+}
+
+/// The guest's job rings as the planner places them: rings of one host SEC block, at their
+/// offsets in one guest SEC block.
+#[derive(Debug, Default)]
+pub(super) struct Rings {
+    /// The host parent (SEC block) of the rings placed so far, once there is one.
+    parent: Option<Option<String>>,
+}
+
+impl Rings {
+    /// Device `d`'s offset in the guest SEC block when handler `h` makes it a job ring
+    /// (allocating the block, `block`, from `res` for the first ring); none for other devices.
+    pub(super) fn place(
+        &mut self,
+        d: &DeviceDesc,
+        h: &dyn TypeHandler,
+        res: &mut Resources,
+        block: &mut Option<u64>,
+    ) -> Result<Option<u32>, RingRefusal> {
+        if h.name() != "sec" {
+            return Ok(None);
+        }
+        let off = ring_offset(d.host_node.as_ref()).ok_or(RingRefusal::NoOffset)?;
+        // The ring's first region is its register page, at its offset in the guest SEC block
+        // (and its node's `reg` under the controller).
+        let page = d
+            .regions
+            .iter()
+            .find(|r| r.size > 0)
+            .ok_or(RingRefusal::NoRegion)?;
+        if u64::from(off) + page.size > SEC_BLOCK_SIZE {
+            return Err(RingRefusal::OutsideBlock {
+                offset: off,
+                size: page.size,
+            });
+        }
+        match &self.parent {
+            Some(p) if *p != d.host_parent => return Err(RingRefusal::Mixed),
+            _ => self.parent = Some(d.host_parent.clone()),
+        }
+        if block.is_none() {
+            let b = res
+                .window(SEC_BLOCK_SIZE, SEC_BLOCK_SIZE)
+                .map_err(RingRefusal::Exhausted)?;
+            *block = Some(b);
+        }
+        Ok(Some(off))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passthrough::plan::test_support::host;
+    use crate::passthrough::plan::{DeviceOptions, PlanError, Planner};
 
     #[test]
     fn controller_alone() {
@@ -127,6 +199,95 @@ mod tests {
         assert_eq!(
             n.children[0].prop("interrupts").unwrap(),
             cells_prop(&[0, 16, 4])
+        );
+    }
+
+    fn ring(name: &str, off: u32) -> DeviceDesc {
+        let h = host(
+            name,
+            &[
+                (
+                    "compatible",
+                    b"fsl,sec-v5.4-job-ring\0fsl,sec-v4.0-job-ring\0".to_vec(),
+                ),
+                ("reg", cells_prop(&[off, 0x10000])),
+                ("interrupts", cells_prop(&[0, 71, 4])),
+            ],
+        );
+        let mut d = DeviceDesc::from_dt(name, h, &[0x10000], 4096);
+        d.host_parent = Some("/soc/crypto@1700000".into());
+        d
+    }
+
+    #[test]
+    fn job_rings_share_one_sec_block_and_a_controller() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        p.add(&ring("jr@10000", 0x10000), &DeviceOptions::default())
+            .unwrap();
+        p.add(&ring("jr@20000", 0x20000), &DeviceOptions::default())
+            .unwrap();
+        let mut other = ring("jr@30000", 0x30000);
+        other.host_parent = Some("/soc/crypto@1800000".into());
+        let e = p.add(&other, &DeviceOptions::default()).unwrap_err();
+        assert!(matches!(e, PlanError::SecMixed { .. }), "{e}");
+        let plan = p.finish(false).unwrap();
+        let block = plan.sec_block.unwrap();
+        assert_eq!(plan.devices[1].placements[0].gpa, block + 0x20000);
+        assert_eq!(plan.sec_controller, Some(0x0910_0000));
+        let nodes = plan.device_nodes();
+        assert_eq!(nodes.len(), 1, "rings go under the controller");
+        assert_eq!(nodes[0].children.len(), 2);
+        assert_eq!(plan.node_path(&plan.devices[0]), "/crypto@9100000/jr@10000");
+        assert!(plan.fixed_clocks(&nodes).is_empty());
+        assert_eq!(plan.guest_nodes(&[]), nodes);
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs): a ring whose regions are all
+    /// empty was planned, reported at /crypto@.../jr@..., and left out of the guest tree.
+    #[test]
+    fn a_job_ring_without_a_register_page_is_refused() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let mut d = ring("jr@10000", 0x10000);
+        d.regions[0].size = 0;
+        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
+        assert!(matches!(e, PlanError::SecNoRegion { .. }), "{e}");
+        assert!(e.to_string().contains("register page"), "{e}");
+        let plan = p.finish(false).unwrap();
+        assert!(plan.devices.is_empty() && plan.sec_block.is_none());
+    }
+
+    /// Found by fuzzing (fuzz/fuzz_targets/guest_node.rs: `handler=sec` forced on QEMU virt's
+    /// GICv3 node, whose first reg cell is 0, with its first region emptied): its 0xf60000-byte
+    /// redistributor region became the ring's page at offset 0 of the 1 MiB SEC block and ran
+    /// past it, over whatever the window holds next.
+    #[test]
+    fn a_job_ring_that_does_not_fit_the_sec_block_is_refused() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let mut d = ring("jr@0", 0);
+        d.regions[0].size = 0xf6_0000;
+        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::SecRingOutsideBlock {
+                    offset: 0,
+                    size: 0xf6_0000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let mut d = ring("jr@f0000", 0xf_0000);
+        d.regions[0].size = 0x2_0000;
+        assert!(p.add(&d, &DeviceOptions::default()).is_err());
+        // The last ring page of the block still fits.
+        let d = ring("jr@f0000", 0xf_0000);
+        assert_eq!(
+            p.add(&d, &DeviceOptions::default()).unwrap().placements[0].size,
+            0x1_0000
         );
     }
 }

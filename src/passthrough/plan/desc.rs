@@ -1,0 +1,187 @@
+//! The planner's inputs: a device as VFIO reports it or as a host DT node describes it
+//! ([`DeviceDesc`], its [`RegionDesc`]s and [`IrqDesc`]s), and the user's choices for it
+//! ([`DeviceOptions`]).
+
+use devices::dt::{self, GuestNode};
+use devices::guest_node::clocks::{ClockRate, HostClock};
+use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::FixedLink;
+use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
+
+/// A device region as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionDesc {
+    pub index: u32,
+    pub size: u64,
+    /// Whole pages that VFIO can mmap: the guest reaches them without exits.
+    pub mappable: bool,
+}
+
+/// A device interrupt as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IrqDesc {
+    pub index: u32,
+    pub count: u32,
+    pub level: bool,
+    /// VFIO can signal it through an eventfd.
+    pub eventfd: bool,
+}
+
+/// One device to plan.
+#[derive(Debug, Clone)]
+pub struct DeviceDesc {
+    pub name: String,
+    pub kind: DeviceKind,
+    pub regions: Vec<RegionDesc>,
+    pub irqs: Vec<IrqDesc>,
+    pub host_node: Option<HostNode>,
+    /// The host node's parent (SEC job rings of one guest must share it).
+    pub host_parent: Option<String>,
+    /// The host clocks its `clocks` property references, resolved where possible.
+    pub clocks: Vec<HostClock>,
+}
+
+impl DeviceDesc {
+    /// From what VFIO reports of an open device.
+    pub fn from_vfio(
+        name: &str,
+        kind: DeviceKind,
+        regions: &[RegionInfo],
+        irqs: &[IrqInfo],
+        page: u64,
+    ) -> Self {
+        use vfio_bindings::bindings::vfio::VFIO_IRQ_INFO_EVENTFD;
+        Self {
+            name: name.to_string(),
+            kind,
+            regions: regions
+                .iter()
+                .map(|r| RegionDesc {
+                    index: r.index,
+                    size: r.size,
+                    mappable: r.mappable(page),
+                })
+                .collect(),
+            irqs: irqs
+                .iter()
+                .map(|i| IrqDesc {
+                    index: i.index,
+                    count: i.count,
+                    level: i.level(),
+                    eventfd: i.flags & VFIO_IRQ_INFO_EVENTFD != 0,
+                })
+                .collect(),
+            host_node: None,
+            host_parent: None,
+            clocks: Vec::new(),
+        }
+    }
+
+    /// From a host DT node as VFIO would present it: one region per `reg` entry (`sizes`),
+    /// one IRQ per GIC `interrupts` specifier (level for level-triggered flags).
+    pub fn from_dt(name: &str, host: HostNode, sizes: &[u64], page: u64) -> Self {
+        let irqs = host
+            .prop("interrupts")
+            .map(|v| {
+                v.chunks_exact(12)
+                    .zip(0u32..)
+                    .map(|(c, index)| IrqDesc {
+                        index,
+                        count: 1,
+                        level: dt::is_level(u32::from_be_bytes(
+                            c[8..12].try_into().expect("4 bytes"),
+                        )),
+                        eventfd: true,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let primecell = host
+            .strings("compatible")
+            .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"));
+        Self {
+            name: name.to_string(),
+            kind: if primecell {
+                DeviceKind::Amba
+            } else {
+                DeviceKind::Platform
+            },
+            regions: (0u32..)
+                .zip(sizes)
+                .map(|(index, &size)| RegionDesc {
+                    index,
+                    size,
+                    mappable: size % page == 0,
+                })
+                .collect(),
+            irqs,
+            host_node: Some(host),
+            host_parent: None,
+            clocks: Vec::new(),
+        }
+    }
+}
+
+/// The user's choices for one device.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeviceOptions<'a> {
+    pub compatible: Option<&'a [String]>,
+    pub handler: Option<&'a str>,
+    pub overlay: Option<&'a GuestNode>,
+    /// Rates for host clocks, by `clock-names` entry; they win over the host tree's.
+    pub clock_rates: &'a [ClockRate],
+    /// MAC address for an Ethernet controller.
+    pub mac: Option<[u8; 6]>,
+    /// A fixed link for a MAC whose PHY is outside the passed-through device.
+    pub fixed_link: Option<FixedLink>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arch::aarch64::layout;
+    use crate::passthrough::plan::test_support::{plan_one, sata, sata_as_vfio};
+    use crate::passthrough::plan::{Access, IrqRoute, Placement, Trigger};
+
+    #[test]
+    fn vfio_and_host_tree_give_the_same_plan() {
+        let page = 4096;
+        let from_vfio = plan_one(&sata_as_vfio(page), page);
+        let mut from_dt = DeviceDesc::from_dt("3200000.sata", sata(), &[0x1_0000, 4], page);
+        from_dt.kind = DeviceKind::Platform;
+        let from_dt = plan_one(&from_dt, page);
+        assert_eq!(from_vfio.placements, from_dt.placements);
+        assert_eq!(from_vfio.irqs, from_dt.irqs);
+        assert_eq!(from_vfio.node, from_dt.node);
+        assert_eq!(from_vfio.handler, "sata");
+        assert_eq!(
+            from_vfio.placements,
+            [
+                Placement {
+                    index: 0,
+                    gpa: 0x4000_0000,
+                    size: 0x1_0000,
+                    access: Access::Mapped
+                },
+                Placement {
+                    index: 1,
+                    gpa: 0x4001_0000,
+                    size: 4,
+                    access: Access::Trapped
+                },
+            ],
+            "the empty region gets no address"
+        );
+        assert_eq!(
+            from_vfio.irqs,
+            [IrqRoute {
+                index: 0,
+                spi: layout::PASSTHROUGH_SPI_BASE,
+                trigger: Trigger::Level,
+                shares: None,
+            }],
+            "the zero-count IRQ gets no SPI"
+        );
+        assert!(from_vfio.dma.is_some());
+    }
+}
