@@ -7,12 +7,13 @@
 //! - [`vm`]: prepare (checks before KVM), builder (setup and teardown order), device manager,
 //!   event loop, console, errors; [`commands`]: list, bind/unbind, inspect, preview-dt;
 //! - [`vstate`]: vCPU threads and exit handling;
-//! - [`stats`]: start-up steps, VM exit counters, and the printer that reads them with the
-//!   devices' counters (`--stats`, SIGUSR1);
 //! - [`passthrough`] (probe → open → plan → attach), [`virtio`] (disks opened, devices
-//!   attached), [`memory`] (guest RAM, identity-mapped RAM);
-//! - [`config`], [`resources`], [`sandbox`], [`host`] (files the user names, terminal),
-//!   [`arch`].
+//!   attached);
+//! - [`hypervisor`]: the VM operations and the context every attach path gets;
+//! - [`memory`] (guest RAM, identity-mapped RAM), [`resources`] (the allocators),
+//!   [`sandbox`] (privilege drop, seccomp);
+//! - [`config`], [`stats`] (start-up steps, exit counters, the printer), [`host`] (files the
+//!   user names, terminal), [`arch`].
 
 pub mod arch;
 pub mod commands;

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::virtio::attach::VirtioStat;
+use devices::virtio::tap::TapStats;
 
 static MAIN_START: OnceLock<Instant> = OnceLock::new();
 
@@ -179,6 +179,35 @@ fn pairs(v: &[(&str, u64)]) -> String {
         .map(|(k, n)| format!("{k}={n}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// One device's counters, for `--stats` and SIGUSR1.
+pub struct VirtioStat {
+    pub name: String,
+    pub kind: &'static str,
+    pub backend: &'static str,
+    pub counters: Arc<devices::virtio::Counters>,
+    /// A vhost-net tap's byte counters (the kernel's data path is invisible otherwise).
+    pub tap: Option<TapStats>,
+}
+
+impl VirtioStat {
+    /// `NAME KIND backend=B key=value...`
+    pub fn line(&self) -> String {
+        let mut s = format!("{} {} backend={}", self.name, self.kind, self.backend);
+        let snap = self.counters.snapshot();
+        let kernel = self.backend.starts_with("vhost");
+        for (k, v) in snap {
+            if !kernel || k == "userspace_notifies" {
+                s.push_str(&format!(" {k}={v}"));
+            }
+        }
+        if let Some(t) = &self.tap {
+            let (tx, rx) = t.guest_tx_rx();
+            s.push_str(&format!(" guest_tx_bytes={tx} guest_rx_bytes={rx}"));
+        }
+        s
+    }
 }
 
 #[cfg(test)]

@@ -81,14 +81,9 @@ pub fn run(
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, PREVIEW_PAGE).map_err(plan_err("the guest"))?;
     for (n, ov) in nodes.iter().zip(&overlays) {
-        let opts = DeviceOptions {
-            compatible: n.compatible.as_deref().or(compatible.as_deref()),
-            handler: n.handler.as_deref().or(handler),
-            overlay: ov.as_ref(),
-            clock_rates: &n.clock_rates,
-            mac: n.mac,
-            fixed_link: n.fixed_link,
-        };
+        let mut opts = DeviceOptions::from_spec(n, ov.as_ref());
+        opts.compatible = opts.compatible.or(compatible.as_deref());
+        opts.handler = opts.handler.or(handler);
         let path = n.path.to_string_lossy();
         planner.add(&desc(&tree, &path)?, &opts)?;
     }

@@ -106,14 +106,7 @@ pub struct ProbedDevice {
 impl ProbedDevice {
     /// The user's options for the planner.
     pub fn options(&self) -> DeviceOptions<'_> {
-        DeviceOptions {
-            compatible: self.spec.compatible.as_deref(),
-            handler: self.spec.handler.as_deref(),
-            overlay: self.overlay.as_ref(),
-            clock_rates: &self.spec.clock_rates,
-            mac: self.spec.mac,
-            fixed_link: self.spec.fixed_link,
-        }
+        DeviceOptions::from_spec(&self.spec, self.overlay.as_ref())
     }
 
     /// The host node's parent directory, which SEC job rings of one guest share.

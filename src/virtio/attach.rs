@@ -21,35 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::VirtioError;
 use crate::config::{NetSpec, VirtioConfig};
 use crate::hypervisor::{kvm_err, AttachContext};
-
-/// One device's counters, for `--stats` and SIGUSR1.
-pub struct VirtioStat {
-    pub name: String,
-    pub kind: &'static str,
-    pub backend: &'static str,
-    pub counters: Arc<Counters>,
-    /// A vhost-net tap's byte counters (the kernel's data path is invisible otherwise).
-    pub tap: Option<TapStats>,
-}
-
-impl VirtioStat {
-    /// `NAME KIND backend=B key=value...`
-    pub fn line(&self) -> String {
-        let mut s = format!("{} {} backend={}", self.name, self.kind, self.backend);
-        let snap = self.counters.snapshot();
-        let kernel = self.backend.starts_with("vhost");
-        for (k, v) in snap {
-            if !kernel || k == "userspace_notifies" {
-                s.push_str(&format!(" {k}={v}"));
-            }
-        }
-        if let Some(t) = &self.tap {
-            let (tx, rx) = t.guest_tx_rx();
-            s.push_str(&format!(" guest_tx_bytes={tx} guest_rx_bytes={rx}"));
-        }
-        s
-    }
-}
+use crate::stats::VirtioStat;
 
 /// The VM's virtio devices as attached: what the device tree, the stats and the worker need
 /// (the transports themselves are on the bus).

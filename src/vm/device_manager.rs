@@ -175,7 +175,7 @@ impl DeviceManager {
     }
 
     /// The virtio devices' stats lines (taken: the stats printer owns them from here).
-    pub fn take_virtio_stats(&mut self) -> Vec<crate::virtio::attach::VirtioStat> {
+    pub fn take_virtio_stats(&mut self) -> Vec<crate::stats::VirtioStat> {
         std::mem::take(&mut self.virtio.stats)
     }
 

@@ -8,6 +8,8 @@ use devices::guest_node::hostdt::HostNode;
 use devices::guest_node::FixedLink;
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
 
+use crate::config::VfioSpec;
+
 /// A device region as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionDesc {
@@ -134,6 +136,21 @@ pub struct DeviceOptions<'a> {
     pub mac: Option<[u8; 6]>,
     /// A fixed link for a MAC whose PHY is outside the passed-through device.
     pub fixed_link: Option<FixedLink>,
+}
+
+impl<'a> DeviceOptions<'a> {
+    /// The options of one `--vfio-platform` (or `--node`) spec, `overlay` being its parsed
+    /// `overlay=` fragment.
+    pub fn from_spec(spec: &'a VfioSpec, overlay: Option<&'a GuestNode>) -> Self {
+        Self {
+            compatible: spec.compatible.as_deref(),
+            handler: spec.handler.as_deref(),
+            overlay,
+            clock_rates: &spec.clock_rates,
+            mac: spec.mac,
+            fixed_link: spec.fixed_link,
+        }
+    }
 }
 
 #[cfg(test)]
