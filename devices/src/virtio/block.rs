@@ -2,18 +2,30 @@
 //! the worker thread with preadv/pwritev straight into guest memory.
 
 use std::fs::File;
+use std::mem::{offset_of, size_of};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use virtio_bindings::virtio_blk::{
+    virtio_blk_config, virtio_blk_discard_write_zeroes, virtio_blk_outhdr, VIRTIO_BLK_F_DISCARD,
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_WRITE_ZEROES,
+    VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::{
-    iovecs, read_config_bytes, ActivateError, Activation, Buffers, Chain, Counters, OneQueue,
-    VirtioDevice, F_EVENT_IDX, F_INDIRECT_DESC,
+    feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Chain, Counters,
+    OneQueue, VirtioDevice,
 };
 
+/// virtio-blk's sector, whatever the image's block size (virtio-bindings has no constant for
+/// it).
 const SECTOR: u64 = 512;
 const QUEUE_SIZE: u16 = 256;
 /// Data segments per request the driver may use (seg_max).
@@ -21,25 +33,8 @@ const SEG_MAX: u32 = 126;
 /// Sectors per discard / write-zeroes segment.
 const MAX_ZERO_SECTORS: u32 = 1 << 22;
 
-const F_SEG_MAX: u64 = 1 << 2;
-const F_RO: u64 = 1 << 5;
-const F_FLUSH: u64 = 1 << 9;
-const F_DISCARD: u64 = 1 << 13;
-const F_WRITE_ZEROES: u64 = 1 << 14;
-
-const T_IN: u32 = 0;
-const T_OUT: u32 = 1;
-const T_FLUSH: u32 = 4;
-const T_GET_ID: u32 = 8;
-const T_DISCARD: u32 = 11;
-const T_WRITE_ZEROES: u32 = 13;
-
-const S_OK: u8 = 0;
-const S_IOERR: u8 = 1;
-const S_UNSUPP: u8 = 2;
-
 /// The serial number's room in GET_ID.
-pub const SERIAL_LEN: usize = 20;
+pub const SERIAL_LEN: usize = VIRTIO_BLK_ID_BYTES as usize;
 
 /// The image behind a disk.
 #[derive(Debug)]
@@ -79,34 +74,47 @@ impl Block {
     }
 }
 
+/// The configuration space up to write_zeroes_may_unmap and its padding (the secure-erase and
+/// zoned fields are not offered: reads there give zeros).
 fn config_space(sectors: u64) -> Vec<u8> {
-    let mut c = vec![0u8; 60];
-    c[0..8].copy_from_slice(&sectors.to_le_bytes());
-    c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
-    c[20..24].copy_from_slice(&(SECTOR as u32).to_le_bytes());
-    c[34..36].copy_from_slice(&1u16.to_le_bytes()); // num_queues
-    c[36..40].copy_from_slice(&MAX_ZERO_SECTORS.to_le_bytes()); // max_discard_sectors
-    c[40..44].copy_from_slice(&1u32.to_le_bytes()); // max_discard_seg
-    c[44..48].copy_from_slice(&1u32.to_le_bytes()); // discard_sector_alignment
-    c[48..52].copy_from_slice(&MAX_ZERO_SECTORS.to_le_bytes()); // max_write_zeroes_sectors
-    c[52..56].copy_from_slice(&1u32.to_le_bytes()); // max_write_zeroes_seg
-    c[56] = 1; // write_zeroes_may_unmap
+    use virtio_blk_config as C;
+    let mut c = vec![0u8; offset_of!(C, max_secure_erase_sectors)];
+    let mut put = |at: usize, v: &[u8]| c[at..at + v.len()].copy_from_slice(v);
+    put(offset_of!(C, capacity), &sectors.to_le_bytes());
+    put(offset_of!(C, seg_max), &SEG_MAX.to_le_bytes());
+    put(offset_of!(C, blk_size), &(SECTOR as u32).to_le_bytes());
+    put(offset_of!(C, num_queues), &1u16.to_le_bytes());
+    put(
+        offset_of!(C, max_discard_sectors),
+        &MAX_ZERO_SECTORS.to_le_bytes(),
+    );
+    put(offset_of!(C, max_discard_seg), &1u32.to_le_bytes());
+    put(offset_of!(C, discard_sector_alignment), &1u32.to_le_bytes());
+    put(
+        offset_of!(C, max_write_zeroes_sectors),
+        &MAX_ZERO_SECTORS.to_le_bytes(),
+    );
+    put(offset_of!(C, max_write_zeroes_seg), &1u32.to_le_bytes());
+    put(offset_of!(C, write_zeroes_may_unmap), &[1]);
     c
 }
 
 impl VirtioDevice for Block {
     fn device_type(&self) -> u32 {
-        2
+        VIRTIO_ID_BLOCK
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[QUEUE_SIZE]
     }
     fn features(&self) -> u64 {
-        let base = F_SEG_MAX | F_FLUSH | F_EVENT_IDX | F_INDIRECT_DESC;
+        let base = feature(VIRTIO_BLK_F_SEG_MAX)
+            | feature(VIRTIO_BLK_F_FLUSH)
+            | feature(VIRTIO_RING_F_EVENT_IDX)
+            | feature(VIRTIO_RING_F_INDIRECT_DESC);
         if self.inner.disk.readonly {
-            base | F_RO
+            base | feature(VIRTIO_BLK_F_RO)
         } else {
-            base | F_DISCARD | F_WRITE_ZEROES
+            base | feature(VIRTIO_BLK_F_DISCARD) | feature(VIRTIO_BLK_F_WRITE_ZEROES)
         }
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
@@ -127,7 +135,7 @@ impl super::worker::Handler for Inner {
     }
 }
 
-/// The request header: type, reserved, sector.
+/// The request header (`virtio_blk_outhdr`): type, ioprio (ignored), sector.
 struct Header {
     kind: u32,
     sector: u64,
@@ -142,23 +150,26 @@ impl Inner {
             return 0;
         };
         let Some(h) = header(mem, &b.readable) else {
-            let _ = mem.write_obj(S_IOERR, status_addr);
+            let _ = mem.write_obj(VIRTIO_BLK_S_IOERR as u8, status_addr);
             return 1;
         };
         let data_in = &b.readable[1..];
         let (status, written) = match h.kind {
-            T_IN => self.read(mem, h.sector, &b.writable),
-            T_OUT if !self.disk.readonly => (self.write(mem, h.sector, data_in), 0),
-            T_FLUSH => (self.flush(), 0),
-            T_GET_ID => self.get_id(mem, &b.writable),
-            T_DISCARD | T_WRITE_ZEROES if !self.disk.readonly => {
+            VIRTIO_BLK_T_IN => self.read(mem, h.sector, &b.writable),
+            VIRTIO_BLK_T_OUT if !self.disk.readonly => (self.write(mem, h.sector, data_in), 0),
+            VIRTIO_BLK_T_FLUSH => (self.flush(), 0),
+            VIRTIO_BLK_T_GET_ID => self.get_id(mem, &b.writable),
+            VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES if !self.disk.readonly => {
                 (self.zero(mem, h.kind, data_in), 0)
             }
-            T_OUT | T_DISCARD | T_WRITE_ZEROES => (S_IOERR, 0),
-            _ => (S_UNSUPP, 0),
+            VIRTIO_BLK_T_OUT | VIRTIO_BLK_T_DISCARD | VIRTIO_BLK_T_WRITE_ZEROES => {
+                (VIRTIO_BLK_S_IOERR, 0)
+            }
+            _ => (VIRTIO_BLK_S_UNSUPP, 0),
         };
         self.q.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let _ = mem.write_obj(status, status_addr);
+        // The status is one byte (VIRTIO_BLK_S_*).
+        let _ = mem.write_obj(status as u8, status_addr);
         written + 1
     }
 
@@ -169,33 +180,33 @@ impl Inner {
                 .is_some_and(|end| end <= self.disk.sectors)
     }
 
-    fn read(&self, mem: &GuestMemoryMmap, sector: u64, bufs: &[(GuestAddress, u32)]) -> (u8, u32) {
+    fn read(&self, mem: &GuestMemoryMmap, sector: u64, bufs: &[(GuestAddress, u32)]) -> (u32, u32) {
         let len: u64 = bufs.iter().map(|b| u64::from(b.1)).sum();
         if !self.in_range(sector, len) {
-            return (S_IOERR, 0);
+            return (VIRTIO_BLK_S_IOERR, 0);
         }
         let Some(iov) = iovecs(mem, bufs) else {
-            return (S_IOERR, 0);
+            return (VIRTIO_BLK_S_IOERR, 0);
         };
         match positional(&self.disk.file, &iov, sector * SECTOR, false) {
             Ok(()) => {
                 self.q.counters.read_bytes.fetch_add(len, Ordering::Relaxed);
-                (S_OK, len as u32)
+                (VIRTIO_BLK_S_OK, len as u32)
             }
             Err(e) => {
                 log::warn!("virtio-blk: read at sector {sector}: {e}");
-                (S_IOERR, 0)
+                (VIRTIO_BLK_S_IOERR, 0)
             }
         }
     }
 
-    fn write(&self, mem: &GuestMemoryMmap, sector: u64, bufs: &[(GuestAddress, u32)]) -> u8 {
+    fn write(&self, mem: &GuestMemoryMmap, sector: u64, bufs: &[(GuestAddress, u32)]) -> u32 {
         let len: u64 = bufs.iter().map(|b| u64::from(b.1)).sum();
         if !self.in_range(sector, len) {
-            return S_IOERR;
+            return VIRTIO_BLK_S_IOERR;
         }
         let Some(iov) = iovecs(mem, bufs) else {
-            return S_IOERR;
+            return VIRTIO_BLK_S_IOERR;
         };
         match positional(&self.disk.file, &iov, sector * SECTOR, true) {
             Ok(()) => {
@@ -203,56 +214,58 @@ impl Inner {
                     .counters
                     .write_bytes
                     .fetch_add(len, Ordering::Relaxed);
-                S_OK
+                VIRTIO_BLK_S_OK
             }
             Err(e) => {
                 log::warn!("virtio-blk: write at sector {sector}: {e}");
-                S_IOERR
+                VIRTIO_BLK_S_IOERR
             }
         }
     }
 
-    fn flush(&self) -> u8 {
+    fn flush(&self) -> u32 {
         match self.disk.file.sync_data() {
-            Ok(()) => S_OK,
+            Ok(()) => VIRTIO_BLK_S_OK,
             Err(e) => {
                 log::warn!("virtio-blk: flush: {e}");
-                S_IOERR
+                VIRTIO_BLK_S_IOERR
             }
         }
     }
 
-    fn get_id(&self, mem: &GuestMemoryMmap, bufs: &[(GuestAddress, u32)]) -> (u8, u32) {
+    fn get_id(&self, mem: &GuestMemoryMmap, bufs: &[(GuestAddress, u32)]) -> (u32, u32) {
         let Some(&(addr, len)) = bufs.first() else {
-            return (S_IOERR, 0);
+            return (VIRTIO_BLK_S_IOERR, 0);
         };
         let mut id = [0u8; SERIAL_LEN];
         let n = self.disk.serial.len().min(SERIAL_LEN);
         id[..n].copy_from_slice(&self.disk.serial[..n]);
         let n = (len as usize).min(SERIAL_LEN);
         match mem.write_slice(&id[..n], addr) {
-            Ok(()) => (S_OK, n as u32),
-            Err(_) => (S_IOERR, 0),
+            Ok(()) => (VIRTIO_BLK_S_OK, n as u32),
+            Err(_) => (VIRTIO_BLK_S_IOERR, 0),
         }
     }
 
     /// DISCARD punches a hole; WRITE_ZEROES zeroes the range (a hole if allowed to unmap).
-    fn zero(&self, mem: &GuestMemoryMmap, kind: u32, bufs: &[(GuestAddress, u32)]) -> u8 {
-        let Some(&(addr, len)) = bufs.first().filter(|b| b.1 >= 16) else {
-            return S_IOERR;
+    fn zero(&self, mem: &GuestMemoryMmap, kind: u32, bufs: &[(GuestAddress, u32)]) -> u32 {
+        use virtio_blk_discard_write_zeroes as Seg;
+        let Some(&(addr, len)) = bufs.first().filter(|b| b.1 as usize >= size_of::<Seg>()) else {
+            return VIRTIO_BLK_S_IOERR;
         };
         let _ = len;
+        let at = |offset: usize| addr.unchecked_add(offset as u64);
         let (Ok(sector), Ok(count), Ok(flags)) = (
-            mem.read_obj::<u64>(addr),
-            mem.read_obj::<u32>(addr.unchecked_add(8)),
-            mem.read_obj::<u32>(addr.unchecked_add(12)),
+            mem.read_obj::<u64>(at(offset_of!(Seg, sector))),
+            mem.read_obj::<u32>(at(offset_of!(Seg, num_sectors))),
+            mem.read_obj::<u32>(at(offset_of!(Seg, flags))),
         ) else {
-            return S_IOERR;
+            return VIRTIO_BLK_S_IOERR;
         };
         if !self.in_range(sector, u64::from(count) * SECTOR) || count > MAX_ZERO_SECTORS {
-            return S_IOERR;
+            return VIRTIO_BLK_S_IOERR;
         }
-        let unmap = kind == T_DISCARD || flags & 1 != 0;
+        let unmap = kind == VIRTIO_BLK_T_DISCARD || flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
         let mode = if unmap {
             libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
         } else {
@@ -268,24 +281,28 @@ impl Inner {
             )
         };
         if r == 0 {
-            S_OK
+            VIRTIO_BLK_S_OK
         } else {
             let e = std::io::Error::last_os_error();
             log::warn!("virtio-blk: fallocate at sector {sector}: {e}");
-            if kind == T_DISCARD {
-                S_OK // Discard is a hint.
+            if kind == VIRTIO_BLK_T_DISCARD {
+                VIRTIO_BLK_S_OK // Discard is a hint.
             } else {
-                S_IOERR
+                VIRTIO_BLK_S_IOERR
             }
         }
     }
 }
 
 fn header(mem: &GuestMemoryMmap, readable: &[(GuestAddress, u32)]) -> Option<Header> {
-    let &(addr, _) = readable.first().filter(|r| r.1 >= 16)?;
+    use virtio_blk_outhdr as H;
+    let &(addr, _) = readable
+        .first()
+        .filter(|r| r.1 as usize >= size_of::<H>())?;
+    let at = |offset: usize| addr.unchecked_add(offset as u64);
     Some(Header {
-        kind: mem.read_obj::<u32>(addr).ok()?,
-        sector: mem.read_obj::<u64>(addr.unchecked_add(8)).ok()?,
+        kind: mem.read_obj::<u32>(at(offset_of!(H, type_))).ok()?,
+        sector: mem.read_obj::<u64>(at(offset_of!(H, sector))).ok()?,
     })
 }
 

@@ -5,32 +5,44 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use log::{info, warn};
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
+    VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_mmio::{
+    VIRTIO_MMIO_CONFIG, VIRTIO_MMIO_CONFIG_GENERATION, VIRTIO_MMIO_DEVICE_FEATURES,
+    VIRTIO_MMIO_DEVICE_FEATURES_SEL, VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_DRIVER_FEATURES,
+    VIRTIO_MMIO_DRIVER_FEATURES_SEL, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INTERRUPT_STATUS,
+    VIRTIO_MMIO_MAGIC_VALUE, VIRTIO_MMIO_QUEUE_AVAIL_HIGH, VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+    VIRTIO_MMIO_QUEUE_DESC_HIGH, VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_NOTIFY,
+    VIRTIO_MMIO_QUEUE_NUM, VIRTIO_MMIO_QUEUE_NUM_MAX, VIRTIO_MMIO_QUEUE_READY,
+    VIRTIO_MMIO_QUEUE_SEL, VIRTIO_MMIO_QUEUE_USED_HIGH, VIRTIO_MMIO_QUEUE_USED_LOW,
+    VIRTIO_MMIO_STATUS, VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION,
+};
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{Activation, Counters, Interrupt, Queue, QueueT, VirtioDevice, F_VERSION_1};
+use super::{feature, Activation, Counters, Interrupt, Queue, QueueT, VirtioDevice};
 use crate::bus::MmioDevice;
 
 /// Bytes of the register page a device needs (registers, then its configuration space).
 pub const MMIO_SIZE: u64 = 0x200;
 /// Offset of QueueNotify, where the KVM ioeventfds sit.
-pub const QUEUE_NOTIFY: u64 = 0x50;
+pub const QUEUE_NOTIFY: u64 = VIRTIO_MMIO_QUEUE_NOTIFY as u64;
 /// InterruptACK. The VMM may let a KVM ioeventfd absorb its writes (no exit): the interrupt is
 /// an edge on an irqfd, so there is no line to lower, and InterruptStatus then keeps
 /// reporting a used buffer, which only makes the driver look at its rings.
-pub const INTERRUPT_ACK: u64 = 0x64;
+pub const INTERRUPT_ACK: u64 = VIRTIO_MMIO_INTERRUPT_ACK as u64;
 
-const MAGIC: u32 = 0x7472_6976; // "virt"
+/// MagicValue, "virt" (virtio-bindings has no constant for it).
+const MAGIC: u32 = 0x7472_6976;
+/// The transport's Version: 2, virtio 1.x (virtio-bindings has no constant for it).
 const VERSION: u32 = 2;
 /// "PLAT": platvmm's vendor id.
 const VENDOR: u32 = 0x5441_4c50;
-const CONFIG: u64 = 0x100;
-
-const S_ACKNOWLEDGE: u32 = 1;
-const S_DRIVER: u32 = 2;
-const S_DRIVER_OK: u32 = 4;
-const S_FEATURES_OK: u32 = 8;
-const S_FAILED: u32 = 0x80;
+/// Where the device configuration space starts.
+const CONFIG: u64 = VIRTIO_MMIO_CONFIG as u64;
 
 /// A device's register page.
 pub struct MmioTransport {
@@ -86,49 +98,61 @@ impl MmioTransport {
         }
     }
 
+    /// The device's features, and VERSION_1: the only mode the transport offers.
     fn offered(&self) -> u64 {
-        self.device.features() | F_VERSION_1
+        self.device.features() | feature(VIRTIO_F_VERSION_1)
     }
 
     fn queue(&mut self) -> Option<&mut Queue> {
         self.queues.get_mut(self.queue_sel as usize)
     }
 
-    fn read_reg(&self, offset: u64) -> u32 {
+    /// A register (`offset` below the configuration space).
+    fn read_reg(&self, offset: u32) -> u32 {
         let q = self.queues.get(self.queue_sel as usize);
         match offset {
-            0x00 => MAGIC,
-            0x04 => VERSION,
-            0x08 => self.device.device_type(),
-            0x0c => VENDOR,
-            0x10 => match self.device_features_sel {
+            VIRTIO_MMIO_MAGIC_VALUE => MAGIC,
+            VIRTIO_MMIO_VERSION => VERSION,
+            VIRTIO_MMIO_DEVICE_ID => self.device.device_type(),
+            VIRTIO_MMIO_VENDOR_ID => VENDOR,
+            VIRTIO_MMIO_DEVICE_FEATURES => match self.device_features_sel {
                 0 => self.offered() as u32,
                 1 => (self.offered() >> 32) as u32,
                 _ => 0,
             },
-            0x34 => q.map_or(0, |q| u32::from(q.max_size())),
-            0x44 => q.map_or(0, |q| u32::from(q.ready())),
-            0x60 => self.interrupt.status(),
-            0x70 => self.status,
-            0xfc => self.config_generation,
+            VIRTIO_MMIO_QUEUE_NUM_MAX => q.map_or(0, |q| u32::from(q.max_size())),
+            VIRTIO_MMIO_QUEUE_READY => q.map_or(0, |q| u32::from(q.ready())),
+            VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt.status(),
+            VIRTIO_MMIO_STATUS => self.status,
+            VIRTIO_MMIO_CONFIG_GENERATION => self.config_generation,
             _ => 0,
         }
     }
 
-    fn write_reg(&mut self, offset: u64, v: u32) {
+    /// A register write (`offset` below the configuration space).
+    fn write_reg(&mut self, offset: u32, v: u32) {
         // Queue registers only count before DRIVER_OK.
-        let setup = self.status & S_DRIVER_OK == 0;
+        let setup = self.status & VIRTIO_CONFIG_S_DRIVER_OK == 0;
         match offset {
-            0x14 => self.device_features_sel = v,
-            0x20 => self.set_driver_features(v),
-            0x24 => self.driver_features_sel = v,
-            0x30 => self.queue_sel = v,
-            0x38 if setup => self.queue().map_or((), |q| q.set_size(v as u16)),
-            0x44 if setup => self.queue().map_or((), |q| q.set_ready(v == 1)),
-            QUEUE_NOTIFY => self.trapped_notify(v),
-            INTERRUPT_ACK => self.interrupt.ack(v),
-            0x70 => self.set_status(v),
-            0x80 | 0x84 | 0x90 | 0x94 | 0xa0 | 0xa4 if setup => self.set_ring_address(offset, v),
+            VIRTIO_MMIO_DEVICE_FEATURES_SEL => self.device_features_sel = v,
+            VIRTIO_MMIO_DRIVER_FEATURES => self.set_driver_features(v),
+            VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
+            VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = v,
+            VIRTIO_MMIO_QUEUE_NUM if setup => self.queue().map_or((), |q| q.set_size(v as u16)),
+            VIRTIO_MMIO_QUEUE_READY if setup => self.queue().map_or((), |q| q.set_ready(v == 1)),
+            VIRTIO_MMIO_QUEUE_NOTIFY => self.trapped_notify(v),
+            VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(v),
+            VIRTIO_MMIO_STATUS => self.set_status(v),
+            VIRTIO_MMIO_QUEUE_DESC_LOW
+            | VIRTIO_MMIO_QUEUE_DESC_HIGH
+            | VIRTIO_MMIO_QUEUE_AVAIL_LOW
+            | VIRTIO_MMIO_QUEUE_AVAIL_HIGH
+            | VIRTIO_MMIO_QUEUE_USED_LOW
+            | VIRTIO_MMIO_QUEUE_USED_HIGH
+                if setup =>
+            {
+                self.set_ring_address(offset, v)
+            }
             _ => warn!(
                 "{}: write of {v:#x} to register {offset:#x} ignored",
                 self.name
@@ -136,9 +160,9 @@ impl MmioTransport {
         }
     }
 
-    /// QueueDesc, QueueDriver (available ring), QueueDevice (used ring): Low at 0x80, 0x90,
-    /// 0xa0, High 4 bytes above each.
-    fn set_ring_address(&mut self, offset: u64, v: u32) {
+    /// QueueDesc, QueueDriver (available ring), QueueDevice (used ring): each a Low register
+    /// and its High 4 bytes above.
+    fn set_ring_address(&mut self, offset: u32, v: u32) {
         let (lo, hi) = if offset & 4 == 0 {
             (Some(v), None)
         } else {
@@ -146,14 +170,14 @@ impl MmioTransport {
         };
         let Some(q) = self.queue() else { return };
         match offset & !4 {
-            0x80 => q.set_desc_table_address(lo, hi),
-            0x90 => q.set_avail_ring_address(lo, hi),
+            VIRTIO_MMIO_QUEUE_DESC_LOW => q.set_desc_table_address(lo, hi),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => q.set_avail_ring_address(lo, hi),
             _ => q.set_used_ring_address(lo, hi),
         }
     }
 
     fn set_driver_features(&mut self, v: u32) {
-        if self.status & S_FEATURES_OK != 0 {
+        if self.status & VIRTIO_CONFIG_S_FEATURES_OK != 0 {
             return;
         }
         match self.driver_features_sel {
@@ -177,38 +201,40 @@ impl MmioTransport {
             return;
         }
         let added = v & !self.status;
-        if added & S_FEATURES_OK != 0 && !self.features_acceptable() {
+        if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 && !self.features_acceptable() {
             warn!(
                 "{}: the driver asked for features {:#x}, beyond those offered ({:#x}) or without VERSION_1",
                 self.name, self.driver_features, self.offered()
             );
-            self.status = v & !S_FEATURES_OK;
+            self.status = v & !VIRTIO_CONFIG_S_FEATURES_OK;
             return;
         }
         self.status = v;
-        if added & S_DRIVER_OK != 0 && !self.active {
+        if added & VIRTIO_CONFIG_S_DRIVER_OK != 0 && !self.active {
             self.activate();
         }
     }
 
     fn features_acceptable(&self) -> bool {
-        self.driver_features & !self.offered() == 0 && self.driver_features & F_VERSION_1 != 0
+        self.driver_features & !self.offered() == 0
+            && self.driver_features & feature(VIRTIO_F_VERSION_1) != 0
     }
 
     fn activate(&mut self) {
-        let want = S_ACKNOWLEDGE | S_DRIVER | S_FEATURES_OK;
+        let want =
+            VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
         if self.status & want != want {
             warn!("{}: DRIVER_OK before FEATURES_OK", self.name);
-            self.status |= S_FAILED;
+            self.status |= VIRTIO_CONFIG_S_FAILED;
             return;
         }
-        let event_idx = self.driver_features & super::F_EVENT_IDX != 0;
+        let event_idx = self.driver_features & feature(VIRTIO_RING_F_EVENT_IDX) != 0;
         let mut queues = Vec::with_capacity(self.queues.len());
         for (i, q) in self.queues.iter_mut().enumerate() {
             q.set_event_idx(event_idx);
             if q.ready() && !q.is_valid(&self.mem) {
                 warn!("{}: queue {i} is not valid", self.name);
-                self.status |= S_FAILED;
+                self.status |= VIRTIO_CONFIG_S_FAILED;
                 return;
             }
             let mut fresh = Queue::new(q.max_size()).expect("valid size");
@@ -231,7 +257,7 @@ impl MmioTransport {
             }
             Err(e) => {
                 warn!("{}: cannot start: {e}", self.name);
-                self.status |= S_FAILED;
+                self.status |= VIRTIO_CONFIG_S_FAILED;
             }
         }
     }
@@ -266,7 +292,8 @@ impl MmioDevice for MmioTransport {
             data.fill(0);
             return;
         }
-        data.copy_from_slice(&self.read_reg(offset).to_le_bytes());
+        // Below CONFIG: the offset fits in 32 bits.
+        data.copy_from_slice(&self.read_reg(offset as u32).to_le_bytes());
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
@@ -282,7 +309,8 @@ impl MmioDevice for MmioTransport {
             return;
         };
         if offset % 4 == 0 {
-            self.write_reg(offset, u32::from_le_bytes(b));
+            // Below CONFIG: the offset fits in 32 bits.
+            self.write_reg(offset as u32, u32::from_le_bytes(b));
         }
     }
 }

@@ -23,20 +23,17 @@ mod tests;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use virtio_bindings::virtio_mmio::VIRTIO_MMIO_INT_VRING;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
 pub use virtio_queue::{Queue, QueueOwnedT, QueueT};
 
-/// `VIRTIO_F_VERSION_1`: the only mode the transport offers.
-pub const F_VERSION_1: u64 = 1 << 32;
-/// `VIRTIO_RING_F_INDIRECT_DESC`.
-pub const F_INDIRECT_DESC: u64 = 1 << 28;
-/// `VIRTIO_RING_F_EVENT_IDX`.
-pub const F_EVENT_IDX: u64 = 1 << 29;
-
-/// Interrupt status bit: a used buffer was added.
-pub const INT_VRING: u32 = 1;
+/// The mask of feature bit `bit` in a 64-bit feature word (virtio-bindings numbers the
+/// feature bits: `VIRTIO_F_*`, `VIRTIO_RING_F_*`, `VIRTIO_BLK_F_*`, `VIRTIO_NET_F_*`).
+pub const fn feature(bit: u32) -> u64 {
+    1 << bit
+}
 
 /// The device's interrupt: an irqfd on its SPI plus the transport's InterruptStatus bits.
 pub struct Interrupt {
@@ -60,7 +57,8 @@ impl Interrupt {
 
     /// Raises the used-buffer interrupt.
     pub fn signal_used(&self) {
-        self.status.fetch_or(INT_VRING, Ordering::SeqCst);
+        self.status
+            .fetch_or(VIRTIO_MMIO_INT_VRING, Ordering::SeqCst);
         self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.irqfd.write(1) {
             log::warn!("virtio: cannot signal the interrupt: {e}");
@@ -78,7 +76,7 @@ impl Interrupt {
 
     fn status(&self) -> u32 {
         let k = self.kernel_signalled.load(Ordering::SeqCst);
-        self.status.load(Ordering::SeqCst) | if k { INT_VRING } else { 0 }
+        self.status.load(Ordering::SeqCst) | if k { VIRTIO_MMIO_INT_VRING } else { 0 }
     }
 
     fn ack(&self, bits: u32) {

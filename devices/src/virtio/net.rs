@@ -1,33 +1,32 @@
 //! virtio-net over a tap: the vhost-net kernel backend when /dev/vhost-net exists (the data
 //! path never leaves the kernel), else a userspace path on the worker thread.
 
+use std::mem::offset_of;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use vhost::net::VhostNet;
 use vhost::VhostBackend;
+use virtio_bindings::virtio_ids::VIRTIO_ID_NET;
+use virtio_bindings::virtio_net::{
+    virtio_net_config, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4,
+    VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_HOST_TSO4, VIRTIO_NET_F_HOST_TSO6, VIRTIO_NET_F_MAC,
+    VIRTIO_NET_F_MRG_RXBUF,
+};
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
 use super::vhost::{err, Mem};
 use super::{
-    iovecs, read_config_bytes, ActivateError, Activation, Buffers, Counters, Running, VirtioDevice,
-    F_EVENT_IDX, F_INDIRECT_DESC,
+    feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Counters, Running,
+    VirtioDevice,
 };
 
 const QUEUE_SIZE: u16 = 256;
 const RX: usize = 0;
 const TX: usize = 1;
-
-const F_CSUM: u64 = 1 << 0;
-const F_GUEST_CSUM: u64 = 1 << 1;
-const F_MAC: u64 = 1 << 5;
-const F_GUEST_TSO4: u64 = 1 << 7;
-const F_GUEST_TSO6: u64 = 1 << 8;
-const F_HOST_TSO4: u64 = 1 << 11;
-const F_HOST_TSO6: u64 = 1 << 12;
-const F_MRG_RXBUF: u64 = 1 << 15;
 
 /// Worker tokens of the userspace path.
 const TOKEN_RX_KICK: u32 = 0;
@@ -85,13 +84,11 @@ impl Net {
                 counters,
             })),
         };
-        let mut config = mac.to_vec();
-        config.extend_from_slice(&[0, 0, 1, 0]); // status (unused), max_virtqueue_pairs 1
         Ok(Self {
             tap,
             backend,
             kicks,
-            config,
+            config: config_space(mac),
         })
     }
 
@@ -119,15 +116,27 @@ impl Net {
     }
 }
 
+/// The configuration space: the MAC, status (unused: VIRTIO_NET_F_STATUS is not offered) and
+/// max_virtqueue_pairs 1.
+fn config_space(mac: [u8; 6]) -> Vec<u8> {
+    use virtio_net_config as C;
+    let mut c = vec![0u8; offset_of!(C, mtu)];
+    let mut put = |at: usize, v: &[u8]| c[at..at + v.len()].copy_from_slice(v);
+    put(offset_of!(C, mac), &mac);
+    put(offset_of!(C, max_virtqueue_pairs), &1u16.to_le_bytes());
+    c
+}
+
 /// Offloads the tap may use towards the guest: those the guest driver accepted.
 fn tap_offloads(features: u64) -> u32 {
+    let accepted = |bit| features & feature(bit) != 0;
     let mut f = 0;
-    if features & F_GUEST_CSUM != 0 {
+    if accepted(VIRTIO_NET_F_GUEST_CSUM) {
         f |= TUN_F_CSUM;
-        if features & F_GUEST_TSO4 != 0 {
+        if accepted(VIRTIO_NET_F_GUEST_TSO4) {
             f |= TUN_F_TSO4;
         }
-        if features & F_GUEST_TSO6 != 0 {
+        if accepted(VIRTIO_NET_F_GUEST_TSO6) {
             f |= TUN_F_TSO6;
         }
     }
@@ -136,22 +145,26 @@ fn tap_offloads(features: u64) -> u32 {
 
 impl VirtioDevice for Net {
     fn device_type(&self) -> u32 {
-        1
+        VIRTIO_ID_NET
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[QUEUE_SIZE, QUEUE_SIZE]
     }
     fn features(&self) -> u64 {
+        let ring = feature(VIRTIO_RING_F_EVENT_IDX) | feature(VIRTIO_RING_F_INDIRECT_DESC);
         match &self.backend {
             Backend::Vhost(v) => {
-                let offloads = F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6;
-                F_MAC
+                let offloads = feature(VIRTIO_NET_F_CSUM)
+                    | feature(VIRTIO_NET_F_GUEST_CSUM)
+                    | feature(VIRTIO_NET_F_GUEST_TSO4)
+                    | feature(VIRTIO_NET_F_GUEST_TSO6);
+                feature(VIRTIO_NET_F_MAC)
                     | offloads
-                    | F_HOST_TSO4
-                    | F_HOST_TSO6
-                    | (v.kernel_features & (F_MRG_RXBUF | F_EVENT_IDX | F_INDIRECT_DESC))
+                    | feature(VIRTIO_NET_F_HOST_TSO4)
+                    | feature(VIRTIO_NET_F_HOST_TSO6)
+                    | (v.kernel_features & (feature(VIRTIO_NET_F_MRG_RXBUF) | ring))
             }
-            Backend::User(_) => F_MAC | F_EVENT_IDX | F_INDIRECT_DESC,
+            Backend::User(_) => feature(VIRTIO_NET_F_MAC) | ring,
         }
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {

@@ -3,9 +3,13 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::{iovecs, ActivateError, Activation, Buffers, Counters, OneQueue, VirtioDevice};
+use super::{
+    feature, iovecs, ActivateError, Activation, Buffers, Counters, OneQueue, VirtioDevice,
+};
 
 const QUEUE_SIZE: u16 = 64;
 /// Bytes served per request at most (the Linux driver asks for up to 64 at a time).
@@ -36,13 +40,13 @@ impl Rng {
 
 impl VirtioDevice for Rng {
     fn device_type(&self) -> u32 {
-        4
+        VIRTIO_ID_RNG
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[QUEUE_SIZE]
     }
     fn features(&self) -> u64 {
-        super::F_INDIRECT_DESC
+        feature(VIRTIO_RING_F_INDIRECT_DESC)
     }
     fn read_config(&self, _offset: u64, data: &mut [u8]) {
         data.fill(0);

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
+use virtio_bindings::virtio_net::virtio_net_hdr_v1;
 use vmm_sys_util::ioctl::{ioctl_with_ref, ioctl_with_val};
 use vmm_sys_util::ioctl_iow_nr;
 
@@ -19,8 +20,8 @@ pub const TUN_F_CSUM: u32 = 1;
 pub const TUN_F_TSO4: u32 = 2;
 pub const TUN_F_TSO6: u32 = 4;
 
-/// The virtio-net header size with VERSION_1 (num_buffers included).
-pub const VNET_HDR_LEN: i32 = 12;
+/// The virtio-net header size with VERSION_1 (num_buffers included): 12 bytes.
+pub const VNET_HDR_LEN: i32 = std::mem::size_of::<virtio_net_hdr_v1>() as i32;
 
 #[repr(C)]
 struct IfReq {

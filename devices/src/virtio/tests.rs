@@ -5,12 +5,30 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
+    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+};
+use virtio_bindings::virtio_config::{
+    VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
+    VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_F_VERSION_1,
+};
+use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
+use virtio_bindings::virtio_mmio::{
+    VIRTIO_MMIO_DEVICE_FEATURES, VIRTIO_MMIO_DEVICE_ID, VIRTIO_MMIO_DRIVER_FEATURES,
+    VIRTIO_MMIO_DRIVER_FEATURES_SEL, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INTERRUPT_STATUS,
+    VIRTIO_MMIO_INT_VRING, VIRTIO_MMIO_MAGIC_VALUE, VIRTIO_MMIO_QUEUE_AVAIL_LOW,
+    VIRTIO_MMIO_QUEUE_DESC_LOW, VIRTIO_MMIO_QUEUE_NUM, VIRTIO_MMIO_QUEUE_NUM_MAX,
+    VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_SEL, VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_STATUS,
+    VIRTIO_MMIO_VERSION,
+};
+use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::block::{Block, Disk};
 use super::mmio::MmioTransport;
-use super::{Counters, Interrupt};
+use super::{feature, Counters, Interrupt};
 use crate::bus::MmioDevice;
 
 const DESC: u64 = 0x1000;
@@ -18,13 +36,19 @@ const AVAIL: u64 = 0x2000;
 const USED: u64 = 0x3000;
 const BUF: u64 = 0x10000;
 
-fn w32(t: &mut MmioTransport, off: u64, v: u32) {
-    t.write(off, &v.to_le_bytes());
+/// Device status: ACKNOWLEDGE | DRIVER.
+const ACK_DRIVER: u32 = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+/// Descriptor flags.
+const NEXT: u16 = VRING_DESC_F_NEXT as u16;
+const WRITE: u16 = VRING_DESC_F_WRITE as u16;
+
+fn w32(t: &mut MmioTransport, off: u32, v: u32) {
+    t.write(u64::from(off), &v.to_le_bytes());
 }
 
-fn r32(t: &mut MmioTransport, off: u64) -> u32 {
+fn r32(t: &mut MmioTransport, off: u32) -> u32 {
     let mut b = [0u8; 4];
-    t.read(off, &mut b);
+    t.read(u64::from(off), &mut b);
     u32::from_le_bytes(b)
 }
 
@@ -89,30 +113,43 @@ fn rig(d: Disk) -> Rig {
 /// ACKNOWLEDGE, DRIVER, features, FEATURES_OK, one 32-entry queue, DRIVER_OK.
 fn start(r: &mut Rig, features: u64) -> u32 {
     let t = &mut r.t;
-    assert_eq!(r32(t, 0), 0x7472_6976);
-    assert_eq!(r32(t, 4), 2);
-    assert_eq!(r32(t, 8), 2, "block device");
-    w32(t, 0x70, 3);
-    w32(t, 0x24, 0);
-    w32(t, 0x20, features as u32);
-    w32(t, 0x24, 1);
-    w32(t, 0x20, (features >> 32) as u32);
-    w32(t, 0x70, 3 | 8);
-    if r32(t, 0x70) & 8 == 0 {
-        return r32(t, 0x70);
+    assert_eq!(r32(t, VIRTIO_MMIO_MAGIC_VALUE), 0x7472_6976);
+    assert_eq!(r32(t, VIRTIO_MMIO_VERSION), 2);
+    assert_eq!(
+        r32(t, VIRTIO_MMIO_DEVICE_ID),
+        VIRTIO_ID_BLOCK,
+        "block device"
+    );
+    w32(t, VIRTIO_MMIO_STATUS, ACK_DRIVER);
+    w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    w32(t, VIRTIO_MMIO_DRIVER_FEATURES, features as u32);
+    w32(t, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    w32(t, VIRTIO_MMIO_DRIVER_FEATURES, (features >> 32) as u32);
+    w32(
+        t,
+        VIRTIO_MMIO_STATUS,
+        ACK_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK,
+    );
+    if r32(t, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK == 0 {
+        return r32(t, VIRTIO_MMIO_STATUS);
     }
-    w32(t, 0x30, 0);
-    assert_eq!(r32(t, 0x34), 256);
-    w32(t, 0x38, 32);
-    w32(t, 0x80, DESC as u32);
-    w32(t, 0x90, AVAIL as u32);
-    w32(t, 0xa0, USED as u32);
-    w32(t, 0x44, 1);
-    w32(t, 0x70, 3 | 8 | 4);
-    r32(t, 0x70)
+    w32(t, VIRTIO_MMIO_QUEUE_SEL, 0);
+    assert_eq!(r32(t, VIRTIO_MMIO_QUEUE_NUM_MAX), 256);
+    w32(t, VIRTIO_MMIO_QUEUE_NUM, 32);
+    w32(t, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC as u32);
+    w32(t, VIRTIO_MMIO_QUEUE_AVAIL_LOW, AVAIL as u32);
+    w32(t, VIRTIO_MMIO_QUEUE_USED_LOW, USED as u32);
+    w32(t, VIRTIO_MMIO_QUEUE_READY, 1);
+    w32(
+        t,
+        VIRTIO_MMIO_STATUS,
+        ACK_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK,
+    );
+    r32(t, VIRTIO_MMIO_STATUS)
 }
 
-/// Posts a request (header, one data buffer, status) as chain `n` and runs the worker.
+/// Posts a request (header, one data buffer, status) as chain `n` and runs the worker;
+/// returns the status (`VIRTIO_BLK_S_*`) and the length the device wrote.
 fn request(
     r: &Rig,
     n: u16,
@@ -120,7 +157,7 @@ fn request(
     sector: u64,
     data_len: u32,
     data_write_only: bool,
-) -> (u8, u32) {
+) -> (u32, u32) {
     let m = &r.mem;
     let hdr = BUF + u64::from(n) * 0x1000;
     let data = hdr + 0x100;
@@ -130,14 +167,14 @@ fn request(
     m.write_obj(0xffu8, GuestAddress(status)).unwrap();
     let d0 = 3 * n;
     let descs = [
-        (hdr, 16u32, 1u16, d0 + 1),
+        (hdr, 16u32, NEXT, d0 + 1),
         (
             data,
             data_len,
-            1 | if data_write_only { 2 } else { 0 },
+            NEXT | if data_write_only { WRITE } else { 0 },
             d0 + 2,
         ),
-        (status, 1, 2, 0),
+        (status, 1, WRITE, 0),
     ];
     for (i, (addr, len, flags, next)) in descs.iter().enumerate() {
         let at = DESC + 16 * (u64::from(d0) + i as u64);
@@ -159,40 +196,66 @@ fn request(
     let len = m
         .read_obj::<u32>(GuestAddress(USED + 4 + 8 * u64::from(n) + 4))
         .unwrap();
-    (m.read_obj::<u8>(GuestAddress(status)).unwrap(), len)
+    let status = m.read_obj::<u8>(GuestAddress(status)).unwrap();
+    (u32::from(status), len)
 }
 
-const FEATURES: u64 = super::F_VERSION_1 | (1 << 9); // VERSION_1 | FLUSH
+const FEATURES: u64 = feature(VIRTIO_F_VERSION_1) | feature(VIRTIO_BLK_F_FLUSH);
 
 #[test]
 fn a_driver_reads_writes_flushes_and_gets_the_serial() {
     let mut contents = vec![0u8; 8192];
     contents[512..1024].fill(0xab);
     let mut r = rig(disk(&contents, false));
-    assert_eq!(start(&mut r, FEATURES) & 0xf, 0xf, "DRIVER_OK accepted");
+    let all = ACK_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+    assert_eq!(start(&mut r, FEATURES) & all, all, "DRIVER_OK accepted");
     let data = |n: u64| GuestAddress(BUF + n * 0x1000 + 0x100);
 
-    assert_eq!(request(&r, 0, 0, 1, 512, true), (0, 513), "read sector 1");
+    assert_eq!(
+        request(&r, 0, VIRTIO_BLK_T_IN, 1, 512, true),
+        (VIRTIO_BLK_S_OK, 513),
+        "read sector 1"
+    );
     let mut got = [0u8; 512];
     r.mem.read_slice(&mut got, data(0)).unwrap();
     assert!(got.iter().all(|&b| b == 0xab));
 
     r.mem.write_slice(&[0x5a; 512], data(1)).unwrap();
-    assert_eq!(request(&r, 1, 1, 3, 512, false), (0, 1), "write sector 3");
-    assert_eq!(request(&r, 2, 4, 0, 0, false).0, 0, "flush");
-    assert_eq!(request(&r, 3, 0, 3, 512, true).0, 0, "read back");
+    assert_eq!(
+        request(&r, 1, VIRTIO_BLK_T_OUT, 3, 512, false),
+        (VIRTIO_BLK_S_OK, 1),
+        "write sector 3"
+    );
+    assert_eq!(
+        request(&r, 2, VIRTIO_BLK_T_FLUSH, 0, 0, false).0,
+        VIRTIO_BLK_S_OK,
+        "flush"
+    );
+    assert_eq!(
+        request(&r, 3, VIRTIO_BLK_T_IN, 3, 512, true).0,
+        VIRTIO_BLK_S_OK,
+        "read back"
+    );
     r.mem.read_slice(&mut got, data(3)).unwrap();
     assert!(got.iter().all(|&b| b == 0x5a));
 
-    assert_eq!(request(&r, 4, 8, 0, 20, true), (0, 21), "get id");
+    assert_eq!(
+        request(&r, 4, VIRTIO_BLK_T_GET_ID, 0, 20, true),
+        (VIRTIO_BLK_S_OK, 21),
+        "get id"
+    );
     let mut id = [0u8; 9];
     r.mem.read_slice(&mut id, data(4)).unwrap();
     assert_eq!(&id, b"serial-42");
 
-    assert_eq!(request(&r, 5, 0, 16, 512, true).0, 1, "past the end: IOERR");
+    assert_eq!(
+        request(&r, 5, VIRTIO_BLK_T_IN, 16, 512, true).0,
+        VIRTIO_BLK_S_IOERR,
+        "past the end: IOERR"
+    );
     assert_eq!(
         request(&r, 6, 99, 0, 512, true).0,
-        2,
+        VIRTIO_BLK_S_UNSUPP,
         "unknown type: UNSUPP"
     );
     let c = r.counters.snapshot();
@@ -201,37 +264,51 @@ fn a_driver_reads_writes_flushes_and_gets_the_serial() {
     assert_eq!(c[2], ("write_bytes", 512));
     assert_eq!(c[3], ("userspace_notifies", 7));
     assert!(r.irq.read().unwrap() >= 1, "the irqfd was signalled");
-    assert_eq!(r32(&mut r.t, 0x60) & 1, 1, "InterruptStatus: used buffer");
-    w32(&mut r.t, 0x64, 1);
-    assert_eq!(r32(&mut r.t, 0x60), 0, "acknowledged");
+    assert_eq!(
+        r32(&mut r.t, VIRTIO_MMIO_INTERRUPT_STATUS) & VIRTIO_MMIO_INT_VRING,
+        VIRTIO_MMIO_INT_VRING,
+        "InterruptStatus: used buffer"
+    );
+    w32(&mut r.t, VIRTIO_MMIO_INTERRUPT_ACK, VIRTIO_MMIO_INT_VRING);
+    assert_eq!(
+        r32(&mut r.t, VIRTIO_MMIO_INTERRUPT_STATUS),
+        0,
+        "acknowledged"
+    );
 }
 
 #[test]
 fn a_readonly_disk_refuses_writes_and_says_so_in_its_features() {
     let mut r = rig(disk(&[0u8; 4096], true));
     let mut b = [0u8; 4];
-    r.t.read(0x10, &mut b);
+    r.t.read(u64::from(VIRTIO_MMIO_DEVICE_FEATURES), &mut b);
     assert_ne!(
-        u32::from_le_bytes(b) & (1 << 5),
+        u32::from_le_bytes(b) & (1 << VIRTIO_BLK_F_RO),
         0,
         "VIRTIO_BLK_F_RO offered"
     );
     start(&mut r, FEATURES);
-    assert_eq!(request(&r, 0, 1, 0, 512, false).0, 1, "write: IOERR");
+    assert_eq!(
+        request(&r, 0, VIRTIO_BLK_T_OUT, 0, 512, false).0,
+        VIRTIO_BLK_S_IOERR,
+        "write: IOERR"
+    );
     assert_eq!(r.counters.snapshot()[2], ("write_bytes", 0));
 }
 
 #[test]
 fn features_beyond_the_offer_or_without_version_1_are_refused() {
     let mut r = rig(disk(&[0u8; 4096], false));
-    assert_eq!(start(&mut r, FEATURES | (1 << 40)) & 8, 0, "unknown bit");
-    w32(&mut r.t, 0x70, 0);
-    assert_eq!(r32(&mut r.t, 0x70), 0, "reset");
-    assert_eq!(start(&mut r, 1 << 9) & 8, 0, "legacy driver");
-    w32(&mut r.t, 0x70, 0);
+    let ok = VIRTIO_CONFIG_S_FEATURES_OK;
+    assert_eq!(start(&mut r, FEATURES | (1 << 40)) & ok, 0, "unknown bit");
+    w32(&mut r.t, VIRTIO_MMIO_STATUS, 0);
+    assert_eq!(r32(&mut r.t, VIRTIO_MMIO_STATUS), 0, "reset");
+    let legacy = feature(VIRTIO_BLK_F_FLUSH);
+    assert_eq!(start(&mut r, legacy) & ok, 0, "legacy driver");
+    w32(&mut r.t, VIRTIO_MMIO_STATUS, 0);
     assert_eq!(
-        start(&mut r, FEATURES) & 4,
-        4,
+        start(&mut r, FEATURES) & VIRTIO_CONFIG_S_DRIVER_OK,
+        VIRTIO_CONFIG_S_DRIVER_OK,
         "then a good driver starts it"
     );
 }

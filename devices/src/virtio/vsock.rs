@@ -3,16 +3,17 @@
 
 use vhost::vsock::VhostVsock;
 use vhost::VhostBackend;
+use virtio_bindings::virtio_ids::VIRTIO_ID_VSOCK;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::vhost::{err, Mem};
-use super::{
-    read_config_bytes, ActivateError, Activation, VirtioDevice, F_EVENT_IDX, F_INDIRECT_DESC,
-};
+use super::{feature, read_config_bytes, ActivateError, Activation, VirtioDevice};
 
 const QUEUE_SIZE: u16 = 256;
-/// `VIRTIO_VSOCK_F_SEQPACKET`.
-const F_SEQPACKET: u64 = 1 << 1;
+/// The feature bit `VIRTIO_VSOCK_F_SEQPACKET` (virtio-bindings has no virtio-vsock
+/// constants).
+const VIRTIO_VSOCK_F_SEQPACKET: u32 = 1;
 
 /// Why vhost-vsock could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +58,16 @@ impl Vsock {
 
 impl VirtioDevice for Vsock {
     fn device_type(&self) -> u32 {
-        19
+        VIRTIO_ID_VSOCK
     }
     fn queue_max_sizes(&self) -> &[u16] {
         &[QUEUE_SIZE, QUEUE_SIZE, QUEUE_SIZE]
     }
     fn features(&self) -> u64 {
-        self.kernel_features & (F_EVENT_IDX | F_INDIRECT_DESC | F_SEQPACKET)
+        self.kernel_features
+            & (feature(VIRTIO_RING_F_EVENT_IDX)
+                | feature(VIRTIO_RING_F_INDIRECT_DESC)
+                | feature(VIRTIO_VSOCK_F_SEQPACKET))
     }
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         read_config_bytes(&self.config, offset, data);
