@@ -31,6 +31,7 @@ stage() {  # NAME COMMAND...
 
 stage setup-host ci/setup-host.sh
 stage shellcheck ci/shellcheck.sh
+stage layers python3 ci/layers.py
 stage fmt cargo fmt --all -- --check
 stage clippy cargo clippy --workspace --all-targets "${host_target[@]}" -- -D warnings
 if [ "$(uname -m)" != aarch64 ]; then

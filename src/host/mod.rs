@@ -3,5 +3,7 @@
 
 pub mod input;
 pub mod overlay;
+#[cfg(test)]
+pub mod scratch;
 #[cfg(target_arch = "aarch64")]
 pub mod terminal;

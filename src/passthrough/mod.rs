@@ -242,7 +242,6 @@ pub fn sysfs_root() -> PathBuf {
 pub mod test_support {
     use std::fs::File;
     use std::os::fd::RawFd;
-    use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::{Arc, Mutex};
 
     use devices::vfio::device::{DeviceError, DeviceKind, IrqInfo, RegionInfo, VfioDevice};
@@ -251,6 +250,7 @@ pub mod test_support {
 
     use super::ProbedDevice;
     use crate::config::VfioSpec;
+    use crate::host::scratch::scratch_file;
 
     /// What the double was asked to do, in order (shared with other doubles of a test).
     pub type Log = Arc<Mutex<Vec<String>>>;
@@ -342,23 +342,6 @@ pub mod test_support {
         fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
             self.record(format!("disable {index}"))
         }
-    }
-
-    /// An unlinked temporary file of `len` bytes.
-    pub fn scratch_file(len: u64) -> File {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("platvmm-fake-{}-{n}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .unwrap();
-        std::fs::remove_file(&p).unwrap();
-        f.set_len(len).unwrap();
-        f
     }
 
     /// A probed device called `name`, without a host DT node.

@@ -284,8 +284,8 @@ mod tests {
 
     use super::*;
     use crate::arch::aarch64::layout::{EMULATED_MMIO_BASE, PASSTHROUGH_MMIO_BASE};
+    use crate::host::scratch::scratch_file;
     use crate::hypervisor::fake::{Call, FakeVm};
-    use crate::passthrough::test_support::scratch_file;
     use crate::resources::Resources;
 
     fn disk() -> Disk {
