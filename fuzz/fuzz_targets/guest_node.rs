@@ -144,7 +144,7 @@ fn plan_and_write(d: &DeviceDesc, o: &DeviceOptions, sec_controller: bool) {
             "{first:?} outside the SEC block at {block:#x}"
         );
     }
-    let Ok(dtb) = preview::guest_dtb(&plan) else {
+    let Ok(dtb) = preview::guest_dtb(&plan, &[]) else {
         return;
     };
     // What platvmm writes, its own reader must read, with the device where the plan says.

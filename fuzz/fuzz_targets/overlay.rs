@@ -13,10 +13,8 @@
 use devices::dt::GuestNode;
 use devices::guest_node::hostdt::HostNode;
 use libfuzzer_sys::fuzz_target;
-use platvmm::arch::aarch64::fdt::{self, FdtConfig};
-use platvmm::arch::aarch64::layout::{self, MIB};
-use platvmm::arch::aarch64::GicVersion;
-use platvmm::commands::preview::PREVIEW_PAGE;
+use platvmm::arch::aarch64::layout;
+use platvmm::commands::preview::{self, PREVIEW_PAGE};
 use platvmm::passthrough::plan::{DeviceDesc, DeviceOptions, Planner};
 use platvmm::resources::Resources;
 
@@ -114,13 +112,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // Both uses at once: the merged device nodes and the fragment's nodes at the root.
-    let g = plan.guest_nodes(std::slice::from_ref(&ov));
-    let _ = fdt::create_fdt(&FdtConfig {
-        mpidrs: &[0],
-        gic: GicVersion::V3,
-        memory: &[(layout::RAM_BASE, 256 * MIB)],
-        cmdline: "console=ttyS0",
-        initrd: None,
-        nodes: &g,
-    });
+    let _ = preview::guest_dtb(&plan, std::slice::from_ref(&ov));
 });

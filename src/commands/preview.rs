@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use devices::dt::GuestNode;
 use devices::guest_node::hostdt::HostNode;
 
 use crate::arch::aarch64::fdt::{self, FdtConfig};
@@ -158,16 +159,16 @@ fn report(plan: &VmPlan) -> Vec<String> {
 }
 
 fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
-    let dtb = guest_dtb(plan)?;
+    let dtb = guest_dtb(plan, &[])?;
     std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
         path: out.to_path_buf(),
         source,
     })
 }
 
-/// The guest DTB for `plan`'s devices (one vCPU, 256 MiB, GICv3).
-pub fn guest_dtb(plan: &VmPlan) -> Result<Vec<u8>, fdt::FdtError> {
-    let g = plan.guest_nodes(&[]);
+/// The guest DTB for `plan`'s devices and `dt_overlays`' nodes (one vCPU, 256 MiB, GICv3).
+pub fn guest_dtb(plan: &VmPlan, dt_overlays: &[GuestNode]) -> Result<Vec<u8>, fdt::FdtError> {
+    let g = plan.guest_nodes(dt_overlays);
     fdt::create_fdt(&FdtConfig {
         mpidrs: &[0],
         gic: GicVersion::V3,

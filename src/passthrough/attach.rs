@@ -289,6 +289,23 @@ mod tests {
     use crate::passthrough::test_support::{probed, FakeDevice, Log};
     use crate::resources::Resources;
 
+    /// Runs `f` with a context on `vm`, a fresh bus and allocators; returns its result and
+    /// the bus.
+    fn with_context<R>(vm: &FakeVm, f: impl FnOnce(&mut AttachContext<'_>) -> R) -> (R, Bus) {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
+        let (mut bus, mut res) = (Bus::new(), Resources::new(PASSTHROUGH_MMIO_BASE));
+        let mut ctx = AttachContext {
+            vm,
+            bus: &mut bus,
+            res: &mut res,
+            mem: &mem,
+            ram: &[],
+            page: 4096,
+        };
+        let r = f(&mut ctx);
+        (r, bus)
+    }
+
     /// A device with a mapped page, a trapped 0x18-byte region, a level and an edge IRQ,
     /// planned alone and wired against `vm`.
     fn wire_one(vm: &FakeVm, log: &Log) -> (Result<(), PassthroughError>, Bus, DevicePlan) {
@@ -302,19 +319,11 @@ mod tests {
             .write_all_at(b"QEMU", dev.regions[1].offset)
             .unwrap();
         let mut d = PassDevice::new(probed("d"), Box::new(dev));
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
-        let (mut bus, mut res) = (Bus::new(), Resources::new(PASSTHROUGH_MMIO_BASE));
-        let mut ctx = AttachContext {
-            vm,
-            bus: &mut bus,
-            res: &mut res,
-            mem: &mem,
-            ram: &[],
-            page: 4096,
-        };
-        let plan = plan(&mut ctx, std::slice::from_ref(&d), false).unwrap();
-        let dp = plan.devices[0].clone();
-        let r = wire(&mut ctx, &mut d, &dp);
+        let ((r, dp), bus) = with_context(vm, |ctx| {
+            let plan = plan(ctx, std::slice::from_ref(&d), false).unwrap();
+            let dp = plan.devices[0].clone();
+            (wire(ctx, &mut d, &dp), dp)
+        });
         (r, bus, dp)
     }
 
@@ -374,22 +383,13 @@ mod tests {
         let (vm, log) = (FakeVm::default(), Log::default());
         let dev = FakeDevice::new("d", &[(0x18, false)], &[], log);
         let mut d = PassDevice::new(probed("d"), Box::new(dev));
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
-        let (mut bus, mut res) = (Bus::new(), Resources::new(PASSTHROUGH_MMIO_BASE));
-        let mut ctx = AttachContext {
-            vm: &vm,
-            bus: &mut bus,
-            res: &mut res,
-            mem: &mem,
-            ram: &[],
-            page: 4096,
-        };
-        let plan = plan(&mut ctx, std::slice::from_ref(&d), false).unwrap();
-        let other = Arc::new(Mutex::new(devices::caam::CaamController::new()));
-        ctx.bus
-            .insert(plan.devices[0].placements[0].gpa, 4096, other)
-            .unwrap();
-        let e = wire(&mut ctx, &mut d, &plan.devices[0]).unwrap_err();
+        let (e, _) = with_context(&vm, |ctx| {
+            let plan = plan(ctx, std::slice::from_ref(&d), false).unwrap();
+            let other = Arc::new(Mutex::new(devices::caam::CaamController::new()));
+            let gpa = plan.devices[0].placements[0].gpa;
+            ctx.bus.insert(gpa, 4096, other).unwrap();
+            wire(ctx, &mut d, &plan.devices[0]).unwrap_err()
+        });
         assert!(matches!(e, PassthroughError::Bus { .. }), "{e:?}");
         assert!(e.to_string().contains("cannot trap a device region"), "{e}");
     }
@@ -397,18 +397,11 @@ mod tests {
     #[test]
     fn a_sec_controller_alone_gets_its_page_on_the_bus() {
         let vm = FakeVm::default();
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
-        let (mut bus, mut res) = (Bus::new(), Resources::new(PASSTHROUGH_MMIO_BASE));
-        let mut ctx = AttachContext {
-            vm: &vm,
-            bus: &mut bus,
-            res: &mut res,
-            mem: &mem,
-            ram: &[],
-            page: 4096,
-        };
-        let plan = plan(&mut ctx, &[], true).unwrap();
-        attach_sec_controller(&mut ctx, &plan).unwrap();
+        let (plan, bus) = with_context(&vm, |ctx| {
+            let plan = plan(ctx, &[], true).unwrap();
+            attach_sec_controller(ctx, &plan).unwrap();
+            plan
+        });
         let base = plan.sec_controller.expect("asked for");
         let mut buf = [0u8; 4];
         assert!(bus.read(base, &mut buf));
