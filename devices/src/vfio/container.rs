@@ -4,6 +4,13 @@
 //! an IOMMU for the devices, no-IOMMU (`/dev/vfio/noiommu-N` groups, vfio loaded with
 //! `enable_unsafe_noiommu_mode=1`) when it does not. With TYPE1v2, guest RAM is DMA-mapped
 //! IOVA = guest-physical before any device can run.
+//!
+//! The kernel's order (drivers/vfio/container.c): a group joins the container
+//! (`VFIO_GROUP_SET_CONTAINER`), then the IOMMU type is set (`VFIO_SET_IOMMU` fails with no
+//! group), then DMA can be mapped (`VFIO_IOMMU_MAP_DMA` fails before an IOMMU type is set).
+//! [`Container::add_group`] sets the type with the first group; [`Container::map_dma`] refuses
+//! to run before that. The ioctls go through [`ContainerIoctls`], so a double that enforces
+//! the kernel's order can stand in for `/dev/vfio/vfio` in tests.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -62,6 +69,9 @@ pub enum ContainerError {
         found: IommuMode,
         want: IommuMode,
     },
+    /// A DMA mapping asked for before any group gave the container its IOMMU type.
+    #[error("cannot DMA-map guest RAM {iova:#x}+{size:#x} before a VFIO group joined the container (platvmm bug)")]
+    MapBeforeGroup { iova: u64, size: u64 },
     /// DMA mapping failed.
     #[error("cannot DMA-map guest RAM {iova:#x}+{size:#x}: {source}")]
     MapDma {
@@ -118,10 +128,43 @@ impl Group {
     }
 }
 
+/// The ioctls of a VFIO container (`/dev/vfio/vfio`), in the order the kernel takes them.
+pub trait ContainerIoctls: std::fmt::Debug + Send + Sync {
+    /// `VFIO_GROUP_SET_CONTAINER` on `group`.
+    fn set_container(&self, group: &File) -> std::io::Result<()>;
+    /// `VFIO_SET_IOMMU` (the kernel refuses it before a group has joined).
+    fn set_iommu(&self, iommu_type: u32) -> std::io::Result<()>;
+    /// `VFIO_IOMMU_MAP_DMA` (the kernel refuses it before an IOMMU type is set).
+    fn map_dma(&self, vaddr: u64, iova: u64, size: u64) -> std::io::Result<()>;
+    /// `VFIO_IOMMU_UNMAP_DMA`.
+    fn unmap_dma(&self, iova: u64, size: u64) -> std::io::Result<()>;
+}
+
+/// The kernel's container: `/dev/vfio/vfio`.
+#[derive(Debug)]
+pub struct KernelContainer {
+    pub file: File,
+}
+
+impl ContainerIoctls for KernelContainer {
+    fn set_container(&self, group: &File) -> std::io::Result<()> {
+        ioctl::group_set_container(group, &self.file)
+    }
+    fn set_iommu(&self, iommu_type: u32) -> std::io::Result<()> {
+        ioctl::set_iommu(&self.file, iommu_type)
+    }
+    fn map_dma(&self, vaddr: u64, iova: u64, size: u64) -> std::io::Result<()> {
+        ioctl::map_dma(&self.file, vaddr, iova, size)
+    }
+    fn unmap_dma(&self, iova: u64, size: u64) -> std::io::Result<()> {
+        ioctl::unmap_dma(&self.file, iova, size)
+    }
+}
+
 /// A VFIO container with its groups.
 #[derive(Debug)]
 pub struct Container {
-    pub file: File,
+    io: Box<dyn ContainerIoctls>,
     pub mode: IommuMode,
     groups: Vec<Group>,
     /// DMA mappings made (IOVA, size), undone on drop.
@@ -144,15 +187,21 @@ impl Container {
         if !ioctl::check_extension(&file, ty).unwrap_or(false) {
             return Err(ContainerError::NoIommuType(mode));
         }
-        Ok(Self {
-            file,
+        Ok(Self::with_io(mode, Box::new(KernelContainer { file })))
+    }
+
+    /// A container for `mode` whose ioctls go to `io`.
+    pub fn with_io(mode: IommuMode, io: Box<dyn ContainerIoctls>) -> Self {
+        Self {
+            io,
             mode,
             groups: Vec::new(),
             mapped: Vec::new(),
-        })
+        }
     }
 
-    /// Adds `group` (once per group id) and returns its index in [`Container::groups`].
+    /// Adds `group` (once per group id) and returns its index in [`Container::groups`]. The
+    /// first group also sets the container's IOMMU type, after which DMA can be mapped.
     pub fn add_group(&mut self, group: Group, dev_name: &str) -> Result<usize, ContainerError> {
         if let Some(i) = self.groups.iter().position(|g| g.id == group.id) {
             return Ok(i);
@@ -169,11 +218,13 @@ impl Container {
             what,
             source,
         };
-        ioctl::group_set_container(&group.file, &self.file)
+        self.io
+            .set_container(&group.file)
             .map_err(|e| gerr("VFIO_GROUP_SET_CONTAINER", e))?;
         if self.groups.is_empty() {
             // The IOMMU type is set once, after the first group joins; later groups inherit it.
-            ioctl::set_iommu(&self.file, iommu_type(self.mode))
+            self.io
+                .set_iommu(iommu_type(self.mode))
                 .map_err(|e| gerr("VFIO_SET_IOMMU", e))?;
         }
         self.groups.push(group);
@@ -186,26 +237,25 @@ impl Container {
     }
 
     /// Maps `size` bytes of guest RAM at host `vaddr` to IOVA `iova` (TYPE1v2 only; a no-IOMMU
-    /// container has no mappings).
+    /// container has no mappings). A group must have joined first (it sets the IOMMU type).
     pub fn map_dma(&mut self, vaddr: u64, iova: u64, size: u64) -> Result<(), ContainerError> {
         if self.mode == IommuMode::NoIommu {
             return Ok(());
         }
-        ioctl::map_dma(&self.file, vaddr, iova, size).map_err(|source| ContainerError::MapDma {
-            iova,
-            size,
-            source,
-        })?;
+        if self.groups.is_empty() {
+            return Err(ContainerError::MapBeforeGroup { iova, size });
+        }
+        self.io
+            .map_dma(vaddr, iova, size)
+            .map_err(|source| ContainerError::MapDma { iova, size, source })?;
         self.mapped.push((iova, size));
         Ok(())
     }
-}
 
-impl Container {
     /// Undoes every DMA mapping (also done on drop).
     pub fn unmap_all(&mut self) {
         for (iova, size) in self.mapped.drain(..) {
-            if let Err(e) = ioctl::unmap_dma(&self.file, iova, size) {
+            if let Err(e) = self.io.unmap_dma(iova, size) {
                 log::warn!("VFIO: cannot unmap DMA {iova:#x}+{size:#x}: {e}");
             }
         }
