@@ -109,6 +109,22 @@ run() {
                 fdtput -t s "$dtb" /usb@ff9d0000/dwc3@fe200000 compatible generic-xhci
                 QEMU_ARGS+=(-dtb "$dtb")
                 L1_APPEND=(console=ttyAMA0 "platvmm.scenario=$name") ;;
+            virt-smmuv3)
+                # virt with its SMMUv3, and L1's PL031 described behind it the way the
+                # arm,smmu-v3 binding says (iommus = <&smmu SID>, one cell): Linux attaches
+                # the device to the SMMU, so it gets a real IOMMU group and VFIO runs TYPE1.
+                # QEMU's SMMU translates only PCI DMA, which the PL031 never does. SID 0xff00
+                # is inside the SMMU's 16 bits and used by no PCI device (bus 0xff).
+                QEMU_ARGS=(-M virt,virtualization=on,gic-version=3,iommu=smmuv3 -cpu max,pauth=off
+                           -smp 2 -m 2G -nographic -nic none -kernel "$VMLINUZ"
+                           -initrd "$CACHE/l1/initramfs.cpio")
+                qemu-system-aarch64 "${QEMU_ARGS[@]}" -machine "dumpdtb=$dtb" >/dev/null 2>&1 ||
+                    die "cannot dump the virt device tree"
+                local smmu
+                smmu=$(fdtget -t x "$dtb" /smmuv3@9050000 phandle) ||
+                    die "QEMU's virt tree has no /smmuv3@9050000"
+                fdtput -t x "$dtb" /pl031@9010000 iommus "$smmu" 0xff00
+                QEMU_ARGS+=(-dtb "$dtb") ;;
             *) die "unknown board $1" ;;
         esac
         if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi

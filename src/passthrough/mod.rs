@@ -203,7 +203,8 @@ impl PassDevice {
     }
 }
 
-/// Every passed-through device of a VM, their container and plan.
+/// Every passed-through device of a VM, their container and plan. Dropping it releases
+/// them ([`Passthrough::release`]) before their mappings and fds go.
 #[derive(Default)]
 pub struct Passthrough {
     /// The devices, in `--vfio-platform` order (the plan's order too).
@@ -211,13 +212,23 @@ pub struct Passthrough {
     pub plan: VmPlan,
     pub container: Option<Container>,
     kvm_vfio: Option<KvmVfioDevice>,
+    released: bool,
+}
+
+impl Drop for Passthrough {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl Passthrough {
-    /// Stops every device interrupt, then undoes DMA mappings. Call it once no vCPU runs;
-    /// dropping `self` afterwards unmaps the regions and closes the fds, leaving the devices
-    /// free to rebind to their host drivers.
+    /// Stops every device interrupt, then undoes DMA mappings (once; dropping `self` calls it
+    /// too). Call it once no vCPU runs; dropping `self` afterwards unmaps the regions and
+    /// closes the fds, leaving the devices free to rebind to their host drivers.
     pub fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
         for (d, p) in self.devices.iter().zip(&self.plan.devices) {
             for irq in p.irqs.iter().filter(|i| i.shares.is_none()) {
                 if let Err(e) = d.dev.irq_disable(irq.index) {

@@ -24,21 +24,25 @@ use crate::virtio::attach::VirtioDevices;
 use crate::vm::console::{Console, ConsoleMmio};
 use crate::vm::error::{host_err, Error};
 
-/// Owns the VM's devices and resources.
+/// Owns the VM's devices and resources. The fields are declared in teardown order, and Rust
+/// drops them in that order, so however the manager goes (release, or an error during
+/// setup) nothing outlives what it uses: the worker stops before the devices it serves, the
+/// passed-through devices are stopped (interrupts disabled, DMA unmapped) before the bus
+/// goes, and guest RAM is unmapped last.
 pub struct DeviceManager {
-    pub ram: Ram,
-    /// Guest RAM regions, as memslots and VFIO DMA maps take them.
-    ram_mappings: Vec<RamMapping>,
-    /// Devices attach here while no vCPU runs.
-    bus: Bus,
+    worker: Option<devices::virtio::worker::Worker>,
+    passthrough: Passthrough,
     /// The bus once [`DeviceManager::share_bus`] handed it to the vCPUs.
     shared_bus: Option<Arc<Bus>>,
+    /// Devices attach here while no vCPU runs.
+    bus: Bus,
+    virtio: VirtioDevices,
+    console: Option<Arc<Console>>,
     res: Resources,
     page: u64,
-    console: Option<Arc<Console>>,
-    passthrough: Passthrough,
-    virtio: VirtioDevices,
-    worker: Option<devices::virtio::worker::Worker>,
+    /// Guest RAM regions, as memslots and VFIO DMA maps take them.
+    ram_mappings: Vec<RamMapping>,
+    pub ram: Ram,
 }
 
 impl DeviceManager {
@@ -51,16 +55,16 @@ impl DeviceManager {
             Ram::plain(size)?
         };
         let mut dm = Self {
+            worker: None,
+            passthrough: Passthrough::default(),
+            shared_bus: None,
+            bus: Bus::new(),
+            virtio: VirtioDevices::default(),
+            console: None,
             res: Resources::new(ram.window),
+            page,
             ram_mappings: ram.mappings(),
             ram,
-            bus: Bus::new(),
-            shared_bus: None,
-            page,
-            console: None,
-            passthrough: Passthrough::default(),
-            virtio: VirtioDevices::default(),
-            worker: None,
         };
         dm.register_ram(vm)?;
         Ok(dm)
@@ -197,21 +201,14 @@ impl DeviceManager {
     }
 
     /// Teardown once every vCPU thread has been joined: console bytes still queued are
-    /// written, the virtio worker stopped and joined, VFIO interrupts disabled and DMA
-    /// unmapped, then device mappings and fds (virtio's vhost, tap and image fds with the
-    /// bus) are closed, and guest memory is released last.
-    pub fn release(mut self, counters: &crate::stats::ExitCounters) {
+    /// written; then, as the fields drop in order, the virtio worker is stopped and joined,
+    /// VFIO interrupts disabled and DMA unmapped, device mappings and fds (virtio's vhost,
+    /// tap and image fds with the bus) closed, and guest memory released last.
+    pub fn release(self, counters: &crate::stats::ExitCounters) {
         if let Some(c) = &self.console {
             c.drain(counters);
         }
-        if let Some(mut w) = self.worker.take() {
-            w.stop();
-        }
-        self.passthrough.release();
-        drop(self.passthrough);
-        drop(self.shared_bus);
-        drop(self.bus);
-        drop(self.ram);
+        drop(self);
     }
 }
 
@@ -298,22 +295,29 @@ mod tests {
         let _ = dm.attach_console(&vm, Box::new(std::io::sink()), None);
     }
 
-    /// Records its own drop in the shared log.
-    struct DropRecorder(Log);
+    /// Records its own drop in the shared log, with the guest RAM byte at host address
+    /// `ram` read then (a read of unmapped RAM would kill the test).
+    struct DropRecorder(Log, usize);
     impl MmioDevice for DropRecorder {
         fn read(&mut self, _offset: u64, _data: &mut [u8]) {}
         fn write(&mut self, _offset: u64, _data: &[u8]) {}
     }
     impl Drop for DropRecorder {
         fn drop(&mut self) {
-            self.0.lock().unwrap().push("bus device dropped".into());
+            // SAFETY: the device manager keeps guest RAM mapped until its bus is gone (what
+            // the tests below check); the address is inside it.
+            let b = unsafe { std::ptr::read_volatile(self.1 as *const u8) };
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("bus device dropped, RAM reads {b:#x}"));
         }
     }
 
-    #[test]
-    fn release_disables_device_interrupts_before_the_bus_goes() {
-        let (vm, log) = (FakeVm::default(), Log::default());
-        let mut dm = manager(&vm);
+    /// A manager with a passed-through double (IRQs 0 level, 1 edge) planned and a drop
+    /// recorder on its bus; guest RAM's first byte is 0x5a.
+    fn manager_with_devices(vm: &FakeVm, log: &Log) -> DeviceManager {
+        let mut dm = manager(vm);
         let dev = FakeDevice::new("d", &[(4096, true)], &[true, false], log.clone());
         let d = PassDevice::new(probed("d"), Box::new(dev));
         let mut planner = Planner::new(&mut dm.res, 4096).unwrap();
@@ -322,14 +326,33 @@ mod tests {
             .unwrap();
         dm.passthrough.plan = planner.finish(false).unwrap();
         dm.passthrough.devices.push(d);
-        let rec = Arc::new(Mutex::new(DropRecorder(log.clone())));
+        let host = dm.ram_mappings[0].host as usize;
+        // SAFETY: `host` is the start of guest RAM, mapped read-write by the manager.
+        unsafe { std::ptr::write_volatile(host as *mut u8, 0x5a) };
+        let rec = Arc::new(Mutex::new(DropRecorder(log.clone(), host)));
         dm.bus.insert(0x1000, 0x1000, rec).unwrap();
-        let bus = dm.share_bus();
-        drop(bus);
+        dm
+    }
+
+    const TEARDOWN: [&str; 3] = [
+        "d disable 0",
+        "d disable 1",
+        "bus device dropped, RAM reads 0x5a",
+    ];
+
+    #[test]
+    fn dropping_the_manager_on_an_error_path_tears_down_in_order() {
+        let (vm, log) = (FakeVm::default(), Log::default());
+        drop(manager_with_devices(&vm, &log));
+        assert_eq!(*log.lock().unwrap(), TEARDOWN);
+    }
+
+    #[test]
+    fn release_disables_device_interrupts_before_the_bus_goes() {
+        let (vm, log) = (FakeVm::default(), Log::default());
+        let mut dm = manager_with_devices(&vm, &log);
+        drop(dm.share_bus());
         dm.release(&crate::stats::ExitCounters::default());
-        assert_eq!(
-            *log.lock().unwrap(),
-            ["d disable 0", "d disable 1", "bus device dropped"]
-        );
+        assert_eq!(*log.lock().unwrap(), TEARDOWN);
     }
 }
