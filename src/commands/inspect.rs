@@ -89,6 +89,10 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
     print_irqs(d.dev.as_ref(), &plan);
     print_host_node(&d.probed);
     println!("handler: {} ({})", plan.handler, plan.why);
+    println!(
+        "DMA stop when the VM ends: {}",
+        crate::passthrough::quiesce::describe(plan.dma_stop)
+    );
     println!("guest node (as the only passed-through device):");
     print!(
         "{}",

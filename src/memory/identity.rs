@@ -48,6 +48,9 @@ pub enum IdentityError {
     /// No hole for the passthrough window.
     #[error("no 1 GiB hole for the passthrough window outside identity-mapped RAM")]
     NoWindow,
+    /// The pages could not be pinned where they are.
+    #[error("{0}")]
+    Pin(#[from] super::pin::PinError),
 }
 
 /// A hugepage pool: page size and free pages.
@@ -259,12 +262,17 @@ pub struct IdentityRam {
     /// Physically contiguous guest RAM ranges.
     pub ranges: Vec<(u64, u64)>,
     pub page_size: u64,
+    /// The pin that keeps the pages at their physical addresses (released in `drop`,
+    /// before the mapping goes).
+    pinned: Option<super::pin::PinnedPages>,
     /// The mapping: host address and length.
     mapping: (u64, u64),
 }
 
 impl Drop for IdentityRam {
     fn drop(&mut self) {
+        // Unpinned first (the ring closes), then unmapped.
+        self.pinned = None;
         // SAFETY: `mapping` is the hugetlb mapping `allocate` made; nothing uses it any more
         // (its owner drops it after the vCPUs are joined and the guest memory is gone).
         unsafe { libc::munmap(self.mapping.0 as *mut libc::c_void, self.mapping.1 as usize) };
@@ -303,8 +311,12 @@ pub fn allocate(size: u64) -> Result<IdentityRam, IdentityError> {
         runs: Vec::new(),
         ranges: Vec::new(),
         page_size: pool.page_size,
+        pinned: None,
         mapping: (ptr as u64, size),
     };
+    // Pinned before the physical addresses are read: pinning may first move pages out of a
+    // movable zone; from then on they stay where pagemap says.
+    id.pinned = Some(super::pin::pin(ptr as u64, size)?);
     let pages = physical_pages(ptr as u64, size, pool.page_size)?;
     id.runs = merge_runs(pages, pool.page_size);
     check_runs(&id.runs)?;

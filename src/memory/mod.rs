@@ -3,6 +3,7 @@
 //! (`--identity-map-ram`). [`Ram`] owns the mapping and unmaps it when dropped, last.
 
 pub mod identity;
+pub mod pin;
 
 use log::info;
 use vm_memory::{

@@ -17,6 +17,7 @@
 pub mod attach;
 pub mod open;
 pub mod plan;
+pub mod quiesce;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -222,19 +223,15 @@ impl Drop for Passthrough {
 }
 
 impl Passthrough {
-    /// Stops every device interrupt, then undoes DMA mappings (once; dropping `self` calls it
-    /// too). Call it once no vCPU runs; dropping `self` afterwards unmaps the regions and
+    /// Stops every device ([`quiesce`]: interrupts disabled, DMA engines stopped, VFIO reset
+    /// where offered), then undoes DMA mappings (once; dropping `self` calls it too). Call it once no vCPU runs; dropping `self` afterwards unmaps the regions and
     /// closes the fds, leaving the devices free to rebind to their host drivers.
     pub fn release(&mut self) {
         if std::mem::replace(&mut self.released, true) {
             return;
         }
         for (d, p) in self.devices.iter().zip(&self.plan.devices) {
-            for irq in p.irqs.iter().filter(|i| i.shares.is_none()) {
-                if let Err(e) = d.dev.irq_disable(irq.index) {
-                    warn!("{e}");
-                }
-            }
+            quiesce::quiesce(d.dev.as_ref(), p);
         }
         if let Some(c) = self.container.as_mut() {
             c.unmap_all();
@@ -253,6 +250,7 @@ pub fn sysfs_root() -> PathBuf {
 pub mod test_support {
     use std::fs::File;
     use std::os::fd::RawFd;
+    use std::os::unix::fs::FileExt;
     use std::sync::{Arc, Mutex};
 
     use devices::vfio::device::{DeviceError, DeviceKind, IrqInfo, RegionInfo, VfioDevice};
@@ -266,13 +264,33 @@ pub mod test_support {
     /// What the double was asked to do, in order (shared with other doubles of a test).
     pub type Log = Arc<Mutex<Vec<String>>>;
 
-    /// A device with `regions` (index, size, mmap-able) and `irqs` (index, level).
+    /// A device with `regions` (index, size, mmap-able) and `irqs` (index, level), whose
+    /// region accesses go to `file` (writes logged) and which VFIO can reset if `resettable`.
     pub struct FakeDevice {
         pub name: String,
         pub regions: Vec<RegionInfo>,
         pub irqs: Vec<IrqInfo>,
         pub file: Arc<File>,
         pub log: Log,
+        pub resettable: bool,
+    }
+
+    /// The device's register file, its writes logged as "NAME write OFFSET=BYTES".
+    struct LoggedIo {
+        name: String,
+        file: Arc<File>,
+        log: Log,
+    }
+
+    impl RegionIo for LoggedIo {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+            FileExt::read_at(&*self.file, buf, offset)
+        }
+        fn write_at(&self, buf: &[u8], offset: u64) -> std::io::Result<usize> {
+            let line = format!("{} write {offset:#x}={buf:02x?}", self.name);
+            self.log.lock().unwrap().push(line);
+            FileExt::write_at(&*self.file, buf, offset)
+        }
     }
 
     impl FakeDevice {
@@ -310,6 +328,7 @@ pub mod test_support {
                 irqs,
                 file: Arc::new(scratch_file(offset.max(4096))),
                 log,
+                resettable: false,
             }
         }
 
@@ -339,7 +358,11 @@ pub mod test_support {
             MappedRegion::map(&self.file, r.offset, r.size, r.writable())
         }
         fn region_io(&self) -> Arc<dyn RegionIo> {
-            self.file.clone()
+            Arc::new(LoggedIo {
+                name: self.name.clone(),
+                file: self.file.clone(),
+                log: self.log.clone(),
+            })
         }
         fn irq_trigger(&self, index: u32, _fd: RawFd) -> Result<(), DeviceError> {
             self.record(format!("trigger {index}"))
@@ -352,6 +375,9 @@ pub mod test_support {
         }
         fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
             self.record(format!("disable {index}"))
+        }
+        fn reset(&self) -> Option<Result<(), DeviceError>> {
+            self.resettable.then(|| self.record("reset".into()))
         }
     }
 

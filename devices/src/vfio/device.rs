@@ -111,6 +111,8 @@ pub struct VfioPlatformDevice {
     pub host: HostDevice,
     pub fd: Arc<File>,
     pub kind: DeviceKind,
+    /// VFIO_DEVICE_GET_INFO flags (`VFIO_DEVICE_FLAGS_RESET`: VFIO can reset it).
+    pub flags: u32,
     pub regions: Vec<RegionInfo>,
     pub irqs: Vec<IrqInfo>,
 }
@@ -158,6 +160,7 @@ impl VfioPlatformDevice {
             host,
             fd: Arc::new(fd),
             kind,
+            flags: info.flags,
             regions,
             irqs,
         })
@@ -243,6 +246,8 @@ pub trait VfioDevice: Send {
     fn irq_unmask(&self, index: u32) -> Result<(), DeviceError>;
     /// Tears down the trigger (and with it the unmask eventfd) of IRQ `index`.
     fn irq_disable(&self, index: u32) -> Result<(), DeviceError>;
+    /// Resets the device through VFIO, if VFIO offers a reset for it (`None` if not).
+    fn reset(&self) -> Option<Result<(), DeviceError>>;
 }
 
 impl VfioDevice for VfioPlatformDevice {
@@ -284,6 +289,16 @@ impl VfioDevice for VfioPlatformDevice {
 
     fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
         VfioPlatformDevice::irq_disable(self, index)
+    }
+
+    fn reset(&self) -> Option<Result<(), DeviceError>> {
+        (self.flags & VFIO_DEVICE_FLAGS_RESET != 0).then(|| {
+            ioctl::device_reset(&self.fd).map_err(|source| DeviceError::Ioctl {
+                dev: self.host.name.clone(),
+                what: "VFIO_DEVICE_RESET".into(),
+                source,
+            })
+        })
     }
 }
 

@@ -28,6 +28,7 @@ ioctl_io_nr!(VFIO_DEVICE_GET_INFO, VFIO_TYPE as u32, VFIO_BASE + 7);
 ioctl_io_nr!(VFIO_DEVICE_GET_REGION_INFO, VFIO_TYPE as u32, VFIO_BASE + 8);
 ioctl_io_nr!(VFIO_DEVICE_GET_IRQ_INFO, VFIO_TYPE as u32, VFIO_BASE + 9);
 ioctl_io_nr!(VFIO_DEVICE_SET_IRQS, VFIO_TYPE as u32, VFIO_BASE + 10);
+ioctl_io_nr!(VFIO_DEVICE_RESET, VFIO_TYPE as u32, VFIO_BASE + 11);
 ioctl_io_nr!(VFIO_IOMMU_MAP_DMA, VFIO_TYPE as u32, VFIO_BASE + 13);
 ioctl_io_nr!(VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE as u32, VFIO_BASE + 14);
 
@@ -140,6 +141,12 @@ pub fn set_irqs(dev: &File, index: u32, flags: u32, count: u32, fds: &[RawFd]) -
     // SAFETY: `buf` holds a complete vfio_irq_set (header and `argsz - 20` bytes of data) and
     // outlives the call; the kernel only reads it.
     check(unsafe { ioctl_with_ptr(dev, VFIO_DEVICE_SET_IRQS(), buf.as_ptr()) }).map(|_| ())
+}
+
+/// VFIO_DEVICE_RESET (offered when VFIO_DEVICE_GET_INFO has VFIO_DEVICE_FLAGS_RESET).
+pub fn device_reset(dev: &File) -> io::Result<()> {
+    // SAFETY: the ioctl takes no argument.
+    check(unsafe { ioctl(dev, VFIO_DEVICE_RESET()) }).map(|_| ())
 }
 
 /// VFIO_IOMMU_MAP_DMA: makes `size` bytes at `vaddr` visible to devices at `iova`.

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use devices::dt::{FixedClock, GuestNode};
-use devices::guest_node::handlers::{self, TypeHandler};
+use devices::guest_node::handlers::{self, RegWrite, TypeHandler};
 use devices::guest_node::{self as node, GuestIrq, NodeParams};
 
 use crate::resources::{Exhausted, Resources};
@@ -121,6 +121,18 @@ pub struct DevicePlan {
     pub synthesized: Vec<String>,
     /// Why the device looks DMA-capable, if it does.
     pub dma: Option<String>,
+    /// The register writes that stop its DMA when the VM ends (its handler's knowledge of the
+    /// hardware its host compatible names; none for a device of unknown registers).
+    pub dma_stop: &'static [RegWrite],
+}
+
+/// What the hardware is: the host node's compatible, else the user's `compatible=`.
+fn hardware_compatible(d: &DeviceDesc, o: &DeviceOptions) -> Vec<String> {
+    d.host_node
+        .as_ref()
+        .and_then(|h| h.strings("compatible"))
+        .or_else(|| o.compatible.map(<[String]>::to_vec))
+        .unwrap_or_default()
 }
 
 /// Everything decided for a VM's devices.
@@ -201,6 +213,7 @@ impl<'r> Planner<'r> {
             warnings: generated.warnings,
             synthesized,
             dma: d.host_node.as_ref().and_then(looks_dma_capable),
+            dma_stop: handler.dma_stop(&hardware_compatible(d, o)),
         });
         Ok(self.plan.devices.last().expect("just pushed"))
     }

@@ -27,6 +27,13 @@ RUST_LOG=info run_l2 dma --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --mem
     --identity-map-ram --vfio-platform "/sys/bus/platform/devices/$DEV" \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=disk platvmm.disk_md5=$md5 platvmm.dma_token=$token"
 grep 'identity-mapped RAM' "$L2_LOG" | sed 's/^.*INFO \] /dma: /'
+# The identity-mapped pages are pinned where they are (no migration under the device's DMA).
+timing "identity-mapped RAM pinned: VmPin=${L2_VMPIN:-?}kB"
+[ "${L2_VMPIN:-0}" -ge $((256 * 1024)) ] ||
+    { reason "platvmm pins ${L2_VMPIN:-no} kB, not its 256 MiB of identity-mapped RAM"; status=1; }
+# Released: the transport's DMA stopped (virtio status 0) before guest RAM went.
+grep -q "$DEV: released: .*DMA stopped (1 register write(s))" "$L2_LOG" ||
+    { reason "the virtio-mmio transport was not stopped at release"; status=1; }
 if ! l2_passed; then
     status=1
 else

@@ -16,7 +16,7 @@
 
 use super::super::hostdt::HostNode;
 use super::super::{self as node, Generated, NodeParams};
-use super::{first_match, rename, TypeHandler};
+use super::{first_match, rename, RegWrite, TypeHandler};
 use crate::dt::strings_prop;
 
 /// SD/MMC host controllers.
@@ -55,6 +55,23 @@ fn mmc_allow(n: &str) -> bool {
 impl TypeHandler for Mmc {
     fn name(&self) -> &'static str {
         "mmc"
+    }
+    fn dma_stop(&self, compat: &[String]) -> &'static [RegWrite] {
+        if compat
+            .iter()
+            .any(|c| c == "snps,dw-mshc" || c.ends_with("-dw-mshc"))
+        {
+            // CTRL: controller, FIFO and DMA reset.
+            return &[RegWrite::W32 {
+                offset: 0x00,
+                value: 0x7,
+            }];
+        }
+        // SDHCI Software Reset: SRST_ALL (the ADMA/SDMA engine with the rest).
+        &[RegWrite::W8 {
+            offset: 0x2f,
+            value: 1,
+        }]
     }
     fn claims(&self, compat: &[String]) -> Option<String> {
         first_match(compat, is_mmc)

@@ -35,6 +35,24 @@ pub trait TypeHandler: Sync {
     fn claims(&self, compatible: &[String]) -> Option<String>;
     /// Builds the node.
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated;
+    /// The register writes that stop a device with these compatibles from doing DMA (its
+    /// engines halted or reset), in order, in its first region: platvmm makes them when the
+    /// VM ends, before guest RAM goes. Nothing for a device of unknown registers.
+    fn dma_stop(&self, _compatible: &[String]) -> &'static [RegWrite] {
+        &[]
+    }
+}
+
+/// One register write of a DMA stop, in the device's first region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegWrite {
+    /// A 32-bit write of `value` at `offset`.
+    W32 { offset: u64, value: u32 },
+    /// An 8-bit write of `value` at `offset`.
+    W8 { offset: u64, value: u8 },
+    /// A 32-bit write at `offset` from the operational registers, which start at the byte
+    /// the register at offset 0 holds (EHCI's and xHCI's CAPLENGTH).
+    W32AfterCapLength { offset: u64, value: u32 },
 }
 
 /// Every handler, most specific first; the generic one claims everything.
@@ -100,6 +118,13 @@ impl TypeHandler for Sata {
         })
         .map(|c| format!("compatible \"{c}\" is an AHCI SATA controller"))
     }
+    fn dma_stop(&self, _compat: &[String]) -> &'static [RegWrite] {
+        // GHC: AE | HR. The HBA reset stops every port's command and FIS engines.
+        &[RegWrite::W32 {
+            offset: 0x04,
+            value: 0x8000_0001,
+        }]
+    }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
         rename(&mut g, "sata");
@@ -149,6 +174,21 @@ impl TypeHandler for Usb {
     fn claims(&self, compat: &[String]) -> Option<String> {
         first_match(compat, |c| USB_GENERIC.contains(&c) || c == "snps,dwc3")
             .map(|c| format!("compatible \"{c}\" is a USB host controller"))
+    }
+    fn dma_stop(&self, compat: &[String]) -> &'static [RegWrite] {
+        if compat.iter().any(|c| c == "generic-ohci") {
+            // HcCommandStatus.HCR: a host controller reset (no more list processing).
+            return &[RegWrite::W32 {
+                offset: 0x08,
+                value: 1,
+            }];
+        }
+        // xHCI (DWC3's is at the start of its region) and EHCI: USBCMD (the first
+        // operational register) with Run/Stop clear halts the schedules.
+        &[RegWrite::W32AfterCapLength {
+            offset: 0,
+            value: 0,
+        }]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &|n| n.starts_with("snps,"));
@@ -278,6 +318,13 @@ impl TypeHandler for SecJobRing {
         rename(&mut g, "jr");
         g
     }
+    fn dma_stop(&self, _compat: &[String]) -> &'static [RegWrite] {
+        // JRCR: RESET. The ring flushes and halts: no more descriptor or data fetches.
+        &[RegWrite::W32 {
+            offset: 0x6c,
+            value: 1,
+        }]
+    }
 }
 
 /// The fallback: a copy of the host node under the property policy.
@@ -296,6 +343,16 @@ impl TypeHandler for Generic {
                 compat.join(", ")
             )
         })
+    }
+    fn dma_stop(&self, compat: &[String]) -> &'static [RegWrite] {
+        if compat.iter().any(|c| c == "virtio,mmio") {
+            // Status = 0: the device resets and lets go of its rings.
+            return &[RegWrite::W32 {
+                offset: 0x70,
+                value: 0,
+            }];
+        }
+        &[]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         node::generate(host, p)
@@ -550,5 +607,101 @@ mod tests {
         assert_eq!(g.node.prop("compatible").unwrap(), b"generic-xhci\0");
         assert!(g.node.prop("dr_mode").is_none(), "no dwc3 core, no dr_mode");
         assert_eq!(g.node.prop("maximum-speed").unwrap(), b"high-speed\0");
+    }
+
+    #[test]
+    fn each_handler_knows_how_its_hardware_stops_dma() {
+        use RegWrite::*;
+        for (handler, compat, want) in [
+            (
+                "sata",
+                "fsl,ls1046a-ahci",
+                W32 {
+                    offset: 0x04,
+                    value: 0x8000_0001,
+                },
+            ),
+            (
+                "usb",
+                "generic-xhci",
+                W32AfterCapLength {
+                    offset: 0,
+                    value: 0,
+                },
+            ),
+            (
+                "usb",
+                "snps,dwc3",
+                W32AfterCapLength {
+                    offset: 0,
+                    value: 0,
+                },
+            ),
+            (
+                "usb",
+                "generic-ohci",
+                W32 {
+                    offset: 0x08,
+                    value: 1,
+                },
+            ),
+            (
+                "ethernet",
+                "cdns,zynqmp-gem",
+                W32 {
+                    offset: 0,
+                    value: 0,
+                },
+            ),
+            (
+                "ethernet",
+                "snps,dwmac-5.10a",
+                W32 {
+                    offset: 0x1000,
+                    value: 1,
+                },
+            ),
+            (
+                "mmc",
+                "arasan,sdhci-8.9a",
+                W8 {
+                    offset: 0x2f,
+                    value: 1,
+                },
+            ),
+            (
+                "mmc",
+                "rockchip,rk3288-dw-mshc",
+                W32 {
+                    offset: 0,
+                    value: 7,
+                },
+            ),
+            (
+                "sec",
+                "fsl,sec-v4.0-job-ring",
+                W32 {
+                    offset: 0x6c,
+                    value: 1,
+                },
+            ),
+            (
+                "generic",
+                "virtio,mmio",
+                W32 {
+                    offset: 0x70,
+                    value: 0,
+                },
+            ),
+        ] {
+            let h = by_name(handler).unwrap();
+            assert_eq!(h.dma_stop(&[compat.to_string()]), [want], "{compat}");
+        }
+        for (handler, compat) in [("generic", "arm,pl031"), ("serial", "arm,pl011")] {
+            assert!(by_name(handler)
+                .unwrap()
+                .dma_stop(&[compat.into()])
+                .is_empty());
+        }
     }
 }

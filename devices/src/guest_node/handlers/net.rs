@@ -14,7 +14,7 @@
 
 use super::super::hostdt::HostNode;
 use super::super::{self as node, Generated, NodeParams};
-use super::{first_match, rename, TypeHandler};
+use super::{first_match, rename, RegWrite, TypeHandler};
 use crate::dt::{cells_prop, GuestNode};
 
 /// Ethernet controllers.
@@ -57,6 +57,20 @@ impl TypeHandler for Ethernet {
     fn claims(&self, compat: &[String]) -> Option<String> {
         first_match(compat, |c| is_cadence(c) || is_dwmac(c))
             .map(|c| format!("compatible \"{c}\" is an Ethernet MAC"))
+    }
+    fn dma_stop(&self, compat: &[String]) -> &'static [RegWrite] {
+        if compat.iter().any(|c| is_dwmac(c)) {
+            // DMA bus mode (DWMAC 3.x) / DMA mode (4.x and later), SWR: DMA and MAC reset.
+            return &[RegWrite::W32 {
+                offset: 0x1000,
+                value: 1,
+            }];
+        }
+        // GEM/MACB network control: transmit and receive disabled.
+        &[RegWrite::W32 {
+            offset: 0x000,
+            value: 0,
+        }]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate_with(host, p, &net_allow);

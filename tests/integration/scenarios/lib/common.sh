@@ -23,7 +23,8 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # run_l2 NAME PLATVMM-ARGS...: runs platvmm without a console input, its output on the
 # console and in /tmp/NAME.log. Sets L2_LOG, L2_RC (exit status, 137 when the timeout killed
 # it), L2_T_INIT (seconds from start to L2 /init's first output "L2-INIT", or "none") and
-# L2_T_EXIT (seconds from start to exit) and L2_RSS (vmm_rss when the guest reached /init).
+# L2_T_EXIT (seconds from start to exit), L2_RSS (vmm_rss when the guest reached /init) and
+# L2_VMPIN (platvmm's pinned memory then, kB: VmPin of /proc/PID/status).
 # With L2_PROBE_SANDBOX set, /tmp/NAME.sandbox gets thread_sandbox at L2 /init.
 run_l2() {
     _name=$1; shift
@@ -41,13 +42,16 @@ run_l2() {
                 *L2-INIT*)
                     [ -f "/tmp/$_name.t-init" ] || now >"/tmp/$_name.t-init"
                     [ -z "${L2_PROBE_SANDBOX:-}" ] || thread_sandbox >"/tmp/$_name.sandbox"
-                    vmm_rss >"/tmp/$_name.rss" ;;
+                    vmm_rss >"/tmp/$_name.rss"
+                    _pid=$(pidof platvmm | cut -d' ' -f1)
+                    sed -n 's/^VmPin:[^0-9]*\([0-9]*\).*/\1/p' "/proc/$_pid/status" >"/tmp/$_name.vmpin" ;;
             esac
             printf '%s\n' "$_line"
         done | tee "$L2_LOG"
     _t1=$(now)
     L2_RC=$(cat "/tmp/$_name.rc")
     L2_RSS=$(cat "/tmp/$_name.rss" 2>/dev/null)
+    L2_VMPIN=$(cat "/tmp/$_name.vmpin" 2>/dev/null)
     L2_T_EXIT=$(elapsed "$_t0" "$_t1")
     if [ -f "/tmp/$_name.t-init" ]; then
         L2_T_INIT=$(elapsed "$_t0" "$(cat "/tmp/$_name.t-init")")
