@@ -13,3 +13,11 @@ mapfile -t files < <(
 # -x with paths relative to the repo root: the scripts' `# shellcheck source=` lines use them.
 shellcheck -x "${files[@]}"
 step "shellcheck: ${#files[@]} files clean"
+
+# Workflow inputs are data: a `${{ inputs... }}` pasted into a `run:` script runs as shell
+# text (on the self-hosted hardware runner, as root). Only `NAME: ${{ ... }}` environment
+# assignments may carry them.
+bad=$(grep -nE '\$\{\{ *(github\.event\.)?inputs\.' .github/workflows/*.yml |
+      grep -vE '^[^:]+:[0-9]+: +[A-Z_][A-Z0-9_]*: +\$\{\{' || true)
+[ -z "$bad" ] || die "workflow inputs interpolated into scripts (pass them through env:): $bad"
+step "workflows: inputs reach scripts only through the environment"

@@ -151,7 +151,7 @@ fn common_syscalls() -> Vec<i64> {
 /// Syscalls only `kind` makes.
 fn thread_syscalls(kind: ThreadKind) -> Vec<i64> {
     match kind {
-        // Trapped regions: exact-width pread/pwrite on the VFIO device fd.
+        // Trapped regions: one pread/pwrite per guest access on the VFIO device fd.
         ThreadKind::Vcpu => vec![libc::SYS_pread64, libc::SYS_pwrite64],
         ThreadKind::EventLoop => {
             let mut v = vec![

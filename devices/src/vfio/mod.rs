@@ -5,7 +5,8 @@
 //! - [`ioctl`]: the VFIO ioctls (and why they are not vfio-ioctls' wrappers).
 //! - [`container`]: groups, containers, IOMMU mode, DMA mappings.
 //! - [`device`]: a device's fd, kind, regions and interrupts.
-//! - [`region`]: trapped regions (pread/pwrite at exact width, bounds-checked) and mmaps.
+//! - [`region`]: trapped regions (one pread/pwrite per access, bounds-checked; vfio-platform
+//!   splits 8-byte ones into two 32-bit accesses) and mmaps.
 
 pub mod container;
 pub mod device;
