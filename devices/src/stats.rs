@@ -7,9 +7,11 @@
 /// `NAMES` (the printed names, in declaration order) and `snapshot()` (those names with the
 /// current values, `Relaxed` loads, as an array).
 ///
-/// A field prints under its own name, or under the string given after `=>`:
+/// A field prints under its own name, or under the string given after `=>` (the unit tests
+/// below check what this shows; it is not a doctest, which the aarch64 test stage, under
+/// qemu-user, could not run: doctests are not linked statically):
 ///
-/// ```
+/// ```text
 /// devices::counter_set! {
 ///     /// Accesses of one region.
 ///     pub struct Counters {
