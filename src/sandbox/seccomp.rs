@@ -1,45 +1,30 @@
-//! The seccomp sandbox: one allowlist per kind of thread, built with `seccompiler` and installed
-//! by each thread on itself once setup is over (every fd is open, every region mapped).
+//! The seccomp sandbox: one allowlist per kind of thread ([`super::allowlist`]), compiled
+//! with `seccompiler` for this process and installed by each thread on itself once setup is
+//! over (every fd is open, every region mapped).
 //!
 //! - vCPU threads: `KVM_RUN` and the MMIO exits it returns (trapped regions are pread/pwrite
-//!   on a VFIO device fd, interrupts are eventfd writes, console bytes stdout writes).
+//!   on a VFIO device fd, interrupts are eventfd writes, console bytes stdout writes, a
+//!   vhost device started or stopped by the guest's status write: its vhost and tap ioctls).
 //! - The event-loop thread (main): epoll, the signalfd, stdin, the console drain timer, and
-//!   the teardown after the guest ends (VFIO and KVM ioctls, munmap, close).
+//!   the teardown after the guest ends (VFIO interrupts disabled and DMA unmapped, munmap,
+//!   close, the terminal restored).
+//! - The virtio worker: block, entropy and userspace-net I/O; no ioctl at all.
 //!
-//! `ioctl` is allowed only for KVM (type 0xAE), VFIO (';') and terminal (0x54) requests.
-//! A syscall outside the list raises SIGSYS (mode `on`): the handler names it on stderr, makes
-//! the call fail with ENOSYS, and wakes the event loop, which stops the VM, releases the
-//! devices as on any other exit and ends platvmm with status 159 (128 + SIGSYS). Mode `log`
-//! allows such calls and leaves them to the kernel log (audit type=1326, in dmesg).
+//! `ioctl` is allowed by exact request number, per thread; `tgkill` only within platvmm's
+//! own thread group; `mmap`/`mprotect` never with `PROT_EXEC`. A syscall outside the list
+//! raises SIGSYS (mode `on`): the handler names it on stderr, makes the call fail with
+//! ENOSYS, and wakes the event loop, which stops the VM, releases the devices as on any other
+//! exit and ends platvmm with status 159 (128 + SIGSYS). Mode `log` allows such calls and
+//! leaves them to the kernel log (audit type=1326, in dmesg).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 
+use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+
+use super::allowlist;
+pub use super::allowlist::ThreadKind;
 use crate::config::SeccompMode;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule,
-};
-
-/// The kinds of thread, each with its own allowlist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ThreadKind {
-    Vcpu,
-    EventLoop,
-    /// The virtio worker: disk, entropy and userspace network I/O.
-    Worker,
-}
-
-impl ThreadKind {
-    fn name(self) -> &'static str {
-        match self {
-            ThreadKind::Vcpu => "vCPU",
-            ThreadKind::EventLoop => "event-loop",
-            ThreadKind::Worker => "virtio-worker",
-        }
-    }
-}
 
 /// The sandbox could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +54,8 @@ pub struct Filters {
 }
 
 impl Filters {
-    /// Compiles both allowlists for this machine's architecture; installs the SIGSYS handler
-    /// in mode `on`.
+    /// Compiles the three allowlists for this machine's architecture and this process (the
+    /// pid `tgkill` is limited to); installs the SIGSYS handler in mode `on`.
     pub fn build(mode: SeccompMode) -> Result<Self, SeccompError> {
         let action = match mode {
             SeccompMode::Off => {
@@ -88,10 +73,11 @@ impl Filters {
         } else {
             log::warn!("--seccomp=log: syscalls outside the sandbox are allowed, and logged by the kernel (dmesg: audit type=1326)");
         }
+        let pid = std::process::id();
         Ok(Self {
-            vcpu: Some(compile(ThreadKind::Vcpu, action.clone())?),
-            event_loop: Some(compile(ThreadKind::EventLoop, action.clone())?),
-            worker: Some(compile(ThreadKind::Worker, action)?),
+            vcpu: Some(compile(ThreadKind::Vcpu, action.clone(), pid)?),
+            event_loop: Some(compile(ThreadKind::EventLoop, action.clone(), pid)?),
+            worker: Some(compile(ThreadKind::Worker, action, pid)?),
         })
     }
 
@@ -116,109 +102,17 @@ impl Filters {
     }
 }
 
-/// Syscalls every thread makes: memory management by the allocator, locks, signal return,
-/// logging, eventfd/timerfd writes, thread exit, and the abort path of a panic.
-fn common_syscalls() -> Vec<i64> {
-    vec![
-        libc::SYS_read,
-        libc::SYS_write,
-        libc::SYS_writev,
-        libc::SYS_close,
-        libc::SYS_futex,
-        libc::SYS_rt_sigreturn,
-        libc::SYS_rt_sigprocmask,
-        libc::SYS_sigaltstack,
-        libc::SYS_mmap,
-        libc::SYS_munmap,
-        libc::SYS_mremap,
-        libc::SYS_mprotect,
-        libc::SYS_madvise,
-        libc::SYS_brk,
-        libc::SYS_clock_gettime,
-        libc::SYS_clock_nanosleep,
-        libc::SYS_nanosleep,
-        libc::SYS_sched_yield,
-        libc::SYS_getrandom,
-        libc::SYS_timerfd_settime,
-        libc::SYS_getpid,
-        libc::SYS_gettid,
-        libc::SYS_tgkill,
-        libc::SYS_exit,
-        libc::SYS_exit_group,
-    ]
-}
-
-/// Syscalls only `kind` makes.
-fn thread_syscalls(kind: ThreadKind) -> Vec<i64> {
-    match kind {
-        // Trapped regions: one pread/pwrite per guest access on the VFIO device fd.
-        ThreadKind::Vcpu => vec![libc::SYS_pread64, libc::SYS_pwrite64],
-        ThreadKind::EventLoop => {
-            let mut v = vec![
-                libc::SYS_epoll_pwait,
-                libc::SYS_epoll_ctl,
-                libc::SYS_fcntl,
-                libc::SYS_pread64,
-                libc::SYS_pwrite64,
-            ];
-            v.extend_from_slice(ARCH_EVENT_LOOP);
-            v
-        }
-        // Disk I/O straight into guest memory, flush, discard; tap frames; eventfd reads.
-        ThreadKind::Worker => {
-            let mut v = vec![
-                libc::SYS_epoll_pwait,
-                libc::SYS_pread64,
-                libc::SYS_pwrite64,
-                libc::SYS_preadv,
-                libc::SYS_pwritev,
-                libc::SYS_readv,
-                libc::SYS_fdatasync,
-                libc::SYS_fsync,
-                libc::SYS_fallocate,
-            ];
-            v.extend_from_slice(ARCH_EVENT_LOOP);
-            v
-        }
-    }
-}
-
-/// glibc's epoll_wait is the epoll_wait syscall where one exists (x86_64), epoll_pwait else.
-#[cfg(target_arch = "x86_64")]
-const ARCH_EVENT_LOOP: &[i64] = &[libc::SYS_epoll_wait];
-#[cfg(not(target_arch = "x86_64"))]
-const ARCH_EVENT_LOOP: &[i64] = &[];
-
-/// `ioctl` request types the sandbox allows: KVM, VFIO, the terminal's and tun's ('T'), and
-/// vhost's (a vCPU starts a vhost device when the guest driver sets DRIVER_OK).
-const IOCTL_TYPES: [u64; 4] = [0xAE, b';' as u64, 0x54, 0xAF];
-
-fn ioctl_rules() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
-    IOCTL_TYPES
-        .iter()
-        .map(|&t| {
-            let c = SeccompCondition::new(
-                1,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(0xff00),
-                t << 8,
-            )?;
-            SeccompRule::new(vec![c])
-        })
-        .collect()
-}
-
-fn compile(kind: ThreadKind, mismatch: SeccompAction) -> Result<BpfProgram, SeccompError> {
+/// `kind`'s filter for process `pid` (the only thread group its `tgkill` may reach).
+fn compile(
+    kind: ThreadKind,
+    mismatch: SeccompAction,
+    pid: u32,
+) -> Result<BpfProgram, SeccompError> {
     let err = |e: &dyn std::fmt::Display| SeccompError::Build {
         thread: kind.name(),
         reason: e.to_string(),
     };
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = common_syscalls()
-        .into_iter()
-        .chain(thread_syscalls(kind))
-        .map(|nr| (nr, Vec::new()))
-        .collect();
-    rules.insert(libc::SYS_ioctl, ioctl_rules().map_err(|e| err(&e))?);
+    let rules = allowlist::rules(kind, pid).map_err(|e| err(&e))?;
     let arch = std::env::consts::ARCH.try_into().map_err(|e| err(&e))?;
     let filter =
         SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;
@@ -556,64 +450,4 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_filters_compile_for_this_architecture() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Worker] {
-            for action in [SeccompAction::Trap, SeccompAction::Log] {
-                let prog = compile(kind, action.clone()).unwrap();
-                assert!(prog.len() > 20, "{kind:?}: {} instructions", prog.len());
-            }
-        }
-        assert!(Filters::build(SeccompMode::Off).unwrap().vcpu.is_none());
-    }
-
-    #[test]
-    fn the_denied_test_syscall_is_in_no_allowlist() {
-        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Worker] {
-            let all: Vec<i64> = common_syscalls()
-                .into_iter()
-                .chain(thread_syscalls(kind))
-                .collect();
-            assert!(!all.contains(&libc::SYS_socket), "{kind:?}");
-            assert!(
-                !all.contains(&libc::SYS_openat),
-                "{kind:?} may not open files"
-            );
-            assert!(!all.contains(&libc::SYS_execve), "{kind:?}");
-        }
-    }
-
-    #[test]
-    fn names_and_numbers_for_the_message() {
-        assert_eq!(syscall_name(libc::SYS_socket), Some("socket"));
-        assert_eq!(syscall_name(libc::SYS_openat), Some("openat"));
-        assert_eq!(syscall_name(99_999), None);
-        let mut m = MessageBuf::new();
-        m.push(b"nr ");
-        m.push_number(198);
-        m.push(b" ");
-        m.push_number(0);
-        assert_eq!(&m.buf[..m.len], b"nr 198 0");
-    }
-
-    /// A thread that installs the event-loop filter in mode `on` and calls `socket`: the call
-    /// fails with ENOSYS instead of killing the process, and the denial is recorded.
-    #[test]
-    #[cfg_attr(
-        target_arch = "aarch64",
-        ignore = "qemu-user, which runs the aarch64 unit tests, cannot install seccomp filters: the e2e sandbox scenario covers aarch64"
-    )]
-    fn a_denied_syscall_is_reported_and_fails() {
-        let filters = Filters::build(SeccompMode::On).unwrap();
-        let t = std::thread::spawn(move || {
-            filters.apply(ThreadKind::EventLoop).unwrap();
-            call_denied_syscall()
-        });
-        let r = t.join().unwrap();
-        assert_eq!(r, -1, "socket must fail");
-        assert_eq!(denied(), Some(libc::SYS_socket));
-    }
-}
+mod tests;

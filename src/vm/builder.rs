@@ -46,8 +46,7 @@ use crate::vstate::vcpu::{self, VcpuContext, VcpuHandle};
 pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let startup = Arc::new(Startup::new());
     startup.step("prepare");
-    let kvm = open_kvm(p.cfg.cpus)?;
-    let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
+    let (vm, coalesced_page) = create_vm(p.cfg.cpus)?;
     startup.step("kvm");
     let mut dm = DeviceManager::new(&vm, p.cfg.mem_size, p.cfg.identity_ram, page_size())?;
     startup.step("memory");
@@ -61,7 +60,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     startup.step("vcpus+vgic");
     let out = dup_file(std::io::stdout().as_fd(), "cannot duplicate stdout")?;
     let (out, console_bytes) = CountedOutput::new(out);
-    let ring = coalesce_console(&kvm, &vm, &vcpus[0]);
+    let ring = coalesce_console(coalesced_page, &vm, &vcpus[0]);
     let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
     attach_devices(&mut p, &vm, &mut dm, &startup)?;
     write_dtb(&p, &dm, &mpidrs, gic.version)?;
@@ -144,12 +143,15 @@ fn attach_devices(
 }
 
 /// Host stdin → the console UART (raw mode while stdin is a terminal, restored on drop).
+/// The event loop reads its own duplicate of stdin; fd 0 itself is pointed at /dev/null, so
+/// that duplicate is the one descriptor platvmm keeps on the input side.
 fn attach_stdin(
     el: &mut EventLoop,
     room: vmm_sys_util::eventfd::EventFd,
     console: &crate::vm::console::Console,
 ) -> Result<Option<RawTerminal>, Error> {
     let stdin = dup_file(std::io::stdin().as_fd(), "cannot duplicate stdin")?;
+    stdin_to_dev_null()?;
     let raw = RawTerminal::enter(stdin.as_raw_fd());
     el.add(Arc::new(Mutex::new(SerialInput::new(
         stdin,
@@ -157,6 +159,18 @@ fn attach_stdin(
         console.uart().clone(),
     ))));
     Ok(raw)
+}
+
+/// Points fd 0 at /dev/null: nothing reads it once the console has its duplicate.
+fn stdin_to_dev_null() -> Result<(), Error> {
+    let null = File::open("/dev/null").map_err(host_err("cannot open /dev/null"))?;
+    // SAFETY: dup2 only replaces descriptor 0, which nothing in platvmm uses any more;
+    // `null` stays owned here and is closed on return (fd 0 keeps its own reference).
+    if unsafe { libc::dup2(null.as_raw_fd(), libc::STDIN_FILENO) } < 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(host_err("cannot point stdin at /dev/null")(e));
+    }
+    Ok(())
 }
 
 /// Every fd is open: drops privileges (`--user`/`--chroot`), then compiles the per-thread
@@ -198,6 +212,14 @@ fn teardown(
     dm.release(exits);
 }
 
+/// The VM, and KVM's coalesced-MMIO ring page offset (0: none). `/dev/kvm` is closed on
+/// return: nothing after this needs it, and no thread can create another VM through it.
+fn create_vm(cpus: u32) -> Result<(VmFd, i32), Error> {
+    let kvm = open_kvm(cpus)?;
+    let vm = kvm.create_vm().map_err(kvm_err("cannot create a VM"))?;
+    Ok((vm, kvm.check_extension_int(Cap::CoalescedMmio)))
+}
+
 fn open_kvm(cpus: u32) -> Result<Kvm, Error> {
     let kvm = Kvm::new().map_err(|e| Error::NoKvm(std::io::Error::from_raw_os_error(e.errno())))?;
     let max = kvm.get_max_vcpus() as u32;
@@ -227,9 +249,9 @@ fn start_vcpus(vcpus: Vec<VcpuFd>, ctx: &Arc<VcpuContext>) -> Result<Vec<VcpuHan
     Ok(handles)
 }
 
-/// The console's transmit register behind a coalesced-MMIO zone, if KVM has them.
-fn coalesce_console(kvm: &Kvm, vm: &VmFd, vcpu0: &VcpuFd) -> Option<CoalescedRing> {
-    let offset = kvm.check_extension_int(Cap::CoalescedMmio);
+/// The console's transmit register behind a coalesced-MMIO zone, if KVM has them (`offset`,
+/// the ring page's, > 0).
+fn coalesce_console(offset: i32, vm: &VmFd, vcpu0: &VcpuFd) -> Option<CoalescedRing> {
     if offset <= 0 {
         info!("KVM has no coalesced MMIO: console output exits per access");
         return None;
