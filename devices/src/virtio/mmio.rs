@@ -23,6 +23,7 @@ use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::ratelimit::limited;
 use super::{feature, Activation, Counters, Interrupt, Queue, QueueT, VirtioDevice};
 use crate::bus::MmioDevice;
 
@@ -256,7 +257,7 @@ impl MmioTransport {
                 );
             }
             Err(e) => {
-                warn!("{}: cannot start: {e}", self.name);
+                limited!(warn, "{}: cannot start: {e}", self.name);
                 self.status |= VIRTIO_CONFIG_S_FAILED;
             }
         }

@@ -11,6 +11,7 @@
 pub mod block;
 pub mod mmio;
 pub mod net;
+pub mod ratelimit;
 pub mod rng;
 pub mod tap;
 pub mod vhost;
@@ -171,6 +172,13 @@ pub enum ActivateError {
     Io(#[from] std::io::Error),
     #[error("queue {0} is not valid (size or addresses)")]
     BadQueue(usize),
+    #[error("queue {queue}: the {ring} at guest {addr:#x} ({len} bytes) is not inside one guest memory region: the kernel backend cannot use it")]
+    RingAcrossRegions {
+        queue: usize,
+        ring: &'static str,
+        addr: u64,
+        len: u64,
+    },
 }
 
 /// A virtio device behind the MMIO transport.

@@ -1,6 +1,7 @@
 //! virtio-net over a tap: the vhost-net kernel backend when /dev/vhost-net exists (the data
 //! path never leaves the kernel), else a userspace path on the worker thread.
 
+use std::fs::File;
 use std::mem::offset_of;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -33,9 +34,36 @@ const TOKEN_RX_KICK: u32 = 0;
 const TOKEN_TX_KICK: u32 = 1;
 const TOKEN_TAP: u32 = 2;
 
+/// What the device asks of vhost-net: the kernel's (any [`VhostNet`]), or a double in tests.
+pub trait KernelNet: Send {
+    /// The memory table and both rings (see [`super::vhost::start`]).
+    fn start_rings(
+        &self,
+        a: &Activation,
+        kicks: &[EventFd],
+        kernel_features: u64,
+    ) -> Result<(), ActivateError>;
+    /// Attaches the tap to ring `queue` (`None` detaches it).
+    fn set_backend(&self, queue: usize, tap: Option<&File>) -> Result<(), vhost::Error>;
+}
+
+impl<T: VhostNet + Send> KernelNet for T {
+    fn start_rings(
+        &self,
+        a: &Activation,
+        kicks: &[EventFd],
+        kernel_features: u64,
+    ) -> Result<(), ActivateError> {
+        super::vhost::start(self, a, kicks, 2, kernel_features)
+    }
+    fn set_backend(&self, queue: usize, tap: Option<&File>) -> Result<(), vhost::Error> {
+        VhostNet::set_backend(self, queue, tap)
+    }
+}
+
 /// The vhost-net backend: opened and owned at setup, rings given at DRIVER_OK.
 pub struct VhostNetBackend {
-    vhost: vhost::vhost_kern::net::Net<Mem>,
+    vhost: Box<dyn KernelNet>,
     kernel_features: u64,
 }
 
@@ -45,10 +73,15 @@ impl VhostNetBackend {
         let vhost = vhost::vhost_kern::net::Net::new(mem)?;
         vhost.set_owner()?;
         let kernel_features = vhost.get_features()?;
-        Ok(Self {
+        Ok(Self::with(Box::new(vhost), kernel_features))
+    }
+
+    /// A backend already open (the kernel's, or a double) that knows `kernel_features`.
+    pub fn with(vhost: Box<dyn KernelNet>, kernel_features: u64) -> Self {
+        Self {
             vhost,
             kernel_features,
-        })
+        }
     }
 }
 
@@ -103,14 +136,19 @@ impl Net {
     }
 
     fn start_vhost(&self, v: &VhostNetBackend, a: &Activation) -> Result<(), ActivateError> {
-        super::vhost::start(&v.vhost, a, &self.kicks, 2, v.kernel_features)?;
+        v.vhost.start_rings(a, &self.kicks, v.kernel_features)?;
         self.tap
             .set_offload(tap_offloads(a.features))
             .map_err(|e| ActivateError::Vhost(e.to_string()))?;
-        for q in [RX, TX] {
-            v.vhost
-                .set_backend(q, Some(&self.tap.file))
-                .map_err(err("cannot attach the tap"))?;
+        let rings = [RX, TX];
+        for (n, &q) in rings.iter().enumerate() {
+            if let Err(e) = v.vhost.set_backend(q, Some(&self.tap.file)) {
+                // Undone: no ring may stay attached to a device that did not start.
+                for &attached in &rings[..n] {
+                    let _ = v.vhost.set_backend(attached, None);
+                }
+                return Err(err("cannot attach the tap")(e));
+            }
         }
         Ok(())
     }

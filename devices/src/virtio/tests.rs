@@ -31,6 +31,10 @@ use super::mmio::MmioTransport;
 use super::{feature, Counters, Interrupt};
 use crate::bus::MmioDevice;
 
+mod double;
+mod guest;
+mod vhost;
+
 const DESC: u64 = 0x1000;
 const AVAIL: u64 = 0x2000;
 const USED: u64 = 0x3000;
@@ -61,11 +65,12 @@ struct Rig {
     irq: EventFd,
 }
 
-fn disk(contents: &[u8], readonly: bool) -> Disk {
+/// A file holding `contents`, already unlinked.
+fn scratch(contents: &[u8]) -> std::fs::File {
     // One file per call: the tests run in parallel.
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("platvmm-blk-{}-{n}", std::process::id()));
+    let p = std::env::temp_dir().join(format!("platvmm-virtio-{}-{n}", std::process::id()));
     std::fs::File::create(&p)
         .unwrap()
         .write_all(contents)
@@ -76,8 +81,12 @@ fn disk(contents: &[u8], readonly: bool) -> Disk {
         .open(&p)
         .unwrap();
     std::fs::remove_file(&p).unwrap();
+    file
+}
+
+fn disk(contents: &[u8], readonly: bool) -> Disk {
     Disk {
-        file,
+        file: scratch(contents),
         readonly,
         serial: b"serial-42".to_vec(),
         sectors: contents.len() as u64 / 512,
