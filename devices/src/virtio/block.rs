@@ -19,9 +19,11 @@ use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRE
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::ratelimit::limited;
+use super::worker::Work;
 use super::{
     feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Chain, Counters,
-    OneQueue, VirtioDevice,
+    Limits, OneQueue, Oversize, VirtioDevice,
 };
 
 /// virtio-blk's sector, whatever the image's block size (virtio-bindings has no constant for
@@ -30,6 +32,13 @@ const SECTOR: u64 = 512;
 const QUEUE_SIZE: u16 = 256;
 /// Data segments per request the driver may use (seg_max).
 const SEG_MAX: u32 = 126;
+/// Descriptors per request at most: well above seg_max + 2 (header and status), what a driver
+/// that honours seg_max uses. A longer chain gets IOERR before its buffer list is built.
+const MAX_DESCRIPTORS: usize = 1024;
+const LIMITS: Limits = Limits {
+    descriptors: MAX_DESCRIPTORS,
+    bytes: u64::MAX,
+};
 /// Sectors per discard / write-zeroes segment.
 const MAX_ZERO_SECTORS: u32 = 1 << 22;
 
@@ -130,8 +139,8 @@ impl VirtioDevice for Block {
 }
 
 impl super::worker::Handler for Inner {
-    fn handle(&self, _token: u32) {
-        self.q.serve(|mem, chain| self.request(mem, chain));
+    fn handle(&self, _token: u32, again: bool) -> Work {
+        self.q.serve(again, |mem, chain| self.request(mem, chain))
     }
 }
 
@@ -144,9 +153,12 @@ struct Header {
 impl Inner {
     /// Serves one request; returns the bytes written into the chain.
     fn request(&self, mem: &GuestMemoryMmap, chain: &mut Chain<'_>) -> u32 {
-        let mut b = Buffers::of(chain);
+        let mut b = match Buffers::collect(chain, LIMITS) {
+            Ok(b) => b,
+            Err(over) => return refuse(mem, chain, over),
+        };
         let Some((status_addr, _)) = b.writable.pop().filter(|w| w.1 >= 1) else {
-            log::warn!("virtio-blk: request without a status byte");
+            limited!(warn, "virtio-blk: request without a status byte");
             return 0;
         };
         let Some(h) = header(mem, &b.readable) else {
@@ -291,6 +303,27 @@ impl Inner {
                 VIRTIO_BLK_S_IOERR
             }
         }
+    }
+}
+
+/// A request in more than [`MAX_DESCRIPTORS`] descriptors: IOERR in its status byte (its
+/// last descriptor, found without collecting the others).
+fn refuse(mem: &GuestMemoryMmap, chain: &mut Chain<'_>, over: Oversize) -> u32 {
+    limited!(
+        warn,
+        "virtio-blk: a request in more than {MAX_DESCRIPTORS} descriptors refused"
+    );
+    let last = chain
+        .last()
+        .map_or((over.addr, over.len, over.write_only), |d| {
+            (d.addr(), d.len(), d.is_write_only())
+        });
+    match last {
+        (addr, len, true) if len >= 1 => {
+            let _ = mem.write_obj(VIRTIO_BLK_S_IOERR as u8, addr);
+            1
+        }
+        _ => 0,
     }
 }
 

@@ -31,6 +31,8 @@ use super::mmio::MmioTransport;
 use super::{feature, Counters, Interrupt};
 use crate::bus::MmioDevice;
 
+mod alloc;
+mod bounded;
 mod double;
 mod guest;
 mod vhost;
@@ -196,7 +198,7 @@ fn request(
         .unwrap();
     m.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
     r.kick.write(1).unwrap();
-    r.handler.handle(0);
+    r.handler.handle(0, false);
     assert_eq!(
         m.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(),
         n + 1,
@@ -333,7 +335,7 @@ fn an_available_index_past_the_queue_size_cannot_make_the_worker_spin() {
     let h = r.handler.clone();
     let (done, returned) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        h.handle(0);
+        h.handle(0, false);
         let _ = done.send(());
     });
     returned

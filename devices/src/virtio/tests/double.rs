@@ -20,7 +20,7 @@ pub enum Call {
     Num(usize, u16),
     Addr(usize),
     Base(usize),
-    CallFd(usize),
+    Irqfd(usize),
     Kick(usize),
     /// `set_backend(queue, attach?)`, whether it succeeded or not.
     Backend(usize, bool),
@@ -88,7 +88,7 @@ impl VhostBackend for Vhost {
         Ok(0)
     }
     fn set_vring_call(&self, queue_index: usize, _fd: &EventFd) -> vhost::Result<()> {
-        self.record(Call::CallFd(queue_index))
+        self.record(Call::Irqfd(queue_index))
     }
     fn set_vring_kick(&self, queue_index: usize, _fd: &EventFd) -> vhost::Result<()> {
         self.record(Call::Kick(queue_index))

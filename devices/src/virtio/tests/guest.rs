@@ -1,6 +1,7 @@
 //! The guest's side in tests: split rings written into guest memory the way a driver writes
 //! them, and the transport started the way Linux starts it.
 
+use std::sync::Arc;
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
     VIRTIO_CONFIG_S_FEATURES_OK,
@@ -11,10 +12,13 @@ use virtio_bindings::virtio_mmio::{
     VIRTIO_MMIO_QUEUE_NUM, VIRTIO_MMIO_QUEUE_READY, VIRTIO_MMIO_QUEUE_SEL,
     VIRTIO_MMIO_QUEUE_USED_HIGH, VIRTIO_MMIO_QUEUE_USED_LOW, VIRTIO_MMIO_STATUS,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{r32, w32};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::{r32, w32, NEXT};
 use crate::virtio::mmio::MmioTransport;
+use crate::virtio::{Counters, Interrupt, VirtioDevice};
 
 /// One split queue as its driver sees it.
 #[derive(Clone)]
@@ -42,11 +46,7 @@ impl Ring {
     }
 
     pub fn set_desc(&self, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let at = self.desc + 16 * u64::from(i);
-        self.mem.write_obj(addr, GuestAddress(at)).unwrap();
-        self.mem.write_obj(len, GuestAddress(at + 8)).unwrap();
-        self.mem.write_obj(flags, GuestAddress(at + 12)).unwrap();
-        self.mem.write_obj(next, GuestAddress(at + 14)).unwrap();
+        set_desc(&self.mem, self.desc, i, (addr, len, flags, next));
     }
 
     /// Makes chain `head` available.
@@ -78,6 +78,70 @@ impl Ring {
             self.mem.read_obj(GuestAddress(at)).unwrap(),
             self.mem.read_obj(GuestAddress(at + 4)).unwrap(),
         )
+    }
+}
+
+/// Descriptor `i` of the table at `table`: (address, length, flags, next).
+pub fn set_desc(mem: &GuestMemoryMmap, table: u64, i: u16, d: (u64, u32, u16, u16)) {
+    let at = table + 16 * u64::from(i);
+    mem.write_obj(d.0, GuestAddress(at)).unwrap();
+    mem.write_obj(d.1, GuestAddress(at + 8)).unwrap();
+    mem.write_obj(d.2, GuestAddress(at + 12)).unwrap();
+    mem.write_obj(d.3, GuestAddress(at + 14)).unwrap();
+}
+
+/// An indirect table at `table` of `n` descriptors chained in order, each `(addr, len)` with
+/// `flags` (NEXT added but on the last).
+pub fn indirect(mem: &GuestMemoryMmap, table: u64, n: u16, addr: u64, len: u32, flags: u16) {
+    for i in 0..n {
+        let next = if i + 1 < n { NEXT } else { 0 };
+        set_desc(mem, table, i, (addr, len, flags | next, i.wrapping_add(1)));
+    }
+}
+
+/// A transport over `dev`, its interrupt on a fresh eventfd.
+pub fn transport(
+    dev: Box<dyn VirtioDevice>,
+    mem: &GuestMemoryMmap,
+    counters: &Arc<Counters>,
+    kicks: &[EventFd],
+) -> MmioTransport {
+    let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    MmioTransport::new(
+        "test".into(),
+        dev,
+        mem.clone(),
+        Arc::new(Interrupt::new(irq, counters.clone())),
+        counters.clone(),
+        kicks.iter().map(|k| k.try_clone().unwrap()).collect(),
+    )
+}
+
+pub fn eventfds(n: usize) -> Vec<EventFd> {
+    (0..n)
+        .map(|_| EventFd::new(libc::EFD_NONBLOCK).unwrap())
+        .collect()
+}
+
+/// Runs `f` on a thread of its own: whether it returned within `secs` seconds (if not, it
+/// is left running).
+pub fn within(secs: u64, f: impl FnOnce() + Send + 'static) -> bool {
+    let (done, returned) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    returned
+        .recv_timeout(std::time::Duration::from_secs(secs))
+        .is_ok()
+}
+
+/// Waits up to 10 s for `cond`.
+pub fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
+        assert!(t0.elapsed().as_secs() < 10, "{what}: not within 10 s");
+        std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
 
