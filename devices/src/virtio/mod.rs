@@ -66,7 +66,7 @@ impl Interrupt {
             .fetch_or(VIRTIO_MMIO_INT_VRING, Ordering::SeqCst);
         self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.irqfd.write(1) {
-            log::warn!("virtio: cannot signal the interrupt: {e}");
+            ratelimit::limited!(warn, "virtio: cannot signal the interrupt: {e}");
         }
     }
 

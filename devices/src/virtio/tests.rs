@@ -33,8 +33,10 @@ use crate::bus::MmioDevice;
 
 mod alloc;
 mod bounded;
+mod discard;
 mod double;
 mod guest;
+mod guest_logs;
 mod vhost;
 
 const DESC: u64 = 0x1000;
@@ -60,6 +62,8 @@ fn r32(t: &mut MmioTransport, off: u32) -> u32 {
 
 struct Rig {
     mem: GuestMemoryMmap,
+    /// The disk image (another fd of the device's file).
+    disk: std::fs::File,
     t: MmioTransport,
     kick: EventFd,
     handler: Arc<dyn super::worker::Handler>,
@@ -96,6 +100,7 @@ fn disk(contents: &[u8], readonly: bool) -> Disk {
 }
 
 fn rig(d: Disk) -> Rig {
+    let disk = d.file.try_clone().unwrap();
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
     let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
@@ -113,6 +118,7 @@ fn rig(d: Disk) -> Rig {
     );
     Rig {
         mem,
+        disk,
         t,
         kick,
         handler,
