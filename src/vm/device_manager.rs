@@ -309,8 +309,7 @@ mod tests {
         dm.attach_virtio(&vm, &rng, Vec::new()).unwrap();
         let e = dm
             .start_worker(|| Err(std::io::Error::other("seccomp refused")))
-            .err()
-            .expect("the worker's setup error reaches the caller");
+            .expect_err("the worker's setup error reaches the caller");
         assert_eq!(
             e.to_string(),
             "the virtio worker thread could not enter its sandbox: seccomp refused"
