@@ -164,35 +164,39 @@ def trapped_access():
     write("trapped_access", "glue", trapped(0x100, 3, [(w, n, 0x100 - k, k) for w in (0, 1) for n in (1, 2, 4, 8) for k in (0, 1, 4, 8)]))
 
 
-def virtio_image(chains, indirect=None):
-    """Guest memory for virtio_queue: descriptor table at 0, available ring at 0x1000 (every
-    chain posted), used ring at 0x2000, buffers from 0x3000. `chains` lists requests as lists
-    of (addr, len, write_only, payload); `indirect` (addr, chain) adds one chain whose head
+def virtio_image(chains, indirect=None, desc=0, avail=0x1000, used=0x2000, size=0x4000):
+    """The rings' addresses (three u16s in units of 4 bytes), then guest memory for
+    virtio_queue: the descriptor table at `desc`, the available ring at `avail` (every chain
+    posted), the used ring at `used`, buffers from 0x3000. `chains` lists requests as lists of
+    (addr, len, write_only, payload); `indirect` (addr, chain) adds one chain whose head
     descriptor points at an indirect table at addr."""
-    mem = bytearray(0x4000)
+    mem = bytearray(size)
     d = 0
     heads = []
-    def desc(at, i, addr, ln, flags, nxt):
+    def desc_at(at, i, addr, ln, flags, nxt):
         struct.pack_into("<QIHH", mem, at + 16 * i, addr, ln, flags, nxt)
+    def put(addr, payload):
+        if addr + len(payload) <= len(mem):
+            mem[addr:addr + len(payload)] = payload
     for chain in chains:
         heads.append(d)
         for k, (addr, ln, wo, payload) in enumerate(chain):
             last = k == len(chain) - 1
-            desc(0, d, addr, ln, (0 if last else 1) | (2 if wo else 0), d + 1)
-            mem[addr:addr + len(payload)] = payload
+            desc_at(desc, d, addr, ln, (0 if last else 1) | (2 if wo else 0), d + 1)
+            put(addr, payload)
             d += 1
     if indirect:
         table, chain = indirect
         heads.append(d)
-        desc(0, d, table, 16 * len(chain), 4, 0)
+        desc_at(desc, d, table, 16 * len(chain), 4, 0)
         for k, (addr, ln, wo, payload) in enumerate(chain):
             last = k == len(chain) - 1
-            desc(table, k, addr, ln, (0 if last else 1) | (2 if wo else 0), k + 1)
-            mem[addr:addr + len(payload)] = payload
-    struct.pack_into("<HH", mem, 0x1000, 0, len(heads))
+            desc_at(table, k, addr, ln, (0 if last else 1) | (2 if wo else 0), k + 1)
+            put(addr, payload)
+    struct.pack_into("<HH", mem, avail, 0, len(heads))
     for i, h in enumerate(heads):
-        struct.pack_into("<H", mem, 0x1004 + 2 * i, h)
-    return bytes(mem)
+        struct.pack_into("<H", mem, avail + 4 + 2 * i, h)
+    return struct.pack("<HHH", desc // 4, avail // 4, used // 4) + bytes(mem)
 
 
 def blk(i, kind, sector, data_len, write_only, payload=b""):
@@ -200,6 +204,19 @@ def blk(i, kind, sector, data_len, write_only, payload=b""):
     base = 0x3000 + i * 0x400
     hdr = struct.pack("<IIQ", kind, 0, sector)
     return [(base, 16, False, hdr), (base + 0x10, data_len, write_only, payload), (base + 0x3F0, 1, True, b"")]
+
+
+def blk_data(i, kind, data):
+    """A virtio-blk request at 0x3000 + i * 0x400 with device-readable `data` descriptors,
+    each (addr, len, payload), between the header and the status byte."""
+    base = 0x3000 + i * 0x400
+    hdr = struct.pack("<IIQ", kind, 0, 0)
+    return [(base, 16, False, hdr)] + [(a, n, False, p) for a, n, p in data] + [(base + 0x3F0, 1, True, b"")]
+
+
+def segs(*ss):
+    """Discard / write-zeroes segments (sector, count, flags)."""
+    return b"".join(struct.pack("<QII", *x) for x in ss)
 
 
 def virtio_queue():
@@ -211,9 +228,31 @@ def virtio_queue():
     write("virtio_queue", "blk-past-end", ctl() + virtio_image([blk(0, 0, 31, 1024, True), blk(1, 1, (1 << 64) - 1, 512, False), blk(2, 99, 0, 8, True)]))
     write("virtio_queue", "blk-indirect", ctl(ind=1, ev=1) + virtio_image([], indirect=(0x2800, blk(0, 0, 2, 512, True))))
     past = bytearray(virtio_image([blk(0, 0, 1, 512, True)]))
-    struct.pack_into("<H", past, 0x1002, 100)  # 100 chains claimed in a 16-entry queue
+    struct.pack_into("<H", past, 6 + 0x1002, 100)  # 100 chains claimed in a 16-entry queue
     write("virtio_queue", "avail-idx-past-size", ctl() + bytes(past))
     write("virtio_queue", "rng", ctl(rng=1, log2=1) + virtio_image([[(0x3000, 64, True, b"")], [(0x3100, 0x1000, True, b"")]]))
+    # Discard and write-zeroes with several segments: in one buffer, split over two (a segment
+    # straddling them), one bad segment among good ones, one at the top of the address space.
+    three = segs((2, 1, 0), (10, 2, 0), (20, 1, 1))
+    write("virtio_queue", "blk-zero-segments", ctl() + virtio_image([
+        blk_data(0, 13, [(0x3010, 48, three)]),
+        blk_data(1, 11, [(0x3410, 26, segs((4, 1, 0), (6, 1, 0))[:26]), (0x3440, 6, segs((4, 1, 0), (6, 1, 0))[26:])]),
+        blk_data(2, 11, [(0x3810, 32, segs((4, 1, 0), (31, 4, 0)))]),
+        blk_data(3, 13, [(0x3C10, 16, segs((8, 1, 2)))]),
+    ]))
+    top = (1 << 64) - 8
+    write("virtio_queue", "blk-zero-top-address", ctl() + virtio_image([
+        blk_data(0, 11, [(top, 16, b"")]),
+        blk_data(1, 13, [(0x3410, 8, segs((2, 1, 0))[:8]), (top, 8, b"")]),
+        [(top, 16, False, b""), (0x3BF0, 1, True, b"")],
+    ]))
+    # Rings near the region boundary at 0x8000: the descriptor table across it, then the
+    # used ring, then each ring inside one region but the three in different ones.
+    def near(desc, avail, used, log2=4):
+        return ctl(log2=log2) + virtio_image([blk(0, 0, 1, 512, True)], desc=desc, avail=avail, used=used, size=0x10000)
+    write("virtio_queue", "rings-desc-across-regions", near(0x7F80, 0x1000, 0x2000))
+    write("virtio_queue", "rings-used-across-regions", near(0, 0x1000, 0x7FE0))
+    write("virtio_queue", "rings-in-two-regions", near(0x7F00, 0x8000, 0x9000))
 
 
 def main():

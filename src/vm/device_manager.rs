@@ -162,19 +162,28 @@ impl DeviceManager {
     }
 
     /// Starts the virtio worker thread (if a userspace device needs one); `on_start` runs
-    /// first in it (its seccomp filter).
+    /// first in it (its seccomp filter), and its error is this one's: the VM must not run
+    /// with devices nothing serves.
     pub fn start_worker(
         &mut self,
         on_start: impl FnOnce() -> std::io::Result<()> + Send + 'static,
     ) -> Result<(), Error> {
+        use devices::virtio::worker::WorkerError;
         let set = std::mem::take(&mut self.virtio.worker);
         if set.is_empty() {
             return Ok(());
         }
-        self.worker = Some(
-            set.start(on_start)
-                .map_err(host_err("cannot start the virtio worker thread"))?,
-        );
+        let worker = set.start(on_start).map_err(|e| match e {
+            WorkerError::Host(source) => Error::Host {
+                what: "cannot start the virtio worker thread",
+                source,
+            },
+            WorkerError::Setup(source) => Error::Host {
+                what: "the virtio worker thread could not enter its sandbox",
+                source,
+            },
+        })?;
+        self.worker = Some(worker);
         Ok(())
     }
 
@@ -284,6 +293,24 @@ mod tests {
         for addr in [UART_BASE, ctrl, virtio] {
             assert!(bus.read(addr, &mut b), "{addr:#x} is on the bus");
         }
+    }
+
+    #[test]
+    fn a_worker_that_cannot_enter_its_sandbox_stops_the_vm() {
+        let vm = FakeVm::default();
+        let mut dm = manager(&vm);
+        let rng = VirtioConfig {
+            rng: true,
+            ..Default::default()
+        };
+        dm.attach_virtio(&vm, &rng, Vec::new()).unwrap();
+        let e = dm
+            .start_worker(|| Err(std::io::Error::other("seccomp refused")))
+            .expect_err("the worker's setup error reaches the caller");
+        assert_eq!(
+            e.to_string(),
+            "the virtio worker thread could not enter its sandbox: seccomp refused"
+        );
     }
 
     #[test]

@@ -16,12 +16,14 @@ use virtio_bindings::virtio_blk::{
 };
 use virtio_bindings::virtio_ids::VIRTIO_ID_BLOCK;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::ratelimit::limited;
+use super::worker::Work;
 use super::{
     feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Chain, Counters,
-    OneQueue, VirtioDevice,
+    Limits, OneQueue, Oversize, VirtioDevice,
 };
 
 /// virtio-blk's sector, whatever the image's block size (virtio-bindings has no constant for
@@ -30,6 +32,18 @@ const SECTOR: u64 = 512;
 const QUEUE_SIZE: u16 = 256;
 /// Data segments per request the driver may use (seg_max).
 const SEG_MAX: u32 = 126;
+/// Descriptors per request at most: well above seg_max + 2 (header and status), what a driver
+/// that honours seg_max uses. A longer chain gets IOERR before its buffer list is built.
+const MAX_DESCRIPTORS: usize = 1024;
+const LIMITS: Limits = Limits {
+    descriptors: MAX_DESCRIPTORS,
+    bytes: u64::MAX,
+};
+/// Segments one discard / write-zeroes request may carry. The device advertises one
+/// (max_discard_seg, max_write_zeroes_seg: what Linux then sends); a driver that sends more
+/// gets every one served all the same, up to Linux's own cap (MAX_DISCARD_SEGMENTS), past
+/// which the request is UNSUPP.
+const MAX_ZERO_SEGS: usize = 256;
 /// Sectors per discard / write-zeroes segment.
 const MAX_ZERO_SECTORS: u32 = 1 << 22;
 
@@ -130,8 +144,8 @@ impl VirtioDevice for Block {
 }
 
 impl super::worker::Handler for Inner {
-    fn handle(&self, _token: u32) {
-        self.q.serve(|mem, chain| self.request(mem, chain));
+    fn handle(&self, _token: u32, again: bool) -> Work {
+        self.q.serve(again, |mem, chain| self.request(mem, chain))
     }
 }
 
@@ -144,9 +158,12 @@ struct Header {
 impl Inner {
     /// Serves one request; returns the bytes written into the chain.
     fn request(&self, mem: &GuestMemoryMmap, chain: &mut Chain<'_>) -> u32 {
-        let mut b = Buffers::of(chain);
+        let mut b = match Buffers::collect(chain, LIMITS) {
+            Ok(b) => b,
+            Err(over) => return refuse(mem, chain, over),
+        };
         let Some((status_addr, _)) = b.writable.pop().filter(|w| w.1 >= 1) else {
-            log::warn!("virtio-blk: request without a status byte");
+            limited!(warn, "virtio-blk: request without a status byte");
             return 0;
         };
         let Some(h) = header(mem, &b.readable) else {
@@ -194,7 +211,7 @@ impl Inner {
                 (VIRTIO_BLK_S_OK, len as u32)
             }
             Err(e) => {
-                log::warn!("virtio-blk: read at sector {sector}: {e}");
+                limited!(warn, "virtio-blk: read at sector {sector}: {e}");
                 (VIRTIO_BLK_S_IOERR, 0)
             }
         }
@@ -217,7 +234,7 @@ impl Inner {
                 VIRTIO_BLK_S_OK
             }
             Err(e) => {
-                log::warn!("virtio-blk: write at sector {sector}: {e}");
+                limited!(warn, "virtio-blk: write at sector {sector}: {e}");
                 VIRTIO_BLK_S_IOERR
             }
         }
@@ -227,7 +244,7 @@ impl Inner {
         match self.disk.file.sync_data() {
             Ok(()) => VIRTIO_BLK_S_OK,
             Err(e) => {
-                log::warn!("virtio-blk: flush: {e}");
+                limited!(warn, "virtio-blk: flush: {e}");
                 VIRTIO_BLK_S_IOERR
             }
         }
@@ -247,62 +264,149 @@ impl Inner {
         }
     }
 
-    /// DISCARD punches a hole; WRITE_ZEROES zeroes the range (a hole if allowed to unmap).
+    /// DISCARD punches holes; WRITE_ZEROES zeroes the ranges (holes if allowed to unmap).
+    /// Every segment is checked before any is served: a request is refused whole.
     fn zero(&self, mem: &GuestMemoryMmap, kind: u32, bufs: &[(GuestAddress, u32)]) -> u32 {
-        use virtio_blk_discard_write_zeroes as Seg;
-        let Some(&(addr, len)) = bufs.first().filter(|b| b.1 as usize >= size_of::<Seg>()) else {
-            return VIRTIO_BLK_S_IOERR;
+        let segs = match segments(mem, bufs) {
+            Ok(segs) => segs,
+            Err(status) => return status,
         };
-        let _ = len;
-        let at = |offset: usize| addr.unchecked_add(offset as u64);
-        let (Ok(sector), Ok(count), Ok(flags)) = (
-            mem.read_obj::<u64>(at(offset_of!(Seg, sector))),
-            mem.read_obj::<u32>(at(offset_of!(Seg, num_sectors))),
-            mem.read_obj::<u32>(at(offset_of!(Seg, flags))),
-        ) else {
-            return VIRTIO_BLK_S_IOERR;
-        };
-        if !self.in_range(sector, u64::from(count) * SECTOR) || count > MAX_ZERO_SECTORS {
-            return VIRTIO_BLK_S_IOERR;
+        if let Some(status) = segs.iter().find_map(|s| self.refused(kind, s)) {
+            return status;
         }
-        let unmap = kind == VIRTIO_BLK_T_DISCARD || flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
+        for s in segs.iter().filter(|s| s.count > 0) {
+            let status = self.fallocate(kind, s);
+            if status != VIRTIO_BLK_S_OK {
+                return status;
+            }
+        }
+        VIRTIO_BLK_S_OK
+    }
+
+    /// Why segment `s` of a `kind` request cannot be served (the spec's UNSUPP for unknown
+    /// flags and for a discard that asks to unmap, IOERR past the image or the advertised
+    /// sector count), if it cannot.
+    fn refused(&self, kind: u32, s: &Segment) -> Option<u32> {
+        let unmap = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+        if s.flags & !unmap != 0 || (kind == VIRTIO_BLK_T_DISCARD && s.flags & unmap != 0) {
+            return Some(VIRTIO_BLK_S_UNSUPP);
+        }
+        if s.count > MAX_ZERO_SECTORS || !self.in_range(s.sector, u64::from(s.count) * SECTOR) {
+            return Some(VIRTIO_BLK_S_IOERR);
+        }
+        None
+    }
+
+    /// One checked segment: a hole (discard, or write-zeroes allowed to unmap) or zeroes.
+    fn fallocate(&self, kind: u32, s: &Segment) -> u32 {
+        let unmap =
+            kind == VIRTIO_BLK_T_DISCARD || s.flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP != 0;
         let mode = if unmap {
             libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE
         } else {
             libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE
         };
-        // SAFETY: fallocate on an fd this device owns, within the image's size.
+        // SAFETY: fallocate on an fd this device owns, within the image's size (checked).
         let r = unsafe {
             libc::fallocate(
                 self.disk.file.as_raw_fd(),
                 mode,
-                (sector * SECTOR) as libc::off_t,
-                (u64::from(count) * SECTOR) as libc::off_t,
+                (s.sector * SECTOR) as libc::off_t,
+                (u64::from(s.count) * SECTOR) as libc::off_t,
             )
         };
         if r == 0 {
-            VIRTIO_BLK_S_OK
+            return VIRTIO_BLK_S_OK;
+        }
+        let e = std::io::Error::last_os_error();
+        limited!(warn, "virtio-blk: fallocate at sector {}: {e}", s.sector);
+        if kind == VIRTIO_BLK_T_DISCARD {
+            VIRTIO_BLK_S_OK // Discard is a hint.
         } else {
-            let e = std::io::Error::last_os_error();
-            log::warn!("virtio-blk: fallocate at sector {sector}: {e}");
-            if kind == VIRTIO_BLK_T_DISCARD {
-                VIRTIO_BLK_S_OK // Discard is a hint.
-            } else {
-                VIRTIO_BLK_S_IOERR
-            }
+            VIRTIO_BLK_S_IOERR
         }
     }
 }
 
+/// A discard / write-zeroes segment (`virtio_blk_discard_write_zeroes`).
+struct Segment {
+    sector: u64,
+    count: u32,
+    flags: u32,
+}
+
+/// A request's segments: its data read as one byte stream, however the descriptors split it
+/// (a segment may straddle two). `Err`: the status to answer (IOERR for data that is not
+/// whole segments or outside guest RAM, UNSUPP past [`MAX_ZERO_SEGS`]).
+fn segments(mem: &GuestMemoryMmap, bufs: &[(GuestAddress, u32)]) -> Result<Vec<Segment>, u32> {
+    use virtio_blk_discard_write_zeroes as Seg;
+    const LEN: usize = size_of::<Seg>();
+    let total: u64 = bufs.iter().map(|b| u64::from(b.1)).sum();
+    if total == 0 || total % LEN as u64 != 0 {
+        return Err(VIRTIO_BLK_S_IOERR);
+    }
+    if total > (MAX_ZERO_SEGS * LEN) as u64 {
+        return Err(VIRTIO_BLK_S_UNSUPP);
+    }
+    // At most MAX_ZERO_SEGS segments: a few KiB.
+    let mut data = vec![0u8; total as usize];
+    let mut at = 0;
+    for &(addr, len) in bufs {
+        let end = at + len as usize;
+        mem.read_slice(&mut data[at..end], addr)
+            .map_err(|_| VIRTIO_BLK_S_IOERR)?;
+        at = end;
+    }
+    Ok(data
+        .chunks_exact(LEN)
+        .map(|c| Segment {
+            sector: u64::from_le_bytes(field(c, offset_of!(Seg, sector))),
+            count: u32::from_le_bytes(field(c, offset_of!(Seg, num_sectors))),
+            flags: u32::from_le_bytes(field(c, offset_of!(Seg, flags))),
+        })
+        .collect())
+}
+
+/// The `N` bytes of a little-endian field at `at` of `bytes`.
+fn field<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut f = [0u8; N];
+    f.copy_from_slice(&bytes[at..at + N]);
+    f
+}
+
+/// A request in more than [`MAX_DESCRIPTORS`] descriptors: IOERR in its status byte (its
+/// last descriptor, found without collecting the others).
+fn refuse(mem: &GuestMemoryMmap, chain: &mut Chain<'_>, over: Oversize) -> u32 {
+    limited!(
+        warn,
+        "virtio-blk: a request in more than {MAX_DESCRIPTORS} descriptors refused"
+    );
+    let last = chain
+        .last()
+        .map_or((over.addr, over.len, over.write_only), |d| {
+            (d.addr(), d.len(), d.is_write_only())
+        });
+    match last {
+        (addr, len, true) if len >= 1 => {
+            let _ = mem.write_obj(VIRTIO_BLK_S_IOERR as u8, addr);
+            1
+        }
+        _ => 0,
+    }
+}
+
+/// The header, from the first readable buffer (which must hold it whole); `None` if it is
+/// shorter or outside guest RAM.
 fn header(mem: &GuestMemoryMmap, readable: &[(GuestAddress, u32)]) -> Option<Header> {
     use virtio_blk_outhdr as H;
     let &(addr, _) = readable
         .first()
         .filter(|r| r.1 as usize >= size_of::<H>())?;
-    let at = |offset: usize| addr.unchecked_add(offset as u64);
+    let mut h = [0u8; size_of::<H>()];
+    mem.read_slice(&mut h, addr).ok()?;
     Some(Header {
-        kind: mem.read_obj::<u32>(at(offset_of!(H, type_))).ok()?,
-        sector: mem.read_obj::<u64>(at(offset_of!(H, sector))).ok()?,
+        kind: u32::from_le_bytes(field(&h, offset_of!(H, type_))),
+        sector: u64::from_le_bytes(field(&h, offset_of!(H, sector))),
     })
 }
 

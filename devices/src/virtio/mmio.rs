@@ -4,7 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use log::{info, warn};
 use virtio_bindings::virtio_config::{
     VIRTIO_CONFIG_S_ACKNOWLEDGE, VIRTIO_CONFIG_S_DRIVER, VIRTIO_CONFIG_S_DRIVER_OK,
     VIRTIO_CONFIG_S_FAILED, VIRTIO_CONFIG_S_FEATURES_OK, VIRTIO_F_VERSION_1,
@@ -20,9 +19,10 @@ use virtio_bindings::virtio_mmio::{
     VIRTIO_MMIO_STATUS, VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION,
 };
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
-use vm_memory::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
+use super::ratelimit::limited;
 use super::{feature, Activation, Counters, Interrupt, Queue, QueueT, VirtioDevice};
 use crate::bus::MmioDevice;
 
@@ -138,7 +138,7 @@ impl MmioTransport {
             VIRTIO_MMIO_DRIVER_FEATURES => self.set_driver_features(v),
             VIRTIO_MMIO_DRIVER_FEATURES_SEL => self.driver_features_sel = v,
             VIRTIO_MMIO_QUEUE_SEL => self.queue_sel = v,
-            VIRTIO_MMIO_QUEUE_NUM if setup => self.queue().map_or((), |q| q.set_size(v as u16)),
+            VIRTIO_MMIO_QUEUE_NUM if setup => self.set_queue_size(v),
             VIRTIO_MMIO_QUEUE_READY if setup => self.queue().map_or((), |q| q.set_ready(v == 1)),
             VIRTIO_MMIO_QUEUE_NOTIFY => self.trapped_notify(v),
             VIRTIO_MMIO_INTERRUPT_ACK => self.interrupt.ack(v),
@@ -153,26 +153,55 @@ impl MmioTransport {
             {
                 self.set_ring_address(offset, v)
             }
-            _ => warn!(
+            _ => limited!(
+                warn,
                 "{}: write of {v:#x} to register {offset:#x} ignored",
                 self.name
             ),
         }
     }
 
-    /// QueueDesc, QueueDriver (available ring), QueueDevice (used ring): each a Low register
-    /// and its High 4 bytes above.
-    fn set_ring_address(&mut self, offset: u32, v: u32) {
-        let (lo, hi) = if offset & 4 == 0 {
-            (Some(v), None)
-        } else {
-            (None, Some(v))
-        };
+    /// QueueNum: a power of two up to QueueNumMax, else ignored (the queue keeps its size).
+    fn set_queue_size(&mut self, v: u32) {
+        let name = self.name.clone();
         let Some(q) = self.queue() else { return };
-        match offset & !4 {
-            VIRTIO_MMIO_QUEUE_DESC_LOW => q.set_desc_table_address(lo, hi),
-            VIRTIO_MMIO_QUEUE_AVAIL_LOW => q.set_avail_ring_address(lo, hi),
-            _ => q.set_used_ring_address(lo, hi),
+        // try_set_size: the crate's set_size logs each refusal itself.
+        if u16::try_from(v).map_or(true, |v| q.try_set_size(v).is_err()) {
+            limited!(
+                warn,
+                "{name}: queue size {v} ignored (not a power of two up to {})",
+                q.max_size()
+            );
+        }
+    }
+
+    /// QueueDesc, QueueDriver (available ring), QueueDevice (used ring): each a Low register
+    /// and its High 4 bytes above. A misaligned address is ignored (the ring keeps its own).
+    fn set_ring_address(&mut self, offset: u32, v: u32) {
+        let name = self.name.clone();
+        let Some(q) = self.queue() else { return };
+        let ring = offset & !4;
+        let old = match ring {
+            VIRTIO_MMIO_QUEUE_DESC_LOW => q.desc_table(),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => q.avail_ring(),
+            _ => q.used_ring(),
+        };
+        let new = if offset & 4 == 0 {
+            (old & !0xffff_ffff) | u64::from(v)
+        } else {
+            (old & 0xffff_ffff) | u64::from(v) << 32
+        };
+        // try_set_*: the crate's set_*_address log each refusal themselves.
+        let r = match ring {
+            VIRTIO_MMIO_QUEUE_DESC_LOW => q.try_set_desc_table_address(GuestAddress(new)),
+            VIRTIO_MMIO_QUEUE_AVAIL_LOW => q.try_set_avail_ring_address(GuestAddress(new)),
+            _ => q.try_set_used_ring_address(GuestAddress(new)),
+        };
+        if r.is_err() {
+            limited!(
+                warn,
+                "{name}: misaligned ring address {new:#x} (register {offset:#x}) ignored"
+            );
         }
     }
 
@@ -202,7 +231,8 @@ impl MmioTransport {
         }
         let added = v & !self.status;
         if added & VIRTIO_CONFIG_S_FEATURES_OK != 0 && !self.features_acceptable() {
-            warn!(
+            limited!(
+                warn,
                 "{}: the driver asked for features {:#x}, beyond those offered ({:#x}) or without VERSION_1",
                 self.name, self.driver_features, self.offered()
             );
@@ -224,7 +254,7 @@ impl MmioTransport {
         let want =
             VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
         if self.status & want != want {
-            warn!("{}: DRIVER_OK before FEATURES_OK", self.name);
+            limited!(warn, "{}: DRIVER_OK before FEATURES_OK", self.name);
             self.status |= VIRTIO_CONFIG_S_FAILED;
             return;
         }
@@ -232,8 +262,12 @@ impl MmioTransport {
         let mut queues = Vec::with_capacity(self.queues.len());
         for (i, q) in self.queues.iter_mut().enumerate() {
             q.set_event_idx(event_idx);
-            if q.ready() && !q.is_valid(&self.mem) {
-                warn!("{}: queue {i} is not valid", self.name);
+            if q.ready() && !rings_in_memory(&self.mem, q) {
+                limited!(
+                    warn,
+                    "{}: queue {i} is not valid: a ring is outside guest RAM",
+                    self.name
+                );
                 self.status |= VIRTIO_CONFIG_S_FAILED;
                 return;
             }
@@ -250,13 +284,15 @@ impl MmioTransport {
         match self.device.activate(a) {
             Ok(()) => {
                 self.active = true;
-                info!(
+                limited!(
+                    info,
                     "{}: started (features {:#x})",
-                    self.name, self.driver_features
+                    self.name,
+                    self.driver_features
                 );
             }
             Err(e) => {
-                warn!("{}: cannot start: {e}", self.name);
+                limited!(warn, "{}: cannot start: {e}", self.name);
                 self.status |= VIRTIO_CONFIG_S_FAILED;
             }
         }
@@ -277,6 +313,18 @@ impl MmioTransport {
     }
 }
 
+/// The queue's rings inside guest RAM: what `Queue::is_valid` checks, without its log lines.
+fn rings_in_memory(mem: &GuestMemoryMmap, q: &Queue) -> bool {
+    let n = usize::from(q.size());
+    [
+        (q.desc_table(), 16 * n),
+        (q.avail_ring(), 6 + 2 * n),
+        (q.used_ring(), 6 + 8 * n),
+    ]
+    .into_iter()
+    .all(|(addr, len)| mem.check_range(GuestAddress(addr), len))
+}
+
 impl MmioDevice for MmioTransport {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= CONFIG {
@@ -284,7 +332,8 @@ impl MmioDevice for MmioTransport {
             return;
         }
         if data.len() != 4 || offset % 4 != 0 {
-            warn!(
+            limited!(
+                warn,
                 "{}: {}-byte read at {offset:#x} ignored",
                 self.name,
                 data.len()
@@ -301,7 +350,8 @@ impl MmioDevice for MmioTransport {
             return; // No device here has a writable configuration.
         }
         let Ok(b) = <[u8; 4]>::try_from(data) else {
-            warn!(
+            limited!(
+                warn,
                 "{}: {}-byte write at {offset:#x} ignored",
                 self.name,
                 data.len()

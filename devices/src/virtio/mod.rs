@@ -3,7 +3,7 @@
 //! - [`mmio`]: the transport's register page; queue notifies arrive on KVM ioeventfds (one
 //!   eventfd per queue) and interrupts leave through one irqfd per device.
 //! - [`worker`]: the thread that runs the userspace data paths (block, entropy, the network
-//!   fallback), off the vCPU threads.
+//!   fallback), off the vCPU threads, in bounded rounds ([`queue`]).
 //! - [`block`], [`rng`]: userspace devices; [`net`]: vhost-net or userspace over a tap
 //!   ([`tap`]); [`vsock`]: vhost-vsock. The vhost paths never come back to userspace: the
 //!   ioeventfds are the vhost kick fds and the irqfd is the vhost call fd.
@@ -11,6 +11,8 @@
 pub mod block;
 pub mod mmio;
 pub mod net;
+pub mod queue;
+pub mod ratelimit;
 pub mod rng;
 pub mod tap;
 pub mod vhost;
@@ -27,6 +29,9 @@ use virtio_bindings::virtio_mmio::VIRTIO_MMIO_INT_VRING;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+pub use queue::{
+    iovecs, take_kick, Buffers, Chain, Limits, OneQueue, Oversize, Running, CHAINS_PER_ROUND,
+};
 pub use virtio_queue::{Queue, QueueOwnedT, QueueT};
 
 /// The mask of feature bit `bit` in a 64-bit feature word (virtio-bindings numbers the
@@ -61,7 +66,7 @@ impl Interrupt {
             .fetch_or(VIRTIO_MMIO_INT_VRING, Ordering::SeqCst);
         self.counters.interrupts.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.irqfd.write(1) {
-            log::warn!("virtio: cannot signal the interrupt: {e}");
+            ratelimit::limited!(warn, "virtio: cannot signal the interrupt: {e}");
         }
     }
 
@@ -102,57 +107,6 @@ crate::counter_set! {
     }
 }
 
-/// Reads a queue's eventfd on behalf of the worker: false if it was not signalled (nothing to
-/// do), else counts one notify handled in userspace.
-pub fn take_kick(kick: &EventFd, counters: &Counters) -> bool {
-    if kick.read().is_err() {
-        return false;
-    }
-    counters.notifies.fetch_add(1, Ordering::Relaxed);
-    true
-}
-
-/// What a single-queue userspace device (blk, rng) shares with the worker: its queue once
-/// the driver started it, the queue's kick eventfd and its counters.
-pub struct OneQueue {
-    run: std::sync::Mutex<Option<Running>>,
-    kick: EventFd,
-    pub counters: Arc<Counters>,
-}
-
-impl OneQueue {
-    pub fn new(kick: EventFd, counters: Arc<Counters>) -> Self {
-        Self {
-            run: std::sync::Mutex::new(None),
-            kick,
-            counters,
-        }
-    }
-
-    /// DRIVER_OK: the queue runs, and a kick is posted for requests the driver queued before
-    /// the worker watched the eventfd.
-    pub fn activate(&self, a: Activation) {
-        *self.run.lock().expect("queue lock") = Some(Running::new(a));
-        let _ = self.kick.write(1);
-    }
-
-    /// Device reset: the queue is given back.
-    pub fn reset(&self) {
-        *self.run.lock().expect("queue lock") = None;
-    }
-
-    /// On a kick: every available chain through `serve`, which returns the bytes it wrote.
-    pub fn serve(&self, mut serve: impl FnMut(&GuestMemoryMmap, &mut Chain<'_>) -> u32) {
-        if !take_kick(&self.kick, &self.counters) {
-            return;
-        }
-        let mut run = self.run.lock().expect("queue lock");
-        let Some(r) = run.as_mut() else { return };
-        let mem = r.mem.clone();
-        r.drain(0, |chain| Some(serve(&mem, chain)));
-    }
-}
-
 /// What the transport hands a device when the driver sets DRIVER_OK.
 pub struct Activation {
     pub mem: GuestMemoryMmap,
@@ -171,6 +125,13 @@ pub enum ActivateError {
     Io(#[from] std::io::Error),
     #[error("queue {0} is not valid (size or addresses)")]
     BadQueue(usize),
+    #[error("queue {queue}: the {ring} at guest {addr:#x} ({len} bytes) is not inside one guest memory region: the kernel backend cannot use it")]
+    RingAcrossRegions {
+        queue: usize,
+        ring: &'static str,
+        addr: u64,
+        len: u64,
+    },
 }
 
 /// A virtio device behind the MMIO transport.
@@ -203,130 +164,4 @@ pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
             .copied()
             .unwrap_or(0);
     }
-}
-
-/// A chain popped from a queue, as the userspace devices see it.
-pub type Chain<'a> = virtio_queue::DescriptorChain<&'a GuestMemoryMmap>;
-
-/// A userspace device's queues once the driver started it.
-pub struct Running {
-    pub mem: GuestMemoryMmap,
-    pub queues: Vec<Queue>,
-    pub interrupt: Arc<Interrupt>,
-    /// A queue's driver was warned about (once per activation).
-    broken: bool,
-}
-
-impl Running {
-    pub fn new(a: Activation) -> Self {
-        Self {
-            mem: a.mem,
-            queues: a.queues,
-            interrupt: a.interrupt,
-            broken: false,
-        }
-    }
-
-    /// Serves every available chain of queue `q` with `serve` (which returns the bytes it
-    /// wrote into the chain, or `None` to stop and leave the chain for later), then raises
-    /// the interrupt if the driver wants one. A driver whose available index claims chains
-    /// that cannot be popped (more than the queue size ahead, an unreadable ring) gets a
-    /// warning and nothing more until its next notify: the worker must never spin on it.
-    pub fn drain(&mut self, q: usize, mut serve: impl FnMut(&mut Chain<'_>) -> Option<u32>) {
-        let Some(queue) = self.queues.get_mut(q).filter(|q| q.ready()) else {
-            return;
-        };
-        let mem = &self.mem;
-        let mut used = false;
-        let mut stalled = false;
-        loop {
-            if let Err(e) = queue.disable_notification(mem) {
-                log::warn!("virtio: queue {q}: {e}");
-                return;
-            }
-            let mut progress = false;
-            while let Some(mut chain) = queue.pop_descriptor_chain(mem) {
-                progress = true;
-                let Some(len) = serve(&mut chain) else {
-                    queue.go_to_previous_position();
-                    stalled = true;
-                    break;
-                };
-                if let Err(e) = queue.add_used(mem, chain.head_index(), len) {
-                    log::warn!("virtio: queue {q}: {e}");
-                }
-                used = true;
-            }
-            match queue.enable_notification(mem) {
-                // The backend has nothing for the chains left: wait for it, not the driver.
-                _ if stalled => break,
-                Ok(true) if progress => continue,
-                Ok(true) => {
-                    if !self.broken {
-                        self.broken = true;
-                        log::warn!(
-                            "virtio: queue {q}: the driver's available index ({}) is not one \
-                             the device can serve: ignoring the queue until the next notify",
-                            queue.avail_idx(mem, Ordering::Acquire).map_or(0, |i| i.0)
-                        );
-                    }
-                    break;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    log::warn!("virtio: queue {q}: {e}");
-                    break;
-                }
-            }
-        }
-        if used && queue.needs_notification(mem).unwrap_or(true) {
-            self.interrupt.signal_used();
-        }
-    }
-}
-
-/// The descriptors of a chain split into the buffers the device reads and those it writes.
-pub struct Buffers {
-    pub readable: Vec<(vm_memory::GuestAddress, u32)>,
-    pub writable: Vec<(vm_memory::GuestAddress, u32)>,
-}
-
-impl Buffers {
-    pub fn of(chain: &mut Chain<'_>) -> Self {
-        let mut b = Buffers {
-            readable: Vec::new(),
-            writable: Vec::new(),
-        };
-        for d in chain {
-            if d.is_write_only() {
-                b.writable.push((d.addr(), d.len()));
-            } else {
-                b.readable.push((d.addr(), d.len()));
-            }
-        }
-        b
-    }
-}
-
-/// Host iovecs for guest buffers (each split where guest memory regions split); `None` if a
-/// buffer is outside guest RAM.
-pub fn iovecs(
-    mem: &GuestMemoryMmap,
-    bufs: &[(vm_memory::GuestAddress, u32)],
-) -> Option<Vec<libc::iovec>> {
-    use vm_memory::GuestMemoryBackend;
-    let mut v = Vec::with_capacity(bufs.len());
-    for &(addr, len) in bufs {
-        for s in mem.get_slices(addr, len as usize) {
-            let s = s.ok()?;
-            if s.is_empty() {
-                continue;
-            }
-            v.push(libc::iovec {
-                iov_base: s.ptr_guard_mut().as_ptr().cast(),
-                iov_len: s.len(),
-            });
-        }
-    }
-    Some(v)
 }

@@ -1,9 +1,10 @@
 //! virtio-net over a tap: the vhost-net kernel backend when /dev/vhost-net exists (the data
 //! path never leaves the kernel), else a userspace path on the worker thread.
 
+use std::fs::File;
 use std::mem::offset_of;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vhost::net::VhostNet;
@@ -17,25 +18,67 @@ use virtio_bindings::virtio_net::{
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6};
+use super::ratelimit::limited;
+use super::tap::{Tap, TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, VNET_HDR_LEN};
 use super::vhost::{err, Mem};
+use super::worker::Work;
 use super::{
-    feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Counters, Running,
-    VirtioDevice,
+    feature, iovecs, read_config_bytes, ActivateError, Activation, Buffers, Counters, Limits,
+    Running, VirtioDevice,
 };
 
 const QUEUE_SIZE: u16 = 256;
 const RX: usize = 0;
 const TX: usize = 1;
 
+/// The largest frame the userspace path takes from the guest, virtio-net header included: it
+/// offers no MTU, so a driver may set its MTU up to 65535 (Linux's ETH_MAX_MTU); then the
+/// Ethernet header and a VLAN tag. A larger TX chain is dropped (and counted) before its
+/// buffer list is built; an RX buffer list stops there.
+pub const MAX_FRAME: u64 = VNET_HDR_LEN as u64 + 14 + 4 + 65535;
+/// Buffers per frame at most: writev/readv take 1024 iovecs, and a buffer that crosses a
+/// guest memory region boundary is two.
+pub const MAX_FRAME_BUFFERS: usize = 512;
+const FRAME: Limits = Limits {
+    descriptors: MAX_FRAME_BUFFERS,
+    bytes: MAX_FRAME,
+};
+
 /// Worker tokens of the userspace path.
 const TOKEN_RX_KICK: u32 = 0;
 const TOKEN_TX_KICK: u32 = 1;
 const TOKEN_TAP: u32 = 2;
 
+/// What the device asks of vhost-net: the kernel's (any [`VhostNet`]), or a double in tests.
+pub trait KernelNet: Send {
+    /// The memory table and both rings (see [`super::vhost::start`]).
+    fn start_rings(
+        &self,
+        a: &Activation,
+        kicks: &[EventFd],
+        kernel_features: u64,
+    ) -> Result<(), ActivateError>;
+    /// Attaches the tap to ring `queue` (`None` detaches it).
+    fn set_backend(&self, queue: usize, tap: Option<&File>) -> Result<(), vhost::Error>;
+}
+
+impl<T: VhostNet + Send> KernelNet for T {
+    fn start_rings(
+        &self,
+        a: &Activation,
+        kicks: &[EventFd],
+        kernel_features: u64,
+    ) -> Result<(), ActivateError> {
+        super::vhost::start(self, a, kicks, 2, kernel_features)
+    }
+    fn set_backend(&self, queue: usize, tap: Option<&File>) -> Result<(), vhost::Error> {
+        VhostNet::set_backend(self, queue, tap)
+    }
+}
+
 /// The vhost-net backend: opened and owned at setup, rings given at DRIVER_OK.
 pub struct VhostNetBackend {
-    vhost: vhost::vhost_kern::net::Net<Mem>,
+    vhost: Box<dyn KernelNet>,
     kernel_features: u64,
 }
 
@@ -45,10 +88,15 @@ impl VhostNetBackend {
         let vhost = vhost::vhost_kern::net::Net::new(mem)?;
         vhost.set_owner()?;
         let kernel_features = vhost.get_features()?;
-        Ok(Self {
+        Ok(Self::with(Box::new(vhost), kernel_features))
+    }
+
+    /// A backend already open (the kernel's, or a double) that knows `kernel_features`.
+    pub fn with(vhost: Box<dyn KernelNet>, kernel_features: u64) -> Self {
+        Self {
             vhost,
             kernel_features,
-        })
+        }
     }
 }
 
@@ -80,8 +128,10 @@ impl Net {
             None => Backend::User(Arc::new(UserNet {
                 tap: tap.clone(),
                 run: Mutex::new(None),
+                cancel: AtomicBool::new(false),
                 kicks: [kicks[RX].try_clone()?, kicks[TX].try_clone()?],
                 counters,
+                dropped: AtomicU64::new(0),
             })),
         };
         Ok(Self {
@@ -102,15 +152,29 @@ impl Net {
         set.add(self.tap.raw_fd(), true, u.clone(), TOKEN_TAP);
     }
 
+    /// The userspace path's handler (what the worker runs on its fds), for tests.
+    #[cfg(test)]
+    pub(crate) fn user_handler(&self) -> Arc<dyn super::worker::Handler> {
+        match &self.backend {
+            Backend::User(u) => u.clone(),
+            Backend::Vhost(_) => panic!("vhost-net has no userspace path"),
+        }
+    }
+
     fn start_vhost(&self, v: &VhostNetBackend, a: &Activation) -> Result<(), ActivateError> {
-        super::vhost::start(&v.vhost, a, &self.kicks, 2, v.kernel_features)?;
+        v.vhost.start_rings(a, &self.kicks, v.kernel_features)?;
         self.tap
             .set_offload(tap_offloads(a.features))
             .map_err(|e| ActivateError::Vhost(e.to_string()))?;
-        for q in [RX, TX] {
-            v.vhost
-                .set_backend(q, Some(&self.tap.file))
-                .map_err(err("cannot attach the tap"))?;
+        let rings = [RX, TX];
+        for (n, &q) in rings.iter().enumerate() {
+            if let Err(e) = v.vhost.set_backend(q, Some(&self.tap.file)) {
+                // Undone: no ring may stay attached to a device that did not start.
+                for &attached in &rings[..n] {
+                    let _ = v.vhost.set_backend(attached, None);
+                }
+                return Err(err("cannot attach the tap")(e));
+            }
         }
         Ok(())
     }
@@ -188,7 +252,7 @@ impl VirtioDevice for Net {
                     let _ = v.vhost.set_backend(q, None);
                 }
             }
-            Backend::User(u) => *u.run.lock().expect("net lock") = None,
+            Backend::User(u) => u.reset(),
         }
     }
     fn kernel_queues(&self) -> bool {
@@ -200,31 +264,61 @@ impl VirtioDevice for Net {
 struct UserNet {
     tap: Arc<Tap>,
     run: Mutex<Option<Running>>,
+    /// Raised while a reset waits for `run`: the round in progress stops at its next chain.
+    cancel: AtomicBool,
     kicks: [EventFd; 2],
     counters: Arc<Counters>,
+    /// TX chains dropped: larger than [`MAX_FRAME`] or in more than [`MAX_FRAME_BUFFERS`]
+    /// buffers.
+    dropped: AtomicU64,
 }
 
 impl super::worker::Handler for UserNet {
-    fn handle(&self, token: u32) {
-        if token != TOKEN_TAP && !super::take_kick(&self.kicks[token as usize], &self.counters) {
-            return;
+    fn handle(&self, token: u32, again: bool) -> Work {
+        let kicked =
+            token == TOKEN_TAP || super::take_kick(&self.kicks[token as usize], &self.counters);
+        if !kicked && !again {
+            return Work::Done;
         }
         let mut run = self.run.lock().expect("net lock");
-        let Some(r) = run.as_mut() else { return };
-        if token == TOKEN_TX_KICK {
-            self.transmit(r);
+        let Some(r) = run.as_mut() else {
+            return Work::Done;
+        };
+        let tx = if token == TOKEN_TX_KICK {
+            self.transmit(r)
+        } else {
+            Work::Done
+        };
+        match (tx, self.receive(r)) {
+            (Work::Done, Work::Done) => Work::Done,
+            _ => Work::More,
         }
-        self.receive(r);
     }
 }
 
 impl UserNet {
-    /// Guest → tap, one frame (virtio-net header first) per chain.
-    fn transmit(&self, r: &mut Running) {
+    /// Device reset: the queues given back after the chain being served, not the round.
+    fn reset(&self) {
+        self.cancel.store(true, Ordering::Release);
+        *self.run.lock().expect("net lock") = None;
+        self.cancel.store(false, Ordering::Release);
+    }
+
+    /// Guest → tap, one frame (virtio-net header first) per chain; a chain larger than the
+    /// largest frame is dropped before its buffer list is built.
+    fn transmit(&self, r: &mut Running) -> Work {
         let mem = r.mem.clone();
         let fd = self.tap.raw_fd();
-        r.drain(TX, |chain| {
-            let b = Buffers::of(chain);
+        r.drain(TX, &self.cancel, |chain| {
+            let Ok(b) = Buffers::collect(chain, FRAME) else {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                limited!(
+                    warn,
+                    "virtio-net: a guest frame larger than {MAX_FRAME} bytes or in more than \
+                     {MAX_FRAME_BUFFERS} buffers dropped ({n} so far on this device)"
+                );
+                return Some(0);
+            };
             let Some(iov) = iovecs(&mem, &b.readable) else {
                 return Some(0);
             };
@@ -237,16 +331,16 @@ impl UserNet {
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
             Some(0)
-        });
+        })
     }
 
-    /// Tap → guest while both a frame and a buffer are there.
-    fn receive(&self, r: &mut Running) {
+    /// Tap → guest while both a frame and a buffer are there (each buffer list cut at the
+    /// largest frame).
+    fn receive(&self, r: &mut Running) -> Work {
         let mem = r.mem.clone();
         let fd = self.tap.raw_fd();
-        r.drain(RX, |chain| {
-            let b = Buffers::of(chain);
-            let iov = iovecs(&mem, &b.writable)?;
+        r.drain(RX, &self.cancel, |chain| {
+            let iov = iovecs(&mem, &Buffers::writable_upto(chain, FRAME))?;
             // SAFETY: the iovecs point into mapped guest RAM the driver gave the device to
             // write; readv writes at most their lengths.
             let n = unsafe { libc::readv(fd, iov.as_ptr(), iov.len() as libc::c_int) };
@@ -258,6 +352,6 @@ impl UserNet {
                 .read_bytes
                 .fetch_add(n as u64, Ordering::Relaxed);
             Some(n as u32)
-        });
+        })
     }
 }

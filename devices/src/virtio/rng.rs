@@ -7,13 +7,18 @@ use virtio_bindings::virtio_ids::VIRTIO_ID_RNG;
 use virtio_bindings::virtio_ring::VIRTIO_RING_F_INDIRECT_DESC;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::worker::Work;
 use super::{
-    feature, iovecs, ActivateError, Activation, Buffers, Counters, OneQueue, VirtioDevice,
+    feature, iovecs, ActivateError, Activation, Buffers, Counters, Limits, OneQueue, VirtioDevice,
 };
 
 const QUEUE_SIZE: u16 = 64;
-/// Bytes served per request at most (the Linux driver asks for up to 64 at a time).
-const MAX_REQUEST: usize = 64 * 1024;
+/// Bytes served per request at most (the Linux driver asks for up to 64 at a time), in at
+/// most 1024 buffers: a request is cut there while its buffer list is built.
+const LIMITS: Limits = Limits {
+    descriptors: 1024,
+    bytes: 64 * 1024,
+};
 
 /// A virtio-rng device.
 pub struct Rng {
@@ -61,15 +66,15 @@ impl VirtioDevice for Rng {
 }
 
 impl super::worker::Handler for Inner {
-    fn handle(&self, _token: u32) {
+    fn handle(&self, _token: u32, again: bool) -> Work {
         let c = &self.q.counters;
-        self.q.serve(|mem, chain| {
-            let b = Buffers::of(chain);
-            let n = iovecs(mem, &b.writable).map_or(0, |iov| fill(&iov));
+        self.q.serve(again, |mem, chain| {
+            let bufs = Buffers::writable_upto(chain, LIMITS);
+            let n = iovecs(mem, &bufs).map_or(0, |iov| fill(&iov));
             c.requests.fetch_add(1, Ordering::Relaxed);
             c.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
             n as u32
-        });
+        })
     }
 }
 
@@ -77,10 +82,7 @@ impl super::worker::Handler for Inner {
 fn fill(iov: &[libc::iovec]) -> usize {
     let mut done = 0;
     for v in iov {
-        let want = v.iov_len.min(MAX_REQUEST - done);
-        if want == 0 {
-            break;
-        }
+        let want = v.iov_len;
         // SAFETY: the iovec points into mapped guest RAM of at least `iov_len` bytes.
         let n = unsafe { libc::getrandom(v.iov_base, want, 0) };
         if n <= 0 {

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use virtio_bindings::virtio_net::virtio_net_hdr_v1;
 use vmm_sys_util::ioctl::{ioctl_with_ref, ioctl_with_val};
@@ -56,7 +57,13 @@ pub enum TapError {
 pub struct Tap {
     pub name: String,
     pub file: File,
+    /// The offloads last set (`UNKNOWN` before the first): the ioctl is skipped when they do
+    /// not change.
+    offloads: AtomicU32,
 }
+
+/// No offloads set yet.
+const UNKNOWN: u32 = u32::MAX;
 
 impl Tap {
     /// Attaches to tap `name` (created, non-persistent, if it does not exist).
@@ -90,6 +97,7 @@ impl Tap {
         let tap = Tap {
             name: name.into(),
             file,
+            offloads: UNKNOWN.into(),
         };
         let hdr = VNET_HDR_LEN;
         // SAFETY: TUNSETVNETHDRSZ reads an int from the pointer.
@@ -99,11 +107,25 @@ impl Tap {
         Ok(tap)
     }
 
+    /// A tap `file` already set up (virtio-net headers, no offloads), or a stand-in for one.
+    pub fn from_file(name: &str, file: File) -> Self {
+        Tap {
+            name: name.into(),
+            file,
+            offloads: 0.into(),
+        }
+    }
+
     /// Which offloads the tap may hand the guest (TUN_F_*).
     pub fn set_offload(&self, flags: u32) -> Result<(), TapError> {
+        if self.offloads.load(Ordering::Relaxed) == flags {
+            return Ok(());
+        }
         // SAFETY: TUNSETOFFLOAD takes its argument by value.
         let r = unsafe { ioctl_with_val(&self.file, TUNSETOFFLOAD(), libc::c_ulong::from(flags)) };
-        self.check(r, "cannot set offloads")
+        self.check(r, "cannot set offloads")?;
+        self.offloads.store(flags, Ordering::Relaxed);
+        Ok(())
     }
 
     fn check(&self, r: i32, what: &'static str) -> Result<(), TapError> {

@@ -31,6 +31,14 @@ use super::mmio::MmioTransport;
 use super::{feature, Counters, Interrupt};
 use crate::bus::MmioDevice;
 
+mod alloc;
+mod bounded;
+mod discard;
+mod double;
+mod guest;
+mod guest_logs;
+mod vhost;
+
 const DESC: u64 = 0x1000;
 const AVAIL: u64 = 0x2000;
 const USED: u64 = 0x3000;
@@ -54,6 +62,8 @@ fn r32(t: &mut MmioTransport, off: u32) -> u32 {
 
 struct Rig {
     mem: GuestMemoryMmap,
+    /// The disk image (another fd of the device's file).
+    disk: std::fs::File,
     t: MmioTransport,
     kick: EventFd,
     handler: Arc<dyn super::worker::Handler>,
@@ -61,11 +71,12 @@ struct Rig {
     irq: EventFd,
 }
 
-fn disk(contents: &[u8], readonly: bool) -> Disk {
+/// A file holding `contents`, already unlinked.
+fn scratch(contents: &[u8]) -> std::fs::File {
     // One file per call: the tests run in parallel.
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let p = std::env::temp_dir().join(format!("platvmm-blk-{}-{n}", std::process::id()));
+    let p = std::env::temp_dir().join(format!("platvmm-virtio-{}-{n}", std::process::id()));
     std::fs::File::create(&p)
         .unwrap()
         .write_all(contents)
@@ -76,8 +87,12 @@ fn disk(contents: &[u8], readonly: bool) -> Disk {
         .open(&p)
         .unwrap();
     std::fs::remove_file(&p).unwrap();
+    file
+}
+
+fn disk(contents: &[u8], readonly: bool) -> Disk {
     Disk {
-        file,
+        file: scratch(contents),
         readonly,
         serial: b"serial-42".to_vec(),
         sectors: contents.len() as u64 / 512,
@@ -85,6 +100,7 @@ fn disk(contents: &[u8], readonly: bool) -> Disk {
 }
 
 fn rig(d: Disk) -> Rig {
+    let disk = d.file.try_clone().unwrap();
     let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
     let kick = EventFd::new(libc::EFD_NONBLOCK).unwrap();
     let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
@@ -102,6 +118,7 @@ fn rig(d: Disk) -> Rig {
     );
     Rig {
         mem,
+        disk,
         t,
         kick,
         handler,
@@ -187,7 +204,7 @@ fn request(
         .unwrap();
     m.write_obj(n + 1, GuestAddress(AVAIL + 2)).unwrap();
     r.kick.write(1).unwrap();
-    r.handler.handle(0);
+    r.handler.handle(0, false);
     assert_eq!(
         m.read_obj::<u16>(GuestAddress(USED + 2)).unwrap(),
         n + 1,
@@ -324,7 +341,7 @@ fn an_available_index_past_the_queue_size_cannot_make_the_worker_spin() {
     let h = r.handler.clone();
     let (done, returned) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        h.handle(0);
+        h.handle(0, false);
         let _ = done.send(());
     });
     returned

@@ -506,10 +506,7 @@ impl VcpuPaths {
                 mem: std::sync::Arc::new(mem),
             },
             evt: vmm_sys_util::eventfd::EventFd::new(0).unwrap(),
-            tap: devices::virtio::tap::Tap {
-                name: "null".into(),
-                file: dev_null(),
-            },
+            tap: devices::virtio::tap::Tap::from_file("null", dev_null()),
         }
     }
 
@@ -549,7 +546,8 @@ impl VcpuPaths {
             // SAFETY: leaves the child with a status the parent reports.
             unsafe { libc::_exit(3) };
         }
-        let _ = self.tap.set_offload(0);
+        // Offloads other than the current ones (none), so the ioctl is made.
+        let _ = self.tap.set_offload(1);
     }
 }
 
