@@ -272,7 +272,7 @@ mod tests {
                 "platvmm stats: device uart0 trapped_reads=0 trapped_writes=0 \
                  out_of_bounds_dropped=1 io_errors=0",
                 "platvmm stats: virtio vda block backend=user requests=1 read_bytes=0 \
-                 write_bytes=0 userspace_notifies=0 interrupts=0",
+                 write_bytes=0 userspace_notifies=0 interrupts=0 dropped=0",
             ]
         );
     }

@@ -117,7 +117,8 @@ mod tests {
                 "read_bytes",
                 "write_bytes",
                 "userspace_notifies",
-                "interrupts"
+                "interrupts",
+                "dropped"
             ]
         );
     }

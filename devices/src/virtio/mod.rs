@@ -104,6 +104,9 @@ crate::counter_set! {
         pub notifies => "userspace_notifies",
         /// Interrupts raised from userspace.
         pub interrupts,
+        /// Requests refused whole for their size: a transmit chain larger than the largest
+        /// frame (virtio-net's userspace path).
+        pub dropped,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::mem::offset_of;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use vhost::net::VhostNet;
@@ -131,7 +131,6 @@ impl Net {
                 cancel: AtomicBool::new(false),
                 kicks: [kicks[RX].try_clone()?, kicks[TX].try_clone()?],
                 counters,
-                dropped: AtomicU64::new(0),
             })),
         };
         Ok(Self {
@@ -267,10 +266,9 @@ struct UserNet {
     /// Raised while a reset waits for `run`: the round in progress stops at its next chain.
     cancel: AtomicBool,
     kicks: [EventFd; 2],
+    /// Its counters; `dropped` counts TX chains larger than [`MAX_FRAME`] or in more than
+    /// [`MAX_FRAME_BUFFERS`] buffers.
     counters: Arc<Counters>,
-    /// TX chains dropped: larger than [`MAX_FRAME`] or in more than [`MAX_FRAME_BUFFERS`]
-    /// buffers.
-    dropped: AtomicU64,
 }
 
 impl super::worker::Handler for UserNet {
@@ -311,7 +309,7 @@ impl UserNet {
         let fd = self.tap.raw_fd();
         r.drain(TX, &self.cancel, |chain| {
             let Ok(b) = Buffers::collect(chain, FRAME) else {
-                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let n = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 limited!(
                     warn,
                     "virtio-net: a guest frame larger than {MAX_FRAME} bytes or in more than \

@@ -212,6 +212,11 @@ fn an_oversized_frame_is_dropped_before_its_buffer_list_is_built() {
     send(0);
     assert_eq!(written(), 0, "an oversized frame reached the tap");
     assert_eq!(tx.used_idx(), 1, "the chain is given back");
+    assert_eq!(
+        counters.dropped.load(Ordering::Relaxed),
+        1,
+        "the drop is counted"
+    );
     // A 1500-byte frame goes through.
     tx.set_desc(2, 0x10000, 12, NEXT, 3);
     tx.set_desc(3, 0x20000, 1500, 0, 0);
