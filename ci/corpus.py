@@ -319,11 +319,11 @@ def main():
             if kind == "refused":
                 refusals[re.sub(r"/[^\s']*", "PATH", detail)[:110]] += 1
         print(f"\ntop failure reasons, {o} (nodes; invalid and host-invalid guest nodes):")
-        for k, c in reasons_.most_common(20):
+        for k, c in sorted(reasons_.items(), key=lambda kc: (-kc[1], kc[0]))[:20]:
             print(f"  {c:>4}  {k}")
         if refusals:
             print(f"refusals, {o}:")
-            for k, c in refusals.most_common():
+            for k, c in sorted(refusals.items(), key=lambda kc: (-kc[1], kc[0])):
                 print(f"  {c:>4}  {k}")
 
     valid = sum(1 for r in results if r[3][OPTSETS[1]][0] == "valid")
