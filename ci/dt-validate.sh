@@ -11,60 +11,14 @@ set -euo pipefail
 "$ROOT/resources/fetch-debian.sh"
 # shellcheck source=/dev/null
 . "$CACHE/debian.env"
-OUT=$CACHE/dtschema
-mkdir -p "$OUT"
-
-# The bindings and board trees of linux-source-6.12 (bookworm-backports; ci/setup-host.sh adds
-# the suite): its bindings are YAML for everything we generate, SEC (CAAM) included, which
-# 6.1's are not. dtschema of the same era; Debian's python3-libfdt saves building pylibfdt.
-LSRC_PKG=linux-source-6.12
-DTSCHEMA_VERSION="2024.11"
-if [ ! -x "$OUT/venv/bin/dt-validate" ] || [ "$(cat "$OUT/venv/.version" 2>/dev/null)" != "$DTSCHEMA_VERSION" ]; then
-    step "installing dtschema $DTSCHEMA_VERSION (venv)"
-    rm -rf "$OUT/venv"
-    /usr/bin/python3 -m venv --system-site-packages "$OUT/venv"
-    "$OUT/venv/bin/pip" install -q "dtschema==$DTSCHEMA_VERSION"
-    echo "$DTSCHEMA_VERSION" >"$OUT/venv/.version"
-fi
-export PATH=$OUT/venv/bin:$PATH
-
-SRC=$OUT/linux
-if [ ! -f "$SRC/.stamp" ] || [ "$(cat "$SRC/.stamp")" != $LSRC_PKG ]; then
-    step "downloading $LSRC_PKG"
-    rm -rf "$OUT/deb" "$SRC" && mkdir -p "$OUT/deb" "$SRC"
-    (cd "$OUT/deb" && apt-get download -q $LSRC_PKG 2>/dev/null) ||
-        { sudo_apt=""; [ "$(id -u)" = 0 ] || sudo_apt=sudo; $sudo_apt apt-get update -q >/dev/null;
-          (cd "$OUT/deb" && apt-get download -q $LSRC_PKG); }
-    step "extracting bindings and arm64 board trees"
-    dpkg-deb --fsys-tarfile "$OUT"/deb/*.deb |
-        tar -xO --wildcards './usr/src/linux-source-*.tar.xz' >"$OUT/deb/src.tar.xz"
-    tar -xJf "$OUT/deb/src.tar.xz" -C "$SRC" --strip-components=1 --wildcards \
-        '*/Documentation/devicetree/bindings' '*/include/dt-bindings' \
-        '*/include/uapi/linux/input-event-codes.h' \
-        '*/arch/arm64/boot/dts/freescale' '*/arch/arm64/boot/dts/xilinx'
-    rm -f "$OUT/deb/src.tar.xz"
-    echo $LSRC_PKG >"$SRC/.stamp"
-fi
-if [ ! -f "$OUT/schema.json" ] || [ "$SRC/.stamp" -nt "$OUT/schema.json" ] ||
-   [ "$OUT/venv/.version" -nt "$OUT/schema.json" ]; then
-    step "processing the binding schemas (dt-mk-schema)"
-    dt-mk-schema -j "$SRC/Documentation/devicetree/bindings" >"$OUT/schema.json.tmp"
-    mv "$OUT/schema.json.tmp" "$OUT/schema.json"
-fi
+# shellcheck source=ci/dtschema-lib.sh
+. "$ROOT/ci/dtschema-lib.sh"
+dtschema_setup
+OUT=$DT_OUT
 
 step "building platvmm for this host"
 (cd "$ROOT" && cargo build -q --release --bin platvmm ${HOST_TARGET:+--target "$HOST_TARGET"})
 PLATVMM=$ROOT/target/${HOST_TARGET:+$HOST_TARGET/}release/platvmm
-
-# host_dtb DTS: the upstream board tree, preprocessed and compiled like the kernel does.
-host_dtb() {
-    local dts=$SRC/arch/arm64/boot/dts/$1 out
-    out=$OUT/$(basename "$1" .dts).dtb
-    gcc -E -nostdinc -undef -D__DTS__ -x assembler-with-cpp -I "$SRC/include" \
-        -I "$(dirname "$dts")" -o "$out.pre" "$dts"
-    dtc -q -I dts -O dtb -o "$out" "$out.pre"
-    echo "$out"
-}
 
 passed=0 failed=0
 indent() { while IFS= read -r l; do echo "    $l"; done <<<"$1"; }

@@ -47,6 +47,7 @@ fi
 stage man-completions ci/man.sh
 stage fuzz-smoke ci/fuzz.sh 20
 stage dt-validate ci/dt-validate.sh
+stage corpus ci/corpus.sh
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

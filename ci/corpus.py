@@ -1,0 +1,336 @@
+#!/usr/bin/env python3
+"""The corpus benchmark (run by ci/corpus.sh, which prepares its inputs).
+
+usage: corpus.py PLATVMM SCHEMA_JSON WORKDIR FLOOR BOARD=DTB...
+
+For every board DTB: every enabled MMIO device node of a passthrough class (see CLASSES) is
+given to `platvmm preview-dt` twice, with no options and with a rate for every clock
+(clock-rates=NAME:100M for each clock-names entry, the clock's index for a clock without a
+name: how the planner matches rates). The guest node is then validated against the bindings
+(dtschema's Python API, the schema loaded once: dt-validate costs seconds per call) and so is
+the host node, once. A result is one of
+  refused       preview-dt exited non-zero (its first line is the reason)
+  invalid       the guest node (its subtree) fails its binding, the host node does not
+  host-invalid  the guest node fails, and so does the host node it came from
+  valid         no error in the guest node's subtree
+Prints per-class and per-board tables for both option sets, the top failure reasons and the
+figure counting as valid the nodes whose only errors are the missing resets/reset-names/
+power-domains (their providers are another issue's), and exits 1 when the valid share given
+clock rates is below FLOOR percent.
+"""
+import collections
+import os
+import re
+import subprocess
+import sys
+
+import dtschema
+import libfdt
+
+# Node-name prefix (before '@') → class, then compatible tokens (split at , - _ .) → class;
+# first match wins. A node matching neither is not a passthrough class (interrupt, clock,
+# power, pin, memory and IOMMU controllers, timers, display, GPU...) and is skipped.
+NAME_CLASS = [
+    ("ethernet", {"ethernet"}),
+    ("mmc", {"mmc", "sdhci", "sd", "emmc", "sdio"}),
+    ("serial", {"serial", "uart"}),
+    ("sata", {"sata", "ahci"}),
+    ("usb", {"usb", "usb3", "usb2"}),
+    ("crypto", {"crypto", "jr", "rng", "trng", "sec"}),
+    ("rtc", {"rtc"}),
+    ("spi", {"spi", "qspi", "flexspi", "ospi", "fspi"}),
+    ("i2c", {"i2c"}),
+    ("can", {"can"}),
+    ("watchdog", {"watchdog", "wdt", "wdog"}),
+    ("pwm", {"pwm"}),
+    ("dma", {"dma", "dma-controller", "dmac"}),
+    ("gpio", {"gpio"}),
+    ("pcie", {"pcie", "pci"}),
+    ("other", {"adc", "i2s", "sai", "spdif", "nand-controller", "nand", "mailbox", "ir"}),
+]
+COMPAT_CLASS = [
+    ("ethernet", {"fec", "eqos", "gem", "macb", "stmmac", "dwmac", "gmac", "emac", "etheravb",
+                  "avb", "cpsw", "fman", "netsec", "ave4", "pp22", "genet", "ethernet"}),
+    ("mmc", {"sdhci", "esdhc", "usdhc", "mmc", "dwmmc", "mshc", "sdmmc", "emmc"}),
+    ("serial", {"uart", "serial", "lpuart", "scif", "hscif", "pl011", "8250", "ns16550a",
+                "ns16550", "16550"}),
+    ("sata", {"ahci", "sata"}),
+    ("usb", {"usb", "xhci", "ehci", "ohci", "dwc3", "dwc2", "musb"}),
+    ("crypto", {"crypto", "caam", "rng", "trng"}),
+    ("rtc", {"rtc"}),
+    ("spi", {"spi", "qspi", "flexspi", "ospi"}),
+    ("i2c", {"i2c"}),
+    ("can", {"can", "flexcan", "mcan"}),
+    ("watchdog", {"wdt", "watchdog", "wdog"}),
+    ("pwm", {"pwm"}),
+    ("dma", {"dma", "edma", "sdma", "dmac", "bam"}),
+    ("gpio", {"gpio"}),
+    ("pcie", {"pcie"}),
+    ("other", {"adc", "saradc", "i2s", "sai", "spdif", "nand", "mailbox"}),
+]
+CLASS_ORDER = [c for c, _ in NAME_CLASS]
+RESULTS = ["refused", "invalid", "host-invalid", "valid"]
+OPTSETS = ["no options", "given clock rates"]
+# Errors that the SCMI issue's providers will clear: a node with only these counts as valid in
+# the second figure.
+PROVIDER_ONLY = re.compile(r"^'(resets|reset-names|power-domains)' is a (required property"
+                           r"|dependency of '[a-z-]+')$")
+
+
+def strings(fdt, off, name):
+    p = fdt.getprop(off, name, quiet=(libfdt.NOTFOUND,))
+    if p == -libfdt.NOTFOUND:
+        return None
+    return [s for s in bytes(p).decode("latin-1").split("\0") if s]
+
+
+def has(fdt, off, name):
+    return fdt.getprop(off, name, quiet=(libfdt.NOTFOUND,)) != -libfdt.NOTFOUND
+
+
+def enabled(fdt, off):
+    st = strings(fdt, off, "status")
+    return not st or st[0] in ("okay", "ok")
+
+
+def classify(fdt, off):
+    base = fdt.get_name(off).split("@")[0]
+    for cls, names in NAME_CLASS:
+        if base in names:
+            return cls
+    tokens = set()
+    for c in strings(fdt, off, "compatible") or []:
+        tokens.update(t for t in re.split(r"[,\-_.]", c.lower()) if t)
+    for cls, toks in COMPAT_CLASS:
+        if tokens & toks:
+            return cls
+    return None
+
+
+def clock_count(fdt, off):
+    """How many entries the node's `clocks` has, decoded with the providers' #clock-cells."""
+    p = fdt.getprop(off, "clocks", quiet=(libfdt.NOTFOUND,))
+    if p == -libfdt.NOTFOUND:
+        return 0
+    cells = [int.from_bytes(bytes(p)[i:i + 4], "big") for i in range(0, len(p), 4)]
+    n = i = 0
+    while i < len(cells):
+        try:
+            prov = fdt.node_offset_by_phandle(cells[i])
+            k = fdt.getprop(prov, "#clock-cells").as_uint32()
+        except libfdt.FdtException:
+            return None
+        i += 1 + k
+        n += 1
+    return n
+
+
+def select(dtb):
+    """(path, class, clock names for clock-rates) of every node the corpus tries."""
+    with open(dtb, "rb") as f:
+        fdt = libfdt.Fdt(f.read())
+    out = []
+    # Walk with an explicit stack: (offset, path, ancestors all enabled and translatable).
+    def walk(off, path, ok):
+        child = fdt.first_subnode(off, quiet=(libfdt.NOTFOUND,))
+        while child >= 0:
+            cpath = path.rstrip("/") + "/" + fdt.get_name(child)
+            cok = ok and enabled(fdt, child)
+            if (cok and has(fdt, child, "reg") and has(fdt, child, "compatible")
+                    and (has(fdt, child, "interrupts") or has(fdt, child, "interrupts-extended"))):
+                cls = classify(fdt, child)
+                if cls:
+                    names = strings(fdt, child, "clock-names") or []
+                    n = clock_count(fdt, child)
+                    if n is None:
+                        n = len(names)
+                    ids = [names[i] if i < len(names) else str(i) for i in range(n)]
+                    out.append((cpath, cls, ids))
+            # MMIO: every ancestor translates its children's addresses (`ranges`), as the
+            # kernel's address translation needs; an I2C/SPI/MDIO bus does not.
+            walk(child, cpath, cok and has(fdt, child, "ranges"))
+            child = fdt.next_subnode(child, quiet=(libfdt.NOTFOUND,))
+    walk(0, "/", True)
+    return out
+
+
+class Validator:
+    def __init__(self, schema):
+        self.v = dtschema.DTValidator([schema])
+        self.cache = {}
+
+    def _node_errors(self, node, nodename, disabled, out):
+        node["$nodename"] = [nodename]
+        try:
+            errs = list(self.v.iter_errors(node))
+        except RecursionError:
+            out.append("recursion error in a referenced schema")
+            return
+        for e in errs:
+            if e.schema_file == "generated-compatibles":
+                continue
+            # As dt-validate: a disabled node may lack required properties.
+            if disabled or (isinstance(e.instance, dict) and "disabled" in
+                            str(e.instance.get("status", ""))):
+                paths = [set(e.schema_path)] + [set(c.schema_path) for c in e.context or []]
+                if any({"required", "unevaluatedProperties"} & p for p in paths):
+                    continue
+            out.extend(reasons(e))
+
+    def _subtree(self, node, nodename, disabled, out):
+        if "status" in node:
+            disabled = "disabled" in str(node["status"])
+        self._node_errors(node, nodename, disabled, out)
+        for name, value in node.items():
+            if isinstance(value, dict) and not name.startswith("__"):
+                self._subtree(value, name, disabled, out)
+
+    def errors(self, dtb, path):
+        """The error reasons of the node at `path` and its subtree."""
+        if dtb not in self.cache:
+            with open(dtb, "rb") as f:
+                self.cache[dtb] = self.v.decode_dtb(f.read())[0]
+        node = self.cache[dtb]
+        for comp in [c for c in path.split("/") if c]:
+            node = node[comp]
+        out = []
+        self._subtree(node, path.rsplit("/", 1)[-1] or "/", False, out)
+        return out
+
+    def forget(self, dtb):
+        self.cache.pop(dtb, None)
+
+
+def reasons(e):
+    """One short key per failure reason of a validation error."""
+    msg = e.message.replace("\n", " ")
+    m = re.search(r"\((.*) (?:was|were) unexpected\)", msg)
+    if m:
+        return [f"{p} unexpected" for p in re.findall(r"'([^']+)'", m.group(1))]
+    if "is a required property" in msg or "is a dependency of" in msg:
+        return [msg]
+    prop = "/".join(str(p) for p in e.path if not isinstance(p, int)) or "node"
+    if e.context:  # oneOf/anyOf: the alternatives (e.g. 'interrupts' or 'interrupts-extended')
+        alts = sorted({c.message.replace("\n", " ")[:60] for c in e.context})
+        return [f"{prop}: one of: {' | '.join(alts)}"[:110]]
+    m = re.search(r" (is too long|is too short|is not of type .*|is not one of .*|"
+                  r"does not match .*|is not valid under any of the given schemas.*|"
+                  r"should not be valid.*|is valid under each of.*)$", msg)
+    return [f"{prop}: {m.group(1) if m else msg}"[:90]]
+
+
+def pct(n, d):
+    return f"{100.0 * n / d:.0f}%" if d else "-"
+
+
+def table(title, keys, rows):
+    """rows: key → {optset: Counter(result)}."""
+    print(f"\n{title}")
+    print(f"  {'':<28} {'':>5} | {OPTSETS[0]:<28} | {OPTSETS[1]}")
+    head = "ref / inv / h-i / valid"
+    print(f"  {'':<28} {'tried':>5} | {head:<28} | {head}")
+    tot = {o: collections.Counter() for o in OPTSETS}
+    for k in keys + ["total"]:
+        if k == "total":
+            r = tot
+        else:
+            r = rows[k]
+            for o in OPTSETS:
+                tot[o].update(r[o])
+        tried = sum(r[OPTSETS[0]].values())
+        cols = []
+        for o in OPTSETS:
+            c = r[o]
+            cols.append(" / ".join(f"{c[x]:>3}" for x in RESULTS[:-1])
+                        + f" / {c['valid']:>3} ({pct(c['valid'], tried):>4})")
+        print(f"  {k:<28} {tried:>5} | {cols[0]:<28} | {cols[1]}")
+
+
+def main():
+    platvmm, schema, work, floor = sys.argv[1:5]
+    boards = [a.split("=", 1) for a in sys.argv[5:]]
+    val = Validator(schema)
+    results = []  # (board, class, path, {optset: (result, detail, errors)})
+    for board, dtb in boards:
+        nodes = select(dtb)
+        for i, (path, cls, clocks) in enumerate(nodes):
+            res = {}
+            host_errs = None
+            for o in OPTSETS:
+                spec = path
+                if o == OPTSETS[1]:
+                    if not clocks:  # the same command as with no options
+                        res[o] = res[OPTSETS[0]]
+                        continue
+                    spec += ",clock-rates=" + ";".join(f"{c}:100M" for c in clocks)
+                guest = os.path.join(work, f"{board}.{i}.{OPTSETS.index(o)}.dtb")
+                p = subprocess.run([platvmm, "preview-dt", "--host-dtb", dtb, "--node", spec,
+                                    "-o", guest], capture_output=True, text=True)
+                if p.returncode != 0:
+                    first = (p.stderr.strip() or p.stdout.strip() or "?").splitlines()[0]
+                    res[o] = ("refused", first, [])
+                    continue
+                m = re.search(r"→ (/\S*)", p.stdout)
+                top = "/" + m.group(1).strip("/").split("/")[0]
+                errs = val.errors(guest, top)
+                val.forget(guest)
+                if not errs:
+                    res[o] = ("valid", "", [])
+                    continue
+                if host_errs is None:
+                    host_errs = val.errors(dtb, path)
+                res[o] = ("host-invalid" if host_errs else "invalid", "", errs)
+            results.append((board, cls, path, res))
+        val.forget(dtb)
+        print(f"  {board}: {len(nodes)} nodes", flush=True)
+
+    for board, cls, path, res in results:
+        line = "  ".join(f"{o}: {res[o][0]}" for o in OPTSETS)
+        detail = res[OPTSETS[1]][1] or "; ".join(sorted(set(res[OPTSETS[1]][2])))[:200]
+        print(f"{board} {path} [{cls}] {line}{'  — ' + detail if detail else ''}")
+
+    per_class = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
+    per_board = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
+    for board, cls, _, res in results:
+        for o in OPTSETS:
+            per_class[cls][o][res[o][0]] += 1
+            per_board[board][o][res[o][0]] += 1
+    table("per class (ref = refused, inv = invalid, h-i = host-invalid)",
+          [c for c in CLASS_ORDER if c in per_class], per_class)
+    table("per board",
+          [b for b, _ in boards], per_board)
+
+    n = len(results)
+    print()
+    for o in OPTSETS:
+        valid = sum(1 for r in results if r[3][o][0] == "valid")
+        relaxed = sum(1 for r in results if r[3][o][0] == "valid" or (
+            r[3][o][0] in ("invalid", "host-invalid")
+            and all(PROVIDER_ONLY.match(e) for e in r[3][o][2])))
+        print(f"{o}: {valid} valid of {n} ({pct(valid, n)}); {relaxed} ({pct(relaxed, n)}) "
+              f"if only resets/reset-names/power-domains errors remain")
+
+    for o in OPTSETS:
+        reasons_ = collections.Counter()
+        refusals = collections.Counter()
+        for r in results:
+            kind, detail, errs = r[3][o]
+            reasons_.update(set(errs))
+            if kind == "refused":
+                refusals[re.sub(r"/[^\s']*", "PATH", detail)[:110]] += 1
+        print(f"\ntop failure reasons, {o} (nodes; invalid and host-invalid guest nodes):")
+        for k, c in sorted(reasons_.items(), key=lambda kc: (-kc[1], kc[0]))[:20]:
+            print(f"  {c:>4}  {k}")
+        if refusals:
+            print(f"refusals, {o}:")
+            for k, c in sorted(refusals.items(), key=lambda kc: (-kc[1], kc[0])):
+                print(f"  {c:>4}  {k}")
+
+    valid = sum(1 for r in results if r[3][OPTSETS[1]][0] == "valid")
+    p = 100.0 * valid / n if n else 0.0
+    print(f"\ncorpus: {valid} valid of {n} ({p:.1f}%), floor {floor}%")
+    return 0 if n and p >= float(floor) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
