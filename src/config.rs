@@ -268,13 +268,16 @@ pub fn parse_compatible(s: &str) -> Result<Vec<String>, String> {
 }
 
 /// Parses `PATH[,key=value...]`. Compatible strings contain commas (`arm,pl031`): a segment
-/// without `=` continues the previous value.
+/// without `=` continues the previous value. So do unit addresses (`ethernet@1,1f00000`): a
+/// segment of hex digits (and what follows it in the path) right after a path whose last
+/// node has a unit address continues the path.
 pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
     let mut parts = s.split(',');
-    let path = parts
+    let mut path = parts
         .next()
         .filter(|p| !p.is_empty())
-        .ok_or("missing device path")?;
+        .ok_or("missing device path")?
+        .to_string();
     let mut opts: Vec<(String, String)> = Vec::new();
     for seg in parts {
         match seg.split_once('=') {
@@ -283,6 +286,10 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
                 Some((_, v)) => {
                     v.push(',');
                     v.push_str(seg);
+                }
+                None if continues_unit_address(&path, seg) => {
+                    path.push(',');
+                    path.push_str(seg);
                 }
                 None => return Err(format!("'{seg}' is not key=value ({VFIO_OPTIONS})")),
             },
@@ -301,6 +308,14 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
         }
     }
     Ok(spec)
+}
+
+/// Whether `seg` is the rest of a unit address cut at a comma: `path`'s last node has one
+/// (`ethernet@1`) and `seg` starts with hex digits (`1f00000`, `1f00000/mdio`).
+fn continues_unit_address(path: &str, seg: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or("");
+    let unit = seg.split('/').next().unwrap_or("");
+    last.contains('@') && !unit.is_empty() && unit.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Parses `256M`, `1G`, `1GiB`, `512` (MiB) into bytes.
@@ -430,6 +445,15 @@ mod tests {
         assert!(parse_vfio("/d,stray")
             .unwrap_err()
             .contains("not key=value"));
+        // Unit addresses with a comma (Socionext: ethernet@1,1f00000) stay in the path.
+        let s = parse_vfio("/soc/ethernet@1,1f00000,handler=ethernet").unwrap();
+        assert_eq!(s.path, PathBuf::from("/soc/ethernet@1,1f00000"));
+        assert_eq!(s.handler.as_deref(), Some("ethernet"));
+        let s = parse_vfio("/soc/bus@1,0/mmc@5a000000").unwrap();
+        assert_eq!(s.path, PathBuf::from("/soc/bus@1,0/mmc@5a000000"));
+        assert!(parse_vfio("/soc/ethernet@1,zz")
+            .unwrap_err()
+            .contains("'zz' is not key=value"));
         assert!(parse_vfio("").is_err());
         assert!(parse_vfio("/d,compatible=").is_err());
         assert_eq!(

@@ -62,14 +62,16 @@ pub fn run(
     handler: Option<&str>,
     out: &Path,
 ) -> Result<Vec<String>, PreviewError> {
-    let blob = std::fs::read(host_dtb).map_err(|e| PreviewError::Read {
-        path: host_dtb.to_path_buf(),
-        msg: e.to_string(),
-    })?;
-    let tree = host_tree(&blob).map_err(|msg| PreviewError::Read {
+    let read_err = |msg: String| PreviewError::Read {
         path: host_dtb.to_path_buf(),
         msg,
-    })?;
+    };
+    // The same checks as every input file (a FIFO or a character device would be read for
+    // ever); FDT_NOPs, as a host's own /sys/firmware/fdt has them, are dropped first.
+    let raw = crate::host::input::read_regular(host_dtb).map_err(|e| read_err(e.to_string()))?;
+    let blob =
+        crate::host::input::strip_nops(&raw).map_err(|e| read_err(format!("not a DTB: {e}")))?;
+    let tree = host_tree(&blob).map_err(read_err)?;
     let mut overlays = Vec::new();
     for n in nodes {
         let ov = n

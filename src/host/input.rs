@@ -87,7 +87,59 @@ const FDT_END: u32 = 9;
 /// user-given DTB (host trees, overlays) goes through this first.
 pub fn check_dtb(blob: &[u8]) -> Result<(), String> {
     let (st, strings) = dtb_blocks(blob)?;
-    check_structure(st, strings)
+    let nops = check_structure(st, strings)?;
+    match nops.first() {
+        Some(at) => Err(format!(
+            "FDT_NOP at {at:#x}: read DTBs through strip_nops (a bootloader's deleted property)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A well-formed DTB (see [`check_dtb`]) without its FDT_NOP tokens, which bootloaders leave
+/// where they delete a property or node (a host's own /sys/firmware/fdt has them) and which
+/// the `fdt` crate does not skip everywhere: the structure block is rewritten without them
+/// and the header's offsets and sizes follow. A blob without NOPs comes back as it is.
+pub fn strip_nops(blob: &[u8]) -> Result<Vec<u8>, String> {
+    let (st, strings) = dtb_blocks(blob)?;
+    let nops = check_structure(st, strings)?;
+    if nops.is_empty() {
+        return Ok(blob.to_vec());
+    }
+    let be32 = |i: usize| u32::from_be_bytes(blob[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+    let rsv_start = be32(4) as usize;
+    let rsv_len = reservation_len(&blob[rsv_start..be32(1) as usize])?;
+    let mut structure = Vec::with_capacity(st.len());
+    let mut from = 0;
+    for at in nops {
+        structure.extend_from_slice(&st[from..at]);
+        from = at + 4;
+    }
+    structure.extend_from_slice(&st[from..]);
+    let mut out = blob[..40].to_vec();
+    out.extend_from_slice(&blob[rsv_start..rsv_start + rsv_len]);
+    let off_struct = out.len();
+    out.extend_from_slice(&structure);
+    let off_strings = out.len();
+    out.extend_from_slice(strings);
+    let set = |out: &mut Vec<u8>, i: usize, v: usize| {
+        out[4 * i..4 * i + 4].copy_from_slice(&(v as u32).to_be_bytes());
+    };
+    let total = out.len();
+    set(&mut out, 1, total);
+    set(&mut out, 2, off_struct);
+    set(&mut out, 3, off_strings);
+    set(&mut out, 4, 40);
+    set(&mut out, 9, structure.len());
+    Ok(out)
+}
+
+/// The memory reservation block's length: 16-byte entries up to the all-zero one.
+fn reservation_len(rsv: &[u8]) -> Result<usize, String> {
+    rsv.chunks_exact(16)
+        .position(|e| e.iter().all(|&b| b == 0))
+        .map(|i| 16 * (i + 1))
+        .ok_or_else(|| "the memory reservation block has no end entry".into())
 }
 
 /// The header checked: the structure and strings blocks, both inside the blob.
@@ -127,8 +179,9 @@ fn dtb_blocks(blob: &[u8]) -> Result<(&[u8], &[u8]), String> {
     Ok((st, strings))
 }
 
-/// The structure block walked token by token (see [`check_dtb`]).
-fn check_structure(st: &[u8], strings: &[u8]) -> Result<(), String> {
+/// The structure block walked token by token (see [`check_dtb`]); returns where its
+/// FDT_NOP tokens are.
+fn check_structure(st: &[u8], strings: &[u8]) -> Result<Vec<usize>, String> {
     let token = |at: usize| -> Result<u32, String> {
         st.get(at..at + 4)
             .map(|b| u32::from_be_bytes(b.try_into().expect("4 bytes")))
@@ -139,6 +192,7 @@ fn check_structure(st: &[u8], strings: &[u8]) -> Result<(), String> {
     // Properties of the current node may still come (none after its first child); whether it
     // is /aliases.
     let (mut props_allowed, mut in_aliases) = (false, false);
+    let mut nops = Vec::new();
     loop {
         let tok = token(pos)?;
         let at = pos;
@@ -193,13 +247,8 @@ fn check_structure(st: &[u8], strings: &[u8]) -> Result<(), String> {
                 props_allowed = false;
                 in_aliases = false;
             }
-            FDT_END if depth == 0 && at > 0 => return Ok(()),
-            FDT_NOP => {
-                return Err(format!(
-                    "FDT_NOP at {at:#x} (a bootloader's deleted property): rewrite it with \
-                     dtc -I dtb -O dtb"
-                ))
-            }
+            FDT_END if depth == 0 && at > 0 => return Ok(nops),
+            FDT_NOP => nops.push(at),
             t => return Err(format!("unexpected token {t:#x} at {at:#x}")),
         }
     }
@@ -285,6 +334,34 @@ mod tests {
         t.extend_from_slice(child_props);
         t.extend([E, E, FDT_END]);
         t
+    }
+
+    /// A bootloader's deleted property (FDT_NOP words where it was, as in a host's own
+    /// /sys/firmware/fdt): refused by the strict check, dropped by `strip_nops`, after which
+    /// the tree reads back whole.
+    #[test]
+    fn nops_are_stripped_and_the_tree_reads_back() {
+        // / { a { x = <1>; NOP NOP NOP (a deleted 4-byte property); x = <2>; }; }
+        let blob = raw_dtb(
+            &tree(&[P, 4, 0, 1, FDT_NOP, FDT_NOP, FDT_NOP, P, 4, 0, 2]),
+            STRINGS,
+        );
+        assert!(check_dtb(&blob).unwrap_err().contains("FDT_NOP at"));
+        let clean = strip_nops(&blob).unwrap();
+        assert_eq!(check_dtb(&clean), Ok(()));
+        assert_eq!(clean.len(), blob.len() - 12);
+        let t = fdt::Fdt::new(&clean).unwrap();
+        let values: Vec<&[u8]> = t
+            .find_node("/a")
+            .unwrap()
+            .properties()
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(values, [&[0, 0, 0, 1][..], &[0, 0, 0, 2][..]]);
+        // A blob without NOPs comes back unchanged; a malformed one is still refused.
+        let plain = raw_dtb(&tree(&[P, 4, 0, 1]), STRINGS);
+        assert_eq!(strip_nops(&plain).unwrap(), plain);
+        assert!(strip_nops(&raw_dtb(&[B, 0, E], STRINGS)).is_err());
     }
 
     /// What the fdt crate would panic on (index out of range, `.expect()`, unbounded

@@ -20,7 +20,12 @@ pub fn read(path: &Path) -> Result<GuestNode, OverlayError> {
         path: path.to_path_buf(),
         msg,
     };
-    let blob = crate::host::input::read_regular(path).map_err(|e| err(e.to_string()))?;
+    let raw = crate::host::input::read_regular(path).map_err(|e| err(e.to_string()))?;
+    let blob = crate::host::input::strip_nops(&raw).map_err(|e| {
+        err(format!(
+            "not a DTB ({e}): compile the DTS with dtc -I dts -O dtb"
+        ))
+    })?;
     parse(&blob).map_err(err)
 }
 

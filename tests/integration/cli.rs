@@ -219,6 +219,18 @@ fn inputs_must_be_regular_files() {
     let dir = std::env::temp_dir();
     let out = platvmm(&["--kernel", s(&k), "--dt-overlay", s(&dir)]);
     assert_error(&out, 1, "it is a directory");
+    // preview-dt's host tree too: /dev/zero used to be read for ever.
+    let out_dtb = scratch("preview-out.dtb");
+    let args = [
+        "preview-dt",
+        "--host-dtb",
+        "/dev/zero",
+        "--node",
+        "/x",
+        "-o",
+        s(&out_dtb),
+    ];
+    assert_error(&platvmm(&args), 1, "/dev/zero: it is a character device");
 }
 
 #[test]
