@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use devices::dt::GuestNode;
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::ranges::BusCells;
 
 use crate::arch::aarch64::fdt::{self, FdtConfig};
 use crate::arch::aarch64::layout::{self, MIB};
@@ -128,6 +129,18 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     let mut d = DeviceDesc::from_dt(path, host, &sizes, PREVIEW_PAGE);
     d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
     d.clocks = clocks;
+    d.host_bus = d
+        .host_parent
+        .as_deref()
+        .map(|p| if p.is_empty() { "/" } else { p })
+        .and_then(|p| tree.find_node(p))
+        .map(|p| {
+            let c = p.cell_sizes();
+            BusCells {
+                address: c.address_cells as u32,
+                size: c.size_cells as u32,
+            }
+        });
     Ok(d)
 }
 

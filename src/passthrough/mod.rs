@@ -25,6 +25,7 @@ use std::sync::Arc;
 use devices::dt::GuestNode;
 use devices::guest_node::clocks::{self, HostClock, SysfsTree};
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::ranges::BusCells;
 use devices::vfio::container::{Container, ContainerError};
 use devices::vfio::device::{DeviceError, VfioDevice};
 use devices::vfio::region::{Counters, MappedRegion};
@@ -115,6 +116,13 @@ impl ProbedDevice {
         let p = self.host.of_node.as_deref()?.parent()?;
         Some(p.display().to_string())
     }
+
+    /// The host parent bus's cells, read from the parent node's directory.
+    fn host_bus(&self) -> Option<BusCells> {
+        let p = self.host.of_node.as_deref()?.parent()?;
+        let node = HostNode::read_props(p).ok()?;
+        Some(devices::guest_node::ranges::own_cells(&node))
+    }
 }
 
 /// Checks every spec: sysfs state, no device twice, its overlay, its host DT node.
@@ -200,6 +208,7 @@ impl PassDevice {
         desc.host_node = self.probed.host_node.clone();
         desc.host_parent = self.probed.host_parent();
         desc.clocks = self.probed.clocks.clone();
+        desc.host_bus = self.probed.host_bus();
         desc
     }
 }

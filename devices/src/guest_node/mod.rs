@@ -1,21 +1,12 @@
 //! The guest node generated for a passed-through device from its host DT node.
 //!
-//! Property policy (the generic handler):
-//! - rewritten: `reg` (guest addresses, exact VFIO region sizes, in region order) and
+//! The generic generation: the host node's properties and children under the property policy
+//! ([`policy`]: everything is kept but references to host nodes, which are kept inside the
+//! device, translated, or dropped with advice by kind ([`refs`])); then
+//! - rewritten: `reg` (guest addresses, exact VFIO region sizes, in region order),
 //!   `interrupts` (one GIC SPI per VFIO IRQ, level-high for automasked IRQs, rising edge
-//!   otherwise); `compatible` unless overridden.
-//! - dropped with a warning: properties that carry phandles to host nodes the guest does not
-//!   have ([`PHANDLE_PROPS`], `pinctrl-N`, `*-supply`, `*-gpios`, ...) and anything else not on
-//!   the allow list that is neither a string list nor a boolean.
-//! - copied: the allow list ([`ALLOW_PROPS`]), boolean (empty) properties and string lists —
-//!   neither can hold a phandle.
-//! - dropped silently: `phandle`, `linux,phandle`, `status` (the guest node is always enabled).
-//!
-//! - kept with their targets: references inside the passed-through subtree
-//!   ([`SUBTREE_REF_PROPS`]: a MAC's `phy-handle` to the PHY under its own `mdio`...); the
-//!   targets keep their `phandle`, which the caller renumbers ([`local_phandles`],
-//!   [`remap_phandles`]). The same properties pointing outside are dropped, named.
-//! - dropped references say what the host must do instead ([`drop_advice`]).
+//!   otherwise), `ranges` (its children's addresses into the guest addresses of the passed
+//!   regions, [`ranges`]); `compatible` unless overridden.
 //!
 //! `clocks`/`clock-names` are kept when the caller resolved every host clock to a guest fixed
 //! clock ([`NodeParams::clocks`]). Otherwise AMBA devices get `clocks`/`clock-names =
@@ -24,101 +15,18 @@
 //! platform bus gets the same, and `arm,primecell`.
 //! The user's overlay (properties and children) is applied last and wins.
 
-use std::collections::{HashMap, HashSet};
-
-use crate::dt::{
-    self, cells_prop, is_string_list, strings_prop, writable_prop_name, GuestNode, PROP_NAME_MAX,
-};
+use crate::dt::{self, cells_prop, strings_prop, GuestNode};
 use crate::vfio::device::DeviceKind;
 use hostdt::HostNode;
+pub use policy::{local_phandles, remap_phandles};
+use ranges::BusCells;
 
 pub mod clocks;
 pub mod handlers;
 pub mod hostdt;
-
-/// Phandle-bearing properties (or their companions) that are dropped with a warning.
-pub const PHANDLE_PROPS: &[&str] = &[
-    "clocks",
-    "clock-names",
-    "assigned-clocks",
-    "assigned-clock-parents",
-    "assigned-clock-rates",
-    "resets",
-    "reset-names",
-    "phys",
-    "phy-names",
-    "power-domains",
-    "power-domain-names",
-    "pinctrl-names",
-    "iommus",
-    "iommu-map",
-    "iommu-map-mask",
-    "dmas",
-    "dma-names",
-    "interrupt-parent",
-    "interrupts-extended",
-    "msi-parent",
-    "msi-map",
-    "nvmem-cells",
-    "nvmem-cell-names",
-    "memory-region",
-    "memory-region-names",
-    "interconnects",
-    "interconnect-names",
-    "operating-points-v2",
-    "gpios",
-    "syscon",
-];
-
-/// Phandle-free properties copied as they are.
-pub const ALLOW_PROPS: &[&str] = &[
-    "compatible",
-    "reg-names",
-    "interrupt-names",
-    "dma-coherent",
-    "dma-noncoherent",
-    "clock-frequency",
-    "current-speed",
-    "arm,primecell-periphid",
-    "big-endian",
-    "little-endian",
-    "native-endian",
-    "reg-shift",
-    "reg-io-width",
-    "wakeup-source",
-    "dr_mode",
-    "maximum-speed",
-    "ports-implemented",
-    "num-cs",
-    "ngpios",
-    "fifo-size",
-    "linux,code",
-    "gpio-controller",
-    "#gpio-cells",
-    "interrupt-controller",
-    "#interrupt-cells",
-    "gpio-line-names",
-];
-
-/// Properties never copied and never worth a warning.
-/// (`interrupt-parent`: the guest node's `interrupts` are rewritten for the guest's GIC, the
-/// root's interrupt parent.)
-const SILENT_DROP: &[&str] = &[
-    "phandle",
-    "linux,phandle",
-    "status",
-    "reg",
-    "interrupts",
-    "interrupt-parent",
-];
-
-fn is_phandle_prop(name: &str) -> bool {
-    PHANDLE_PROPS.contains(&name)
-        || (name.starts_with("pinctrl-") && name[8..].chars().all(|c| c.is_ascii_digit()))
-        || name.ends_with("-supply")
-        || name.ends_with("-gpios")
-        || name.ends_with("-gpio")
-}
+pub mod policy;
+pub mod ranges;
+pub mod refs;
 
 /// One guest interrupt: SPI number and trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +55,9 @@ pub struct NodeParams<'a> {
     pub mac: Option<[u8; 6]>,
     /// The user's fixed link for a MAC whose PHY the guest does not get (`fixed-link=`).
     pub fixed_link: Option<FixedLink>,
+    /// The host parent bus's cells, to read the host `reg` and `ranges` (translated for a
+    /// device with children); unknown: `ranges` is dropped with a note.
+    pub host_bus: Option<BusCells>,
 }
 
 /// An Ethernet fixed link (no PHY): speed in Mb/s and duplex.
@@ -166,41 +77,6 @@ pub struct Generated {
 
 /// Builds the guest node (the generic handler).
 pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
-    generate_with(host, p, &|_| false)
-}
-
-/// Properties holding one phandle that may point inside the passed-through subtree (a MAC's
-/// `phy-handle` to the PHY under its own `mdio`, a DWMAC's AXI/MTL configuration children).
-/// Such a reference is kept, with the target's `phandle`; [`local_phandles`] lists them so the
-/// caller can renumber them to guest phandles ([`remap_phandles`]).
-pub const SUBTREE_REF_PROPS: &[&str] = &[
-    "phy-handle",
-    "phy",
-    "phy-device",
-    "pcs-handle",
-    "remote-endpoint",
-    "snps,axi-config",
-    "snps,mtl-rx-config",
-    "snps,mtl-tx-config",
-];
-
-/// How the copy treats one property (shared by the node and its children).
-struct Policy<'a> {
-    /// More properties a type handler knows to be phandle-free.
-    extra_allow: &'a dyn Fn(&str) -> bool,
-    /// Phandle properties the caller rewrites itself (no drop warning).
-    rewritten: &'a dyn Fn(&str) -> bool,
-    /// Phandles of nodes inside the passed-through subtree.
-    subtree: HashSet<u32>,
-}
-
-/// The generic generation, with `extra_allow` naming more properties a type handler knows to
-/// be phandle-free.
-pub fn generate_with(
-    host: Option<&HostNode>,
-    p: &NodeParams,
-    extra_allow: &dyn Fn(&str) -> bool,
-) -> Generated {
     let mut warnings = Vec::new();
     let base = host.map(|h| h.base_name()).unwrap_or(p.dev_name);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
@@ -209,7 +85,7 @@ pub fn generate_with(
         ..Default::default()
     };
     if let Some(h) = host {
-        copy_host(h, p, extra_allow, &mut node, &mut warnings);
+        node = copy_host(h, p, &mut warnings);
     }
     if let Some(c) = p.compatible {
         node.set("compatible", strings_prop(c));
@@ -232,39 +108,34 @@ pub fn generate_with(
     Generated { node, warnings }
 }
 
-/// The host node's properties and children under the property policy; references inside the
-/// subtree are kept (with their targets' `phandle`), the rest dropped with a note.
-fn copy_host(
-    h: &HostNode,
-    p: &NodeParams,
-    extra_allow: &dyn Fn(&str) -> bool,
-    node: &mut GuestNode,
-    warnings: &mut Vec<String>,
-) {
+/// The host node's properties and children under the property policy, named for the guest,
+/// with its `ranges` translated.
+fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> GuestNode {
     // Resolved clocks are rewritten by the caller: dropping the host's is then no news.
-    let rewritten = |n: &str| p.clocks.is_some() && (n == "clocks" || n == "clock-names");
-    let mut subtree = HashSet::new();
-    for c in &h.children {
-        child_phandles(c, &mut subtree);
+    let rewritten = |n: &str| p.clocks.is_some() && n == "clocks";
+    let mut copier = policy::Copier::new(h, &rewritten);
+    let mut node = copier.copy(h);
+    warnings.append(&mut copier.warnings);
+    let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
+    node.name = format!("{}@{addr:x}", h.base_name());
+    if h.prop("ranges").is_some() {
+        match guest_ranges(h, p) {
+            Ok(r) => node.set("ranges", r),
+            Err(why) => warnings.push(format!("{}: dropped 'ranges' ({why})", h.name)),
+        }
     }
-    let policy = Policy {
-        extra_allow,
-        rewritten: &rewritten,
-        subtree,
-    };
-    let mut referenced = HashSet::new();
-    copy_props(h, node, warnings, true, &policy, &mut referenced);
-    for c in &h.children {
-        let child = copy_child(c, warnings, &h.name, &policy, &mut referenced);
-        node.children.push(child);
-    }
-    for c in &mut node.children {
-        drop_unreferenced_phandles(c, &referenced);
-    }
-    if h.children.is_empty() {
-        node.remove("#address-cells");
-        node.remove("#size-cells");
-    }
+    node
+}
+
+/// The guest `ranges` of `h`, from where its regions went.
+fn guest_ranges(h: &HostNode, p: &NodeParams) -> Result<Vec<u8>, String> {
+    let bus = p
+        .host_bus
+        .ok_or("the host parent bus's #address-cells/#size-cells are not known")?;
+    let host = ranges::host_regs(h, bus).ok_or("its host reg does not decode")?;
+    let w = ranges::windows(&host, p.regs)
+        .ok_or("its host reg entries do not pair with the device's regions")?;
+    ranges::guest_ranges(h, bus, &w)
 }
 
 /// `reg` (the guest tree has #address-cells = #size-cells = 2 at the root) and `interrupts`.
@@ -328,166 +199,6 @@ fn make_primecell(node: &mut GuestNode, p: &NodeParams) {
     }
 }
 
-fn one_cell(v: &[u8]) -> Option<u32> {
-    (v.len() == 4).then(|| u32::from_be_bytes(v.try_into().expect("4 bytes")))
-}
-
-/// Phandles of `n` and its descendants.
-fn child_phandles(n: &HostNode, out: &mut HashSet<u32>) {
-    for p in ["phandle", "linux,phandle"] {
-        if let Some(ph) = n.prop(p).and_then(one_cell) {
-            out.insert(ph);
-        }
-    }
-    for c in &n.children {
-        child_phandles(c, out);
-    }
-}
-
-fn drop_unreferenced_phandles(n: &mut GuestNode, referenced: &HashSet<u32>) {
-    if let Some(ph) = n.prop("phandle").and_then(one_cell) {
-        if !referenced.contains(&ph) {
-            n.remove("phandle");
-        }
-    }
-    for c in &mut n.children {
-        drop_unreferenced_phandles(c, referenced);
-    }
-}
-
-/// What the host must do for a dependency the guest loses, by the dropped property.
-pub fn drop_advice(name: &str) -> &'static str {
-    match name {
-        "resets" | "reset-names" => {
-            "the guest cannot reset it; the host must have taken it out of reset, and platvmm \
-             never resets it either"
-        }
-        "power-domains" | "power-domain-names" => {
-            "the host must keep its power domain on while VFIO holds the device"
-        }
-        "iommus" | "iommu-map" | "iommu-map-mask" => {
-            "DMA goes through the host's IOMMU (or identity-mapped RAM in no-IOMMU mode)"
-        }
-        "dmas" | "dma-names" => {
-            "the host's DMA engine stays with the host: the guest driver must work without it"
-        }
-        "phys" | "phy-names" => "the host must have powered and configured the PHY",
-        n if n.starts_with("pinctrl-") => "the pins keep the host's configuration",
-        n if n.ends_with("-supply") => "the host must keep the regulator on",
-        n if n.ends_with("-gpios") || n.ends_with("-gpio") || n == "gpios" => {
-            "the GPIO lines stay with the host"
-        }
-        _ => "refers to host nodes the guest does not have",
-    }
-}
-
-fn copy_props(
-    h: &HostNode,
-    node: &mut GuestNode,
-    warnings: &mut Vec<String>,
-    top: bool,
-    policy: &Policy,
-    referenced: &mut HashSet<u32>,
-) {
-    for (name, value) in &h.props {
-        let n = name.as_str();
-        if top && SILENT_DROP.contains(&n) || (!top && n == "linux,phandle") {
-            continue;
-        }
-        if !top && n == "phandle" {
-            // Kept for now: removed afterwards unless something in the subtree refers to it.
-            node.props.push((name.clone(), value.clone()));
-            continue;
-        }
-        let local = one_cell(value).filter(|ph| policy.subtree.contains(ph));
-        if let (true, Some(ph)) = (SUBTREE_REF_PROPS.contains(&n), local) {
-            referenced.insert(ph);
-            node.props.push((name.clone(), value.clone()));
-        } else if !writable_prop_name(n) {
-            warnings.push(format!(
-                "{}: dropped '{n}' (the DT writer accepts property names of at most {PROP_NAME_MAX} characters from [A-Za-z0-9,._+?#-]; add it with dtc-built DTs only)",
-                h.name
-            ));
-        } else if SUBTREE_REF_PROPS.contains(&n) {
-            warnings.push(format!(
-                "{}: dropped '{n}' (refers to a host node outside the passed-through device)",
-                h.name
-            ));
-        } else if is_phandle_prop(n) {
-            if !(policy.rewritten)(n) {
-                warnings.push(format!("{}: dropped '{n}' ({})", h.name, drop_advice(n)));
-            }
-        } else if ALLOW_PROPS.contains(&n)
-            || (policy.extra_allow)(n)
-            || value.is_empty()
-            || is_string_list(value)
-            || n == "#address-cells"
-            || n == "#size-cells"
-            || (!top && n == "reg")
-        {
-            node.props.push((name.clone(), value.clone()));
-        } else {
-            warnings.push(format!(
-                "{}: dropped '{n}' (not on the allow list and may hold a phandle; add it with the dt overlay if the guest needs it)",
-                h.name
-            ));
-        }
-    }
-}
-
-fn copy_child(
-    c: &HostNode,
-    warnings: &mut Vec<String>,
-    parent: &str,
-    policy: &Policy,
-    referenced: &mut HashSet<u32>,
-) -> GuestNode {
-    let mut node = GuestNode {
-        name: c.name.clone(),
-        ..Default::default()
-    };
-    let before = warnings.len();
-    copy_props(c, &mut node, warnings, false, policy, referenced);
-    for w in &mut warnings[before..] {
-        *w = format!("{parent}/{w}");
-    }
-    let path = format!("{parent}/{}", c.name);
-    for cc in &c.children {
-        let child = copy_child(cc, warnings, &path, policy, referenced);
-        node.children.push(child);
-    }
-    node
-}
-
-/// The host phandles a generated node keeps for references inside its own subtree (the
-/// `phandle` properties of its descendants), in tree order.
-pub fn local_phandles(n: &GuestNode) -> Vec<u32> {
-    let mut out = Vec::new();
-    fn walk(n: &GuestNode, out: &mut Vec<u32>) {
-        if let Some(ph) = n.prop("phandle").and_then(one_cell) {
-            out.push(ph);
-        }
-        n.children.iter().for_each(|c| walk(c, out));
-    }
-    n.children.iter().for_each(|c| walk(c, &mut out));
-    out
-}
-
-/// Rewrites the subtree's `phandle` properties and the references to them
-/// ([`SUBTREE_REF_PROPS`]) from host to guest phandles.
-pub fn remap_phandles(n: &mut GuestNode, map: &HashMap<u32, u32>) {
-    for (name, value) in &mut n.props {
-        if name == "phandle" || SUBTREE_REF_PROPS.contains(&name.as_str()) {
-            if let Some(g) = one_cell(value).and_then(|h| map.get(&h)) {
-                *value = g.to_be_bytes().to_vec();
-            }
-        }
-    }
-    for c in &mut n.children {
-        remap_phandles(c, map);
-    }
-}
-
 /// Builders shared by the node and handler unit tests.
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -521,6 +232,7 @@ pub(crate) mod test_support {
             clocks: None,
             mac: None,
             fixed_link: None,
+            host_bus: Some(ranges::GUEST_BUS),
         }
     }
 }
@@ -529,6 +241,7 @@ pub(crate) mod test_support {
 mod tests {
     use super::test_support::{host, params};
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn pl031_amba_node() {
@@ -606,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn phandle_props_dropped_with_names_and_unknown_binary_dropped() {
+    fn references_dropped_by_kind_and_everything_else_kept() {
         let h = host(
             "sata@3200000",
             &[
@@ -617,9 +330,13 @@ mod tests {
                 ("pinctrl-names", b"default\0"),
                 ("vbus-supply", &[0, 0, 0, 4]),
                 ("reset-gpios", &[0, 0, 0, 5, 0, 0, 0, 1]),
+                ("rockchip,grf", &[0, 0, 0, 6]),
+                ("dma-ranges", &[0; 12]),
                 ("vendor,magic", &[0, 0, 0, 7]),
                 ("vendor,flag", b""),
                 ("vendor,mode", b"fast\0"),
+                ("#dma-cells", &[0, 0, 0, 1]),
+                ("bus-width", &[0, 0, 0, 8]),
                 ("status", b"okay\0"),
             ],
         );
@@ -631,21 +348,130 @@ mod tests {
             "resets",
             "phys",
             "pinctrl-0",
-            "pinctrl-names",
             "vbus-supply",
             "reset-gpios",
-            "vendor,magic",
+            "rockchip,grf",
+            "dma-ranges",
         ] {
             assert!(g.node.prop(p).is_none(), "{p} copied");
             assert!(
                 g.warnings.iter().any(|w| w.contains(&format!("'{p}'"))),
-                "no warning for {p}"
+                "no warning for {p}: {:?}",
+                g.warnings
             );
         }
+        assert!(
+            g.node.prop("pinctrl-names").is_none(),
+            "goes with pinctrl-0"
+        );
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("'pinctrl-0' and 'pinctrl-names'")));
+        // What the device says about itself stays, whatever its shape.
+        assert_eq!(g.node.prop("vendor,magic").unwrap(), [0, 0, 0, 7]);
         assert_eq!(g.node.prop("vendor,flag").unwrap(), b"");
         assert_eq!(g.node.prop("vendor,mode").unwrap(), b"fast\0");
+        assert_eq!(g.node.prop("#dma-cells").unwrap(), cells_prop(&[1]));
+        assert_eq!(g.node.prop("bus-width").unwrap(), cells_prop(&[8]));
         assert!(g.node.prop("status").is_none());
         assert!(g.node.prop("interrupts").is_none(), "no IRQs, no property");
+    }
+
+    /// A child's references into the device are kept and renumbered, entries decoded with
+    /// the local provider's cells; its interrupts from a host parent outside are dropped.
+    #[test]
+    fn children_keep_local_references_and_lose_host_interrupts() {
+        let mut h = host(
+            "gpio@1000",
+            &[
+                ("compatible", b"vendor,gpio\0"),
+                ("gpio-controller", b""),
+                ("#gpio-cells", &cells_prop(&[2])),
+                ("interrupt-controller", b""),
+                ("#interrupt-cells", &cells_prop(&[2])),
+                ("phandle", &cells_prop(&[0x10])),
+            ],
+        );
+        let mut bank = host(
+            "bank@0",
+            &[
+                ("reg", &cells_prop(&[0])),
+                ("gpio-controller", b""),
+                ("#gpio-cells", &cells_prop(&[2])),
+                ("phandle", &cells_prop(&[0x11])),
+            ],
+        );
+        bank.children.push(host(
+            "hog",
+            &[
+                ("gpios", &cells_prop(&[0x11, 3, 0, 0x11, 4, 1])),
+                ("interrupts", &cells_prop(&[0, 40, 4])),
+                ("other-gpios", &cells_prop(&[0x99, 1, 0])),
+            ],
+        ));
+        h.children.push(bank);
+        let g = generate(
+            Some(&h),
+            &params(DeviceKind::Platform, &[(0x4000_0000, 0x1000)], &[]),
+        );
+        let hog = &g.node.children[0].children[0];
+        assert_eq!(
+            hog.prop("gpios").unwrap(),
+            cells_prop(&[0x11, 3, 0, 0x11, 4, 1])
+        );
+        assert!(hog.prop("interrupts").is_none());
+        assert!(hog.prop("other-gpios").is_none());
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("bank@0/hog: dropped 'interrupts'")));
+        assert_eq!(local_phandles(&g.node), [0x11]);
+        let mut n = g.node.clone();
+        remap_phandles(&mut n, &HashMap::from([(0x11, 7)]));
+        let hog = &n.children[0].children[0];
+        assert_eq!(hog.prop("gpios").unwrap(), cells_prop(&[7, 3, 0, 7, 4, 1]));
+        assert_eq!(n.children[0].prop("phandle").unwrap(), cells_prop(&[7]));
+        assert!(n.prop("phandle").is_none(), "the device's own: not local");
+    }
+
+    /// A SEC controller passed whole: its ranges follow its region into the guest; without
+    /// the host bus's cells they are dropped, said.
+    #[test]
+    fn ranges_are_translated_into_the_guest_window() {
+        let mut h = host(
+            "crypto@1700000",
+            &[
+                ("compatible", b"fsl,sec-v5.4\0"),
+                ("#address-cells", &cells_prop(&[1])),
+                ("#size-cells", &cells_prop(&[1])),
+                ("reg", &cells_prop(&[0, 0x170_0000, 0, 0x10_0000])),
+                ("ranges", &cells_prop(&[0, 0, 0x170_0000, 0x10_0000])),
+            ],
+        );
+        h.children.push(host(
+            "jr@10000",
+            &[
+                ("reg", &cells_prop(&[0x1_0000, 0x1_0000])),
+                ("interrupts", &cells_prop(&[0, 71, 4])),
+            ],
+        ));
+        let regs = [(0x4000_0000, 0x10_0000)];
+        let g = generate(Some(&h), &params(DeviceKind::Platform, &regs, &[]));
+        assert_eq!(
+            g.node.prop("ranges").unwrap(),
+            cells_prop(&[0, 0, 0x4000_0000, 0x10_0000])
+        );
+        assert_eq!(g.node.prop("#address-cells").unwrap(), cells_prop(&[1]));
+        assert_eq!(
+            g.node.children[0].prop("reg").unwrap(),
+            cells_prop(&[0x1_0000, 0x1_0000])
+        );
+        let mut p = params(DeviceKind::Platform, &regs, &[]);
+        p.host_bus = None;
+        let g = generate(Some(&h), &p);
+        assert!(g.node.prop("ranges").is_none());
+        assert!(g.warnings.iter().any(|w| w.contains("dropped 'ranges'")));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use devices::dt::{self, GuestNode};
 use devices::guest_node::clocks::{ClockRate, HostClock};
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::ranges::BusCells;
 use devices::guest_node::FixedLink;
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
 
@@ -41,6 +42,8 @@ pub struct DeviceDesc {
     pub host_parent: Option<String>,
     /// The host clocks its `clocks` property references, resolved where possible.
     pub clocks: Vec<HostClock>,
+    /// The host parent bus's `#address-cells`/`#size-cells` (to translate `ranges`).
+    pub host_bus: Option<BusCells>,
 }
 
 impl DeviceDesc {
@@ -76,6 +79,7 @@ impl DeviceDesc {
             host_node: None,
             host_parent: None,
             clocks: Vec::new(),
+            host_bus: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl DeviceDesc {
             host_node: Some(host),
             host_parent: None,
             clocks: Vec::new(),
+            host_bus: None,
         }
     }
 }

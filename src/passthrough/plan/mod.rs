@@ -344,6 +344,7 @@ impl<'r> Planner<'r> {
                 clocks,
                 mac: o.mac,
                 fixed_link: o.fixed_link,
+                host_bus: d.host_bus,
             },
         )
     }

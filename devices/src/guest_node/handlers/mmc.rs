@@ -37,21 +37,6 @@ fn is_mmc(c: &str) -> bool {
         || c.ends_with("-dw-mshc")
 }
 
-fn mmc_allow(n: &str) -> bool {
-    matches!(
-        n,
-        "bus-width"
-            | "max-frequency"
-            | "sdhci-caps"
-            | "sdhci-caps-mask"
-            | "fifo-depth"
-            | "card-detect-delay"
-            | "#clock-cells"
-            | "data-addr"
-            | "fifo-watermark-aligned"
-    ) || n.starts_with("clk-phase-")
-}
-
 impl TypeHandler for Mmc {
     fn name(&self) -> &'static str {
         "mmc"
@@ -78,7 +63,7 @@ impl TypeHandler for Mmc {
             .map(|c| format!("compatible \"{c}\" is an SD/MMC host controller"))
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        let mut g = node::generate_with(host, p, &mmc_allow);
+        let mut g = node::generate(host, p);
         rename(&mut g, "mmc");
         let compat = g.node.strings("compatible");
         let variant = compat

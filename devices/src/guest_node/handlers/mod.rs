@@ -126,7 +126,7 @@ impl TypeHandler for Sata {
         }]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        let mut g = node::generate_with(host, p, &|n| n.starts_with("ceva,"));
+        let mut g = node::generate(host, p);
         rename(&mut g, "sata");
         let guest_compat = g.node.strings("compatible");
         if p.clocks.is_none()
@@ -191,7 +191,7 @@ impl TypeHandler for Usb {
         }]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        let mut g = node::generate_with(host, p, &|n| n.starts_with("snps,"));
+        let mut g = node::generate(host, p);
         rename(&mut g, "usb");
         let compat = g.node.strings("compatible");
         let generic = compat.iter().any(|c| USB_GENERIC.contains(&c.as_str()));
@@ -528,11 +528,11 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("dr_mode \"otg\" forced to \"host\"")));
-        // 34 characters: longer than vm-fdt writes, dropped with a warning that says why.
-        assert!(g.node.prop("snps,quirk-frame-length-adjustment").is_none());
-        assert!(g.warnings.iter().any(
-            |w| w.contains("'snps,quirk-frame-length-adjustment'") && w.contains("at most 31")
-        ));
+        // 34 characters: longer than the DT spec's 31, kept (dtc and Linux take it).
+        assert_eq!(
+            g.node.prop("snps,quirk-frame-length-adjustment").unwrap(),
+            cells_prop(&[0x20])
+        );
         assert_eq!(
             g.node.prop("snps,incr-burst-type-adjustment").unwrap(),
             cells_prop(&[1, 4, 8, 16])

@@ -31,25 +31,6 @@ fn is_dwmac(c: &str) -> bool {
     c.starts_with("snps,dwmac") || c.starts_with("snps,dwxgmac") || c.ends_with("-dwmac")
 }
 
-/// Phandle-free MAC and PHY properties (numbers the generic policy cannot tell from phandles).
-fn net_allow(n: &str) -> bool {
-    matches!(
-        n,
-        "local-mac-address"
-            | "mac-address"
-            | "max-speed"
-            | "speed"
-            | "max-frame-size"
-            | "rx-fifo-depth"
-            | "tx-fifo-depth"
-            | "ti,fifo-depth"
-            | "#phy-cells"
-    ) || n.ends_with("-internal-delay")
-        || n.ends_with("-delay-ps")
-        || n.ends_with("-skew-ps")
-        || n.starts_with("snps,")
-}
-
 impl TypeHandler for Ethernet {
     fn name(&self) -> &'static str {
         "ethernet"
@@ -73,7 +54,7 @@ impl TypeHandler for Ethernet {
         }]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        let mut g = node::generate_with(host, p, &net_allow);
+        let mut g = node::generate(host, p);
         rename(&mut g, "ethernet");
         set_mac(&mut g, host, p);
         set_link(&mut g, host, p);

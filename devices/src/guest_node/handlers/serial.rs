@@ -27,13 +27,6 @@ fn is_cadence(c: &str) -> bool {
     c.starts_with("cdns,uart-") || c == "xlnx,xuartps"
 }
 
-fn serial_allow(n: &str) -> bool {
-    matches!(
-        n,
-        "current-speed" | "reg-shift" | "reg-io-width" | "fifo-size"
-    )
-}
-
 impl TypeHandler for Serial {
     fn name(&self) -> &'static str {
         "serial"
@@ -43,7 +36,7 @@ impl TypeHandler for Serial {
             .map(|c| format!("compatible \"{c}\" is a UART"))
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        let mut g = node::generate_with(host, p, &serial_allow);
+        let mut g = node::generate(host, p);
         rename(&mut g, "serial");
         let compat = g.node.strings("compatible");
         if p.clocks.is_none() && compat.iter().any(|c| c == "arm,pl011") {
