@@ -528,11 +528,16 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("dr_mode \"otg\" forced to \"host\"")));
-        // 34 characters: longer than vm-fdt writes, dropped with a warning that says why.
-        assert!(g.node.prop("snps,quirk-frame-length-adjustment").is_none());
-        assert!(g.warnings.iter().any(
-            |w| w.contains("'snps,quirk-frame-length-adjustment'") && w.contains("at most 31")
-        ));
+        // 34 characters, longer than the DT specification's 31: kept (the guest tree's writer
+        // writes it), without a warning.
+        assert_eq!(
+            g.node.prop("snps,quirk-frame-length-adjustment").unwrap(),
+            cells_prop(&[0x20])
+        );
+        assert!(!g
+            .warnings
+            .iter()
+            .any(|w| w.contains("'snps,quirk-frame-length-adjustment'")));
         assert_eq!(
             g.node.prop("snps,incr-burst-type-adjustment").unwrap(),
             cells_prop(&[1, 4, 8, 16])
