@@ -3,12 +3,19 @@
 //! Nodes: root (`linux,dummy-virt`), `cpus` (one `cpu@N` per vCPU, reg = MPIDR affinity,
 //! PSCI enable-method), `memory@80000000`, `chosen` (bootargs, initrd, stdout-path), the
 //! GIC (`interrupt-controller@8000000`), the architected timer, `psci` (0.2, HVC) and the console UART.
-//! Device nodes come as [`GuestNode`]s, written as they are.
+//! Device nodes come as [`GuestNode`]s, written as they are: property names vm-fdt refuses
+//! (longer than the DT specification's 31 characters, which dtc and Linux accept) go through
+//! `longnames`.
+
+mod longnames;
+
+pub use longnames::LongNameError;
 
 use devices::dt::{
     writable_prop_name, GuestNode, GIC_PPI, GIC_SPI, IRQ_TYPE_EDGE_RISING, IRQ_TYPE_LEVEL_HIGH,
     IRQ_TYPE_LEVEL_LOW,
 };
+use longnames::LongNames;
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
 use super::layout::*;
@@ -25,23 +32,28 @@ const GIC_MAINT_PPI: u32 = 9;
 /// MPIDR bits that identify a CPU (Aff3 in 39:32, Aff2..Aff0 in 23:0).
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
 
-/// Writes `n` and its children; a property name vm-fdt cannot write is skipped with a warning.
-fn write_guest_node(fdt: &mut FdtWriter, n: &GuestNode) -> FdtWriterResult<()> {
+/// Writes `n` and its children; a property name no DTB reader takes (empty, with a NUL or a
+/// `/`) is skipped with a warning, every other name is written (see `longnames`).
+fn write_guest_node(
+    fdt: &mut FdtWriter,
+    names: &mut LongNames,
+    n: &GuestNode,
+) -> Result<(), FdtError> {
     let node = fdt.begin_node(&n.name)?;
     for (name, value) in &n.props {
         if !writable_prop_name(name) {
             log::warn!(
-                "{}: property '{name}' cannot be written (vm-fdt name rules): skipped",
+                "{}: property {name:?} skipped: a property name is non-empty, without NUL or '/'",
                 n.name
             );
             continue;
         }
-        fdt.property(name, value)?;
+        names.property(fdt, name, value)?;
     }
     for c in &n.children {
-        write_guest_node(fdt, c)?;
+        write_guest_node(fdt, names, c)?;
     }
-    fdt.end_node(node)
+    Ok(fdt.end_node(node)?)
 }
 
 /// What the device tree describes.
@@ -64,6 +76,9 @@ pub enum FdtError {
     /// vm-fdt refused something.
     #[error("cannot build the guest device tree: {0}")]
     Writer(#[from] vm_fdt::Error),
+    /// A property name could not be written, or the blob not renamed (see `longnames`).
+    #[error("cannot build the guest device tree: {0}")]
+    Names(#[from] LongNameError),
     /// The result is larger than the 2 MiB the boot protocol allows.
     #[error("guest device tree is {0} bytes, over the 2 MiB limit")]
     TooBig(usize),
@@ -75,6 +90,7 @@ fn uart_node_name() -> String {
 
 /// Builds the DTB.
 pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
+    let mut names = LongNames::new(cfg.nodes);
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
@@ -92,11 +108,11 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     write_psci(&mut fdt)?;
     write_uart(&mut fdt)?;
     for n in cfg.nodes {
-        write_guest_node(&mut fdt, n)?;
+        write_guest_node(&mut fdt, &mut names, n)?;
     }
 
     fdt.end_node(root)?;
-    let blob = fdt.finish()?;
+    let blob = names.finish(fdt)?;
     if blob.len() as u64 > super::image::DTB_MAX_SIZE {
         return Err(FdtError::TooBig(blob.len()));
     }
@@ -228,6 +244,7 @@ fn write_uart(fdt: &mut FdtWriter) -> FdtWriterResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use devices::dt::cells_prop;
 
     fn cells(v: &[u8]) -> Vec<u32> {
         v.chunks(4)
@@ -402,7 +419,6 @@ mod tests {
 
     #[test]
     fn passthrough_node_and_clock_phandle_resolve() {
-        use devices::dt::cells_prop;
         let node = GuestNode {
             name: "pl031@40000000".into(),
             props: vec![
@@ -431,23 +447,61 @@ mod tests {
     }
 
     #[test]
-    fn unwritable_property_names_are_skipped_not_fatal() {
+    fn long_property_names_are_written() {
+        let long40 = "snps,a-binding-property-of-40-characters";
+        let long31 = "snps,dis-u2-freeclk-exists-quir";
+        assert_eq!((long40.len(), long31.len()), (40, 31));
+        let usb = |name: &str, extra: &[u8]| GuestNode {
+            name: name.into(),
+            props: vec![
+                ("compatible".into(), b"generic-xhci\0".to_vec()),
+                (long40.into(), extra.to_vec()),
+                (long31.into(), vec![]),
+                (
+                    "snps,quirk-frame-length-adjustment".into(),
+                    cells_prop(&[0x20]),
+                ),
+            ],
+            children: vec![],
+        };
+        let nodes = [usb("usb@40000000", &[1, 2, 3]), usb("usb@40100000", b"x\0")];
+        let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &nodes);
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        for (node, extra) in [
+            ("/usb@40000000", &[1u8, 2, 3][..]),
+            ("/usb@40100000", b"x\0"),
+        ] {
+            assert_eq!(prop(&fdt, node, long40), extra, "{node}");
+            assert_eq!(prop(&fdt, node, long31), b"", "{node}");
+            assert_eq!(
+                cells(prop(&fdt, node, "snps,quirk-frame-length-adjustment")),
+                [0x20]
+            );
+            assert_eq!(prop(&fdt, node, "compatible"), b"generic-xhci\0");
+            assert_eq!(fdt.find_node(node).unwrap().properties().count(), 4);
+        }
+        // The fixed nodes are untouched.
+        assert_eq!(prop(&fdt, "/psci", "method"), b"hvc\0");
+        assert_eq!(fdt.chosen().stdout().unwrap().name, "serial@9000000");
+    }
+
+    #[test]
+    fn names_no_reader_takes_are_skipped_not_fatal() {
         let node = GuestNode {
             name: "usb@40000000".into(),
             props: vec![
                 ("compatible".into(), b"generic-xhci\0".to_vec()),
-                (
-                    "snps,quirk-frame-length-adjustment".into(),
-                    vec![0, 0, 0, 0x20],
-                ),
+                (String::new(), vec![1]),
+                ("a/b".into(), vec![2]),
+                ("a\0b".into(), vec![3]),
             ],
             children: vec![],
         };
         let blob = one_cpu(&[(RAM_BASE, 64 * MIB)], &[node]);
         let fdt = fdt::Fdt::new(&blob).unwrap();
         let n = fdt.find_node("/usb@40000000").unwrap();
-        assert!(n.property("compatible").is_some());
-        assert!(n.property("snps,quirk-frame-length-adjustment").is_none());
+        let names: Vec<_> = n.properties().map(|p| p.name).collect();
+        assert_eq!(names, ["compatible"]);
     }
 
     #[test]
