@@ -9,8 +9,13 @@ use crate::arch::aarch64::layout;
 /// What ran out. Each message names the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Exhausted {
-    /// The passthrough window is full.
-    #[error("the {} MiB passthrough MMIO window is full", layout::PASSTHROUGH_MMIO_SIZE >> 20)]
+    /// Neither passthrough window has room.
+    #[error(
+        "the {} MiB passthrough MMIO window is full and the high window above guest RAM (up to \
+         the {}-bit guest address limit) has no room either",
+        layout::PASSTHROUGH_MMIO_SIZE >> 20,
+        layout::IPA_BITS
+    )]
     Window,
     /// The emulated-device area is full.
     #[error("platvmm's emulated-device area is full")]
@@ -89,6 +94,8 @@ pub const MAX_MEMSLOTS: u32 = 512;
 #[derive(Debug, Clone)]
 pub struct Resources {
     window: AddressAllocator,
+    /// Above guest RAM: regions the low window cannot hold (4 GiB flash windows).
+    high: AddressAllocator,
     emulated: AddressAllocator,
     spis: IdAllocator,
     emulated_spis: IdAllocator,
@@ -102,6 +109,10 @@ impl Resources {
         let spi_end = layout::PASSTHROUGH_SPI_BASE + layout::PASSTHROUGH_SPI_COUNT;
         Self {
             window: AddressAllocator::new(window_base, layout::PASSTHROUGH_MMIO_SIZE),
+            high: AddressAllocator::new(
+                layout::HIGH_MMIO_BASE,
+                layout::HIGH_MMIO_END - layout::HIGH_MMIO_BASE,
+            ),
             emulated: AddressAllocator::new(
                 layout::EMULATED_MMIO_BASE,
                 layout::EMULATED_MMIO_END - layout::EMULATED_MMIO_BASE,
@@ -113,9 +124,29 @@ impl Resources {
         }
     }
 
-    /// Guest address of `size` bytes in the passthrough window, aligned to `align`.
+    /// The high window starts at `base` (above guest RAM that ends there) instead of
+    /// [`layout::HIGH_MMIO_BASE`]: none when that leaves no room below the address limit.
+    pub fn with_high_base(mut self, base: u64) -> Self {
+        let base = base.max(layout::HIGH_MMIO_BASE);
+        let base = base
+            .checked_add(layout::GIB - 1)
+            .map_or(u64::MAX, |b| b & !(layout::GIB - 1));
+        let end = layout::HIGH_MMIO_END.max(base);
+        self.high = AddressAllocator::new(base, end - base);
+        self
+    }
+
+    /// Guest address of `size` bytes for a passed-through region, aligned to `align`: in the
+    /// low passthrough window, else (a region larger than it, or once it is full) in the high
+    /// window above guest RAM.
     pub fn window(&mut self, size: u64, align: u64) -> Result<u64, Exhausted> {
-        self.window.alloc(size, align).ok_or(Exhausted::Window)
+        self.window
+            .alloc(size, align)
+            .or_else(|| {
+                self.high
+                    .alloc(size, align.max(size.next_power_of_two().min(layout::GIB)))
+            })
+            .ok_or(Exhausted::Window)
     }
 
     /// Guest address of `size` bytes in the emulated-device area, aligned to `align`.
@@ -191,6 +222,30 @@ mod tests {
         assert!(Exhausted::Spi.to_string().contains("208 available"));
         while r.phandle().is_ok() {}
         assert_eq!(r.phandle(), Err(Exhausted::Phandle));
+    }
+
+    #[test]
+    fn regions_the_low_window_cannot_hold_go_above_ram() {
+        let mut r = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        // TI AM625's OSPI flash window: 4 GiB.
+        let flash = r.window(4 * layout::GIB, 0x1000).unwrap();
+        assert_eq!(flash, layout::HIGH_MMIO_BASE);
+        assert_eq!(r.window(0x1000, 0x1000), Ok(layout::PASSTHROUGH_MMIO_BASE));
+        // A region the rest of the low window cannot hold follows the flash, 1 GiB-aligned.
+        let next = r.window(layout::GIB, 0x1000).unwrap();
+        assert_eq!(next, flash + 4 * layout::GIB);
+        // RAM reaching past the default base moves the high window above it.
+        let top = layout::HIGH_MMIO_BASE + 3 * layout::GIB + 5;
+        let mut r = Resources::new(layout::PASSTHROUGH_MMIO_BASE).with_high_base(top);
+        assert_eq!(
+            r.window(2 * layout::GIB, 0x1000),
+            Ok(layout::HIGH_MMIO_BASE + 4 * layout::GIB)
+        );
+        // RAM up to the address limit: no high window, a named error.
+        let mut r =
+            Resources::new(layout::PASSTHROUGH_MMIO_BASE).with_high_base(layout::HIGH_MMIO_END);
+        assert_eq!(r.window(2 * layout::GIB, 0x1000), Err(Exhausted::Window));
+        assert!(Exhausted::Window.to_string().contains("high window"));
     }
 
     #[test]

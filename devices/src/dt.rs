@@ -27,11 +27,6 @@ pub fn is_level(trigger: u32) -> bool {
     trigger & (IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW) != 0
 }
 
-/// The longest property name of the DT specification (and of vm-fdt's `property()`). Linux
-/// bindings use longer ones (`snps,quirk-frame-length-adjustment`, 34), which dtc and Linux
-/// accept: the guest tree's writer writes them too (platvmm's `arch::aarch64::fdt`).
-pub const PROP_NAME_MAX: usize = 31;
-
 /// Whether the guest tree's writer takes a property called `name`: non-empty, without NUL or
 /// `/` (what dtc and Linux read back). Its length and other characters do not matter.
 pub fn writable_prop_name(name: &str) -> bool {

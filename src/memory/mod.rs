@@ -53,6 +53,15 @@ pub struct Ram {
 }
 
 impl Ram {
+    /// The first guest address above every RAM range.
+    pub fn top(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|&(base, size)| base.saturating_add(size))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Each memory region, for memslots and VFIO DMA mapping.
     pub fn mappings(&self) -> Vec<RamMapping> {
         self.mem

@@ -61,7 +61,7 @@ impl DeviceManager {
             bus: Bus::new(),
             virtio: VirtioDevices::default(),
             console: None,
-            res: Resources::new(ram.window),
+            res: Resources::new(ram.window).with_high_base(ram.top()),
             page,
             ram_mappings: ram.mappings(),
             ram,

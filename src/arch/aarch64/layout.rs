@@ -56,6 +56,12 @@ pub const PASSTHROUGH_MMIO_SIZE: u64 = GIB;
 
 /// Guest RAM starts here (2 MiB aligned, as the arm64 boot protocol wants the kernel base).
 pub const RAM_BASE: u64 = 0x8000_0000;
+/// Default start of the high passthrough window, for regions the low one cannot hold (a
+/// 4 GiB flash window): 256 GiB, above guest RAM up to 254 GiB; with more RAM it starts above
+/// it (`Resources::with_high_base`).
+pub const HIGH_MMIO_BASE: u64 = 256 * GIB;
+/// End of the high window: the guest address limit.
+pub const HIGH_MMIO_END: u64 = 1 << IPA_BITS;
 /// IPA size of a default KVM VM on arm64 (KVM_VM_TYPE_ARM_IPA_SIZE 0 → 40 bits).
 pub const IPA_BITS: u32 = 40;
 /// Smallest guest RAM we accept: a stock arm64 kernel needs tens of MiB to reach init.
