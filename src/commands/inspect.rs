@@ -84,7 +84,16 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
         dev: d.dev.name().to_string(),
         source,
     })?;
-    let plan = planner.add(&d.desc(page), &d.probed.options())?.clone();
+    let desc = d.desc(page);
+    planner.peers([&desc]);
+    planner.add(&desc, &d.probed.options())?;
+    let vm = planner
+        .finish(false)
+        .map_err(|source| PlanError::Exhausted {
+            dev: d.dev.name().to_string(),
+            source,
+        })?;
+    let plan = vm.devices[0].clone();
     print_regions(d.dev.as_ref(), &plan);
     print_irqs(d.dev.as_ref(), &plan);
     print_host_node(&d.probed);

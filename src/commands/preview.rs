@@ -84,12 +84,16 @@ pub fn run(
     }
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, PREVIEW_PAGE).map_err(plan_err("the guest"))?;
-    for (n, ov) in nodes.iter().zip(&overlays) {
+    let descs = nodes
+        .iter()
+        .map(|n| desc(&tree, &n.path.to_string_lossy()))
+        .collect::<Result<Vec<_>, _>>()?;
+    planner.peers(&descs);
+    for ((n, ov), d) in nodes.iter().zip(&overlays).zip(&descs) {
         let mut opts = DeviceOptions::from_spec(n, ov.as_ref());
         opts.compatible = opts.compatible.or(compatible.as_deref());
         opts.handler = opts.handler.or(handler);
-        let path = n.path.to_string_lossy();
-        planner.add(&desc(&tree, &path)?, &opts)?;
+        planner.add(d, &opts)?;
     }
     let plan = planner
         .finish(false)
@@ -282,6 +286,71 @@ mod tests {
             g.find_node("/jr@40010000").is_none(),
             "rings are not root nodes"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A UART whose `dmas` point at a DMA controller: passed together, the reference is kept
+    /// and renumbered and the controller gets that phandle; passed alone, it is dropped, said.
+    #[test]
+    fn references_between_devices_of_one_vm_are_kept() {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 1).unwrap();
+        w.property_u32("#size-cells", 1).unwrap();
+        let dma = w.begin_node("dma-controller@1000").unwrap();
+        w.property_string("compatible", "arm,pl330").unwrap();
+        w.property_array_u32("reg", &[0x1000, 0x1000]).unwrap();
+        w.property_array_u32("interrupts", &[0, 10, 4]).unwrap();
+        w.property_u32("#dma-cells", 1).unwrap();
+        w.property_u32("phandle", 0x42).unwrap();
+        w.end_node(dma).unwrap();
+        let uart = w.begin_node("serial@2000").unwrap();
+        w.property_string("compatible", "arm,pl011").unwrap();
+        w.property_array_u32("reg", &[0x2000, 0x1000]).unwrap();
+        w.property_array_u32("interrupts", &[0, 11, 4]).unwrap();
+        w.property_array_u32("dmas", &[0x42, 3, 0x42, 4]).unwrap();
+        w.property_string_list("dma-names", vec!["rx".into(), "tx".into()])
+            .unwrap();
+        w.end_node(uart).unwrap();
+        w.end_node(root).unwrap();
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-dma-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, w.finish().unwrap()).unwrap();
+        let both = [
+            VfioSpec::new("/serial@2000".into()),
+            VfioSpec::new("/dma-controller@1000".into()),
+        ];
+        let report = run(&host, &both, None, None, &out).unwrap();
+        assert!(
+            report.iter().any(|l| l.contains("passed to the same VM")),
+            "{report:?}"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let dma = g.find_node("/dma-controller@40001000").unwrap();
+        let ph = dma.property("phandle").unwrap().as_usize().unwrap() as u32;
+        assert_ne!(ph, 0x42, "a guest phandle");
+        let uart = g.find_node("/serial@40000000").unwrap();
+        let want: Vec<u8> = [ph, 3, ph, 4]
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
+        assert_eq!(uart.property("dmas").unwrap().value, want);
+        assert_eq!(uart.property("dma-names").unwrap().value, b"rx\0tx\0");
+
+        let alone = [VfioSpec::new("/serial@2000".into())];
+        let report = run(&host, &alone, None, None, &out).unwrap();
+        assert!(
+            report
+                .iter()
+                .any(|l| l.contains("dropped 'dmas' and 'dma-names'")),
+            "{report:?}"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let uart = g.find_node("/serial@40000000").unwrap();
+        assert!(uart.property("dmas").is_none() && uart.property("dma-names").is_none());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -55,10 +55,14 @@ fn plan(
     sec_controller: bool,
 ) -> Result<VmPlan, PassthroughError> {
     let mut planner = Planner::new(ctx.res, ctx.page)?;
-    for d in devices {
-        log_plan(planner.add(&d.desc(ctx.page), &d.probed.options())?);
+    let descs: Vec<_> = devices.iter().map(|d| d.desc(ctx.page)).collect();
+    planner.peers(&descs);
+    for (d, desc) in devices.iter().zip(&descs) {
+        planner.add(desc, &d.probed.options())?;
     }
-    Ok(planner.finish(sec_controller)?)
+    let plan = planner.finish(sec_controller)?;
+    plan.devices.iter().for_each(log_plan);
+    Ok(plan)
 }
 
 /// Wires every region and interrupt of `d` as `plan` says.

@@ -18,7 +18,7 @@
 use crate::dt::{self, cells_prop, strings_prop, GuestNode};
 use crate::vfio::device::DeviceKind;
 use hostdt::HostNode;
-pub use policy::{local_phandles, remap_phandles};
+pub use policy::{settle_phandles, Links, NoLinks};
 use ranges::BusCells;
 
 pub mod clocks;
@@ -58,6 +58,8 @@ pub struct NodeParams<'a> {
     /// The host parent bus's cells, to read the host `reg` and `ranges` (translated for a
     /// device with children); unknown: `ranges` is dropped with a note.
     pub host_bus: Option<BusCells>,
+    /// The other devices of the VM and the guest phandles of host nodes.
+    pub links: &'a dyn Links,
 }
 
 /// An Ethernet fixed link (no PHY): speed in Mb/s and duplex.
@@ -73,11 +75,14 @@ pub struct Generated {
     pub node: GuestNode,
     /// One message per dropped property, naming it and why.
     pub warnings: Vec<String>,
+    /// Host phandles its kept references point at (each needs a guest phandle).
+    pub referenced: Vec<u32>,
 }
 
 /// Builds the guest node (the generic handler).
 pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
     let mut warnings = Vec::new();
+    let mut referenced = Vec::new();
     let base = host.map(|h| h.base_name()).unwrap_or(p.dev_name);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
     let mut node = GuestNode {
@@ -85,7 +90,7 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
         ..Default::default()
     };
     if let Some(h) = host {
-        node = copy_host(h, p, &mut warnings);
+        (node, referenced) = copy_host(h, p, &mut warnings);
     }
     if let Some(c) = p.compatible {
         node.set("compatible", strings_prop(c));
@@ -105,15 +110,19 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
     if p.kind == DeviceKind::Amba || primecell_on_platform_bus(&node, p) {
         make_primecell(&mut node, p);
     }
-    Generated { node, warnings }
+    Generated {
+        node,
+        warnings,
+        referenced,
+    }
 }
 
 /// The host node's properties and children under the property policy, named for the guest,
-/// with its `ranges` translated.
-fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> GuestNode {
+/// with its `ranges` translated; and the host phandles it refers to.
+fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> (GuestNode, Vec<u32>) {
     // Resolved clocks are rewritten by the caller: dropping the host's is then no news.
     let rewritten = |n: &str| p.clocks.is_some() && n == "clocks";
-    let mut copier = policy::Copier::new(h, &rewritten);
+    let mut copier = policy::Copier::new(h, &rewritten, p.links);
     let mut node = copier.copy(h);
     warnings.append(&mut copier.warnings);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
@@ -124,7 +133,7 @@ fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> GuestN
             Err(why) => warnings.push(format!("{}: dropped 'ranges' ({why})", h.name)),
         }
     }
-    node
+    (node, copier.referenced())
 }
 
 /// The guest `ranges` of `h`, from where its regions went.
@@ -203,6 +212,20 @@ fn make_primecell(node: &mut GuestNode, p: &NodeParams) {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use std::collections::HashMap;
+
+    /// Guest phandles from a fixed map, no other device.
+    #[derive(Debug)]
+    pub struct MapLinks(pub HashMap<u32, u32>);
+
+    impl Links for MapLinks {
+        fn peer(&self, _: u32) -> Option<&HostNode> {
+            None
+        }
+        fn guest(&self, host: u32) -> Option<u32> {
+            self.0.get(&host).copied()
+        }
+    }
 
     /// A host node with `props` and no children.
     pub fn host(name: &str, props: &[(&str, &[u8])]) -> HostNode {
@@ -233,13 +256,14 @@ pub(crate) mod test_support {
             mac: None,
             fixed_link: None,
             host_bus: Some(ranges::GUEST_BUS),
+            links: &NoLinks,
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{host, params};
+    use super::test_support::{host, params, MapLinks};
     use super::*;
     use std::collections::HashMap;
 
@@ -282,7 +306,14 @@ mod tests {
             "platvmm's clock, not the host's"
         );
         assert_eq!(n.prop("clock-names").unwrap(), b"apb_pclk\0");
-        assert!(n.prop("phandle").is_none());
+        assert_eq!(
+            n.prop("phandle").unwrap(),
+            cells_prop(&[9]),
+            "the host's, until settled"
+        );
+        let mut settled = n.clone();
+        settle_phandles(&mut settled, &HashMap::new());
+        assert!(settled.prop("phandle").is_none(), "nothing refers to it");
         assert!(
             g.warnings.iter().any(|w| w.contains("dropped 'clocks'")),
             "{:?}",
@@ -426,9 +457,13 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.contains("bank@0/hog: dropped 'interrupts'")));
-        assert_eq!(local_phandles(&g.node), [0x11]);
-        let mut n = g.node.clone();
-        remap_phandles(&mut n, &HashMap::from([(0x11, 7)]));
+        assert_eq!(g.referenced, [0x11]);
+        let map = HashMap::from([(0x11, 7)]);
+        let links = MapLinks(map.clone());
+        let mut p = params(DeviceKind::Platform, &[(0x4000_0000, 0x1000)], &[]);
+        p.links = &links;
+        let mut n = generate(Some(&h), &p).node;
+        settle_phandles(&mut n, &map);
         let hog = &n.children[0].children[0];
         assert_eq!(hog.prop("gpios").unwrap(), cells_prop(&[7, 3, 0, 7, 4, 1]));
         assert_eq!(n.children[0].prop("phandle").unwrap(), cells_prop(&[7]));

@@ -5,10 +5,14 @@
 //! - a short deny-list ([`DENY`]) of host-only properties that would mislead a guest, each
 //!   with its reason;
 //! - references to host nodes ([`refs`]): kept when every entry points inside the passed
-//!   subtree (their targets keep a `phandle` the caller renumbers), else dropped by kind with
-//!   advice, their `…-names` companions with them. A child's interrupts are kept when its
-//!   interrupt parent is inside the subtree: otherwise they are host lines this VFIO device
-//!   does not carry.
+//!   subtree or into another device passed to the same VM ([`Links`]), renumbered to guest
+//!   phandles as they are copied; else dropped by kind with advice, their `…-names`
+//!   companions with them. A child's interrupts are kept when its interrupt parent is inside
+//!   the subtree: otherwise they are host lines this VFIO device does not carry.
+//!
+//! Every copied node keeps its host `phandle` for now: once every device of the VM is
+//! generated, [`settle_phandles`] gives the referenced ones their guest phandle and removes
+//! the rest (a device referenced by one generated later is only known then).
 
 use std::collections::{HashMap, HashSet};
 
@@ -31,7 +35,6 @@ pub const DENY: &[(&str, &str)] = &[
 
 /// Properties of the top node that platvmm rewrites or drops without a word.
 const TOP_SILENT: &[&str] = &[
-    "phandle",
     "status",
     "reg",
     "interrupts",
@@ -40,13 +43,35 @@ const TOP_SILENT: &[&str] = &[
     "ranges",
 ];
 
+/// The other devices passed to the same VM, and the guest phandles of host nodes.
+pub trait Links: std::fmt::Debug {
+    /// A node of another passed device (its top node or one inside it), by host phandle.
+    fn peer(&self, host: u32) -> Option<&HostNode>;
+    /// The guest phandle standing for host phandle `host`, once one is given.
+    fn guest(&self, host: u32) -> Option<u32>;
+}
+
+/// No other device, and guest phandles equal to the host's (to find what a copy refers to).
+#[derive(Debug)]
+pub struct NoLinks;
+
+impl Links for NoLinks {
+    fn peer(&self, _: u32) -> Option<&HostNode> {
+        None
+    }
+    fn guest(&self, host: u32) -> Option<u32> {
+        Some(host)
+    }
+}
+
 /// One copy of a host subtree under the policy.
 pub struct Copier<'a> {
     /// Reference properties the caller rewrites itself (resolved clocks): no drop warning.
     rewritten: &'a dyn Fn(&str) -> bool,
     /// The subtree's nodes by phandle (providers' `#…-cells` for decoding).
     local: HashMap<u32, &'a HostNode>,
-    /// Local phandles something kept refers to.
+    links: &'a dyn Links,
+    /// Host phandles the kept references point at.
     referenced: HashSet<u32>,
     pub warnings: Vec<String>,
 }
@@ -69,28 +94,35 @@ fn index<'a>(n: &'a HostNode, out: &mut HashMap<u32, &'a HostNode>) {
 }
 
 impl<'a> Copier<'a> {
-    /// A copier for `top`'s subtree (the top node's own phandle is not local: references to
-    /// the device itself come from outside).
-    pub fn new(top: &'a HostNode, rewritten: &'a dyn Fn(&str) -> bool) -> Self {
+    /// A copier for `top`'s subtree (the top node's own phandle is not local: a reference to
+    /// the device itself names the host node, which the guest does not have).
+    pub fn new(
+        top: &'a HostNode,
+        rewritten: &'a dyn Fn(&str) -> bool,
+        links: &'a dyn Links,
+    ) -> Self {
         let mut local = HashMap::new();
         top.children.iter().for_each(|c| index(c, &mut local));
         Self {
             rewritten,
             local,
+            links,
             referenced: HashSet::new(),
             warnings: Vec::new(),
         }
     }
 
-    /// The copy of `top` and its children; the children's `phandle`s nothing refers to are
-    /// removed.
+    /// The copy of `top` and its children (host `phandle`s kept: see [`settle_phandles`]).
     pub fn copy(&mut self, top: &HostNode) -> GuestNode {
-        let mut node = self.node(top, &top.name, true, false);
-        let referenced = std::mem::take(&mut self.referenced);
-        node.children
-            .iter_mut()
-            .for_each(|c| drop_unreferenced(c, &referenced));
-        node
+        self.node(top, &top.name, true, false)
+    }
+
+    /// The host phandles the kept references point at (inside the device or at other passed
+    /// devices), sorted: each needs a guest phandle.
+    pub fn referenced(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self.referenced.iter().copied().collect();
+        v.sort_unstable();
+        v
     }
 
     /// `irq_local`: the node's inherited interrupt parent is inside the subtree.
@@ -100,7 +132,7 @@ impl<'a> Copier<'a> {
             ..Default::default()
         };
         let irq_local = match h.prop("interrupt-parent").and_then(one_cell) {
-            Some(ph) => self.local.contains_key(&ph),
+            Some(ph) => self.local.contains_key(&ph) || self.links.peer(ph).is_some(),
             None => irq_local,
         };
         let mut dropped = HashSet::new();
@@ -108,10 +140,11 @@ impl<'a> Copier<'a> {
             if top && TOP_SILENT.contains(&name.as_str()) {
                 continue;
             }
-            if self.keep(path, h, name, value, top, irq_local) {
-                g.props.push((name.clone(), value.clone()));
-            } else {
-                dropped.insert(name.as_str());
+            match self.keep(path, h, name, value, top, irq_local) {
+                Some(v) => g.props.push((name.clone(), v)),
+                None => {
+                    dropped.insert(name.as_str());
+                }
             }
         }
         g.props.retain(|(n, _)| {
@@ -125,7 +158,8 @@ impl<'a> Copier<'a> {
         g
     }
 
-    /// Whether property `name` of the node at `path` is kept; a drop is noted.
+    /// Property `name` of the node at `path` as the guest gets it, or `None` (a drop is
+    /// noted).
     fn keep(
         &mut self,
         path: &str,
@@ -134,15 +168,15 @@ impl<'a> Copier<'a> {
         value: &[u8],
         top: bool,
         irq_local: bool,
-    ) -> bool {
+    ) -> Option<Vec<u8>> {
         if let Some((_, why)) = DENY.iter().find(|(n, _)| *n == name) {
             self.warnings
                 .push(format!("{path}: dropped '{name}' ({why})"));
-            return false;
+            return None;
         }
         if name == "phandle" {
-            // Kept for now: removed afterwards unless something in the subtree refers to it.
-            return true;
+            // Settled once the whole VM is generated.
+            return Some(value.to_vec());
         }
         if !top && name == "interrupts" {
             if !irq_local {
@@ -150,17 +184,15 @@ impl<'a> Copier<'a> {
                 self.warnings
                     .push(format!("{path}: dropped '{name}' ({why})"));
             }
-            return irq_local;
+            return irq_local.then(|| value.to_vec());
         }
         let Some(r) = refs::reference(name) else {
-            return true;
+            return Some(value.to_vec());
         };
-        if r.kind == RefKind::Interrupt && name == "interrupt-parent" && !top {
-            // Kept with the interrupts it serves; dropped silently with them.
-            return self.keep_local(value, r.layout);
-        }
-        if self.keep_local(value, r.layout) {
-            return true;
+        let linked = self.linked(value, r.layout);
+        if linked.is_some() || (name == "interrupt-parent" && !top) {
+            // A child's interrupt parent outside goes silently with the interrupts it serves.
+            return linked;
         }
         if !(self.rewritten)(name) {
             let why = refs::drop_advice(name, r.kind);
@@ -171,96 +203,36 @@ impl<'a> Copier<'a> {
             self.warnings
                 .push(format!("{path}: dropped '{name}'{with} ({why})"));
         }
-        false
+        None
     }
 
-    /// Whether every entry of reference `value` points inside the subtree (then they are
-    /// recorded as referenced).
-    fn keep_local(&mut self, value: &[u8], layout: Layout) -> bool {
-        let local = &self.local;
-        let cells =
-            |ph: u32, name: &str| local.get(&ph).and_then(|n| n.prop(name)).and_then(one_cell);
-        let Some(entries) = refs::decode(value, layout, &cells) else {
-            return false;
-        };
-        if entries.is_empty() || !entries.iter().all(|e| local.contains_key(&e.phandle)) {
-            return false;
+    /// Reference `value` in guest phandles, when every entry points inside the subtree or
+    /// at another passed device (those phandles are recorded as referenced).
+    fn linked(&mut self, value: &[u8], layout: Layout) -> Option<Vec<u8>> {
+        let (local, links) = (&self.local, self.links);
+        let node = |ph: u32| local.get(&ph).copied().or_else(|| links.peer(ph));
+        let cells = |ph: u32, name: &str| node(ph).and_then(|n| n.prop(name)).and_then(one_cell);
+        let entries = refs::decode(value, layout, &cells)?;
+        if entries.is_empty() || !entries.iter().all(|e| node(e.phandle).is_some()) {
+            return None;
         }
         self.referenced.extend(entries.iter().map(|e| e.phandle));
-        true
+        refs::encode(&entries, &|ph| links.guest(ph))
     }
 }
 
-fn drop_unreferenced(n: &mut GuestNode, referenced: &HashSet<u32>) {
-    if let Some(ph) = n.prop("phandle").and_then(one_cell) {
-        if !referenced.contains(&ph) {
+/// Gives every node of `n` whose host `phandle` has a guest one (`map`) that phandle, and
+/// removes the others'.
+pub fn settle_phandles(n: &mut GuestNode, map: &HashMap<u32, u32>) {
+    match n
+        .prop("phandle")
+        .and_then(one_cell)
+        .and_then(|h| map.get(&h))
+    {
+        Some(g) => n.set("phandle", g.to_be_bytes().to_vec()),
+        None => {
             n.remove("phandle");
         }
     }
-    n.children
-        .iter_mut()
-        .for_each(|c| drop_unreferenced(c, referenced));
-}
-
-/// The host phandles a generated node keeps for references inside its own subtree (the
-/// `phandle` properties of its descendants), in tree order.
-pub fn local_phandles(n: &GuestNode) -> Vec<u32> {
-    fn walk(n: &GuestNode, out: &mut Vec<u32>) {
-        if let Some(ph) = n.prop("phandle").and_then(one_cell) {
-            out.push(ph);
-        }
-        n.children.iter().for_each(|c| walk(c, out));
-    }
-    let mut out = Vec::new();
-    n.children.iter().for_each(|c| walk(c, &mut out));
-    out
-}
-
-/// Rewrites the subtree's `phandle`s and every kept reference to them from host to guest
-/// phandles (`map`); a reference with an entry outside `map` is left as it is.
-pub fn remap_phandles(n: &mut GuestNode, map: &HashMap<u32, u32>) {
-    let mut cells: HashMap<u32, Vec<(String, u32)>> = HashMap::new();
-    collect_cells(n, &mut cells);
-    remap(n, map, &cells);
-}
-
-/// Each subtree provider's `#…-cells` properties, by its host phandle.
-fn collect_cells(n: &GuestNode, out: &mut HashMap<u32, Vec<(String, u32)>>) {
-    if let Some(ph) = n.prop("phandle").and_then(one_cell) {
-        let v = n
-            .props
-            .iter()
-            .filter(|(k, _)| k.starts_with('#') && k.ends_with("-cells"))
-            .filter_map(|(k, v)| Some((k.clone(), one_cell(v)?)))
-            .collect();
-        out.insert(ph, v);
-    }
-    n.children.iter().for_each(|c| collect_cells(c, out));
-}
-
-fn remap(n: &mut GuestNode, map: &HashMap<u32, u32>, cells: &HashMap<u32, Vec<(String, u32)>>) {
-    let lookup = |ph: u32, name: &str| {
-        cells
-            .get(&ph)?
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| *v)
-    };
-    for (name, value) in &mut n.props {
-        if name == "phandle" {
-            if let Some(g) = one_cell(value).and_then(|h| map.get(&h)) {
-                *value = g.to_be_bytes().to_vec();
-            }
-            continue;
-        }
-        let Some(r) = refs::reference(name) else {
-            continue;
-        };
-        let new = refs::decode(value, r.layout, &lookup)
-            .and_then(|e| refs::encode(&e, &|ph| map.get(&ph).copied()));
-        if let Some(v) = new {
-            *value = v;
-        }
-    }
-    n.children.iter_mut().for_each(|c| remap(c, map, cells));
+    n.children.iter_mut().for_each(|c| settle_phandles(c, map));
 }

@@ -7,8 +7,6 @@
 //! [`VmPlan`]). Apart: its inputs (`desc.rs`), host clocks → guest fixed clocks (`clocks.rs`),
 //! the SEC controller and its job rings ([`sec`]), the DMA hint (`dma.rs`).
 
-use std::collections::HashMap;
-
 use devices::dt::{FixedClock, GuestNode};
 use devices::guest_node::handlers::{self, RegWrite, TypeHandler};
 use devices::guest_node::{self as node, GuestIrq, NodeParams};
@@ -18,6 +16,7 @@ use crate::resources::{Exhausted, Resources};
 mod clocks;
 mod desc;
 mod dma;
+mod links;
 pub mod sec;
 
 pub use clocks::{references_phandle, GuestClock, APB_PCLK_HZ};
@@ -155,6 +154,9 @@ pub struct Planner<'r> {
     page: u64,
     plan: VmPlan,
     sec: sec::Rings,
+    links: links::PeerLinks,
+    /// Each device's user overlay, applied once its phandles are settled.
+    overlays: Vec<Option<GuestNode>>,
 }
 
 impl<'r> Planner<'r> {
@@ -172,7 +174,19 @@ impl<'r> Planner<'r> {
                 clocks: Vec::new(),
             },
             sec: sec::Rings::default(),
+            links: links::PeerLinks::default(),
+            overlays: Vec::new(),
         })
+    }
+
+    /// Tells the planner every device the VM gets, before the first [`Planner::add`]: a
+    /// reference from one to another is then kept.
+    pub fn peers<'d>(&mut self, devices: impl IntoIterator<Item = &'d DeviceDesc>) {
+        for d in devices {
+            if let Some(h) = &d.host_node {
+                self.links.add_device(&d.name, h);
+            }
+        }
     }
 
     /// Plans `d`; returns its plan.
@@ -195,13 +209,30 @@ impl<'r> Planner<'r> {
         let host_clocks = clocks::with_user_rates(d, o.clock_rates);
         let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
             .map_err(ex)?;
-        let mut generated = self.generate(d, o, handler, &placements, &irqs, clocks.phandles());
+        let inputs = NodeInputs {
+            d,
+            o,
+            handler,
+            regs: placements.iter().map(|p| (p.gpa, p.size)).collect(),
+            irqs: irqs
+                .iter()
+                .map(|r| GuestIrq {
+                    spi: r.spi,
+                    level: r.trigger == Trigger::Level,
+                })
+                .collect(),
+            clocks: clocks.phandles(),
+            amba_clock: self.plan.amba_clock,
+        };
+        // First with every host phandle standing for itself, to learn which ones the kept
+        // references need; then with their guest phandles.
+        let referenced = inputs.generate(&self.links.scanning()).referenced;
+        let given = self.links.give(&referenced, self.res).map_err(ex)?;
+        let mut generated = inputs.generate(&self.links);
         generated.warnings.extend(clocks.note);
         synthesized.extend(clocks.made);
-        synthesized.extend(self.renumber(&mut generated.node).map_err(ex)?);
-        if let Some(ov) = o.overlay {
-            generated.node.merge(ov);
-        }
+        synthesized.extend(given.iter().map(|&(h, g)| self.phandle_note(&d.name, h, g)));
+        self.overlays.push(o.overlay.cloned());
         self.plan.devices.push(DevicePlan {
             name: d.name.clone(),
             handler: handler.name(),
@@ -219,7 +250,15 @@ impl<'r> Planner<'r> {
     }
 
     /// The plan; `sec_controller` gives the guest a SEC controller even without job rings.
+    /// Every node's phandles are settled (host phandles a kept reference points at become
+    /// guest ones, the others go), then the user's overlays are applied.
     pub fn finish(mut self, sec_controller: bool) -> Result<VmPlan, Exhausted> {
+        for (d, ov) in self.plan.devices.iter_mut().zip(&self.overlays) {
+            node::settle_phandles(&mut d.node, self.links.map());
+            if let Some(ov) = ov {
+                d.node.merge(ov);
+            }
+        }
         if sec_controller || self.plan.sec_block.is_some() {
             self.plan.sec_controller = Some(self.res.emulated(
                 devices::caam::CAAM_WINDOW,
@@ -299,52 +338,47 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
-    /// Gives the subtree's internal references (a MAC's `phy-handle` to its own PHY) guest
-    /// phandles from the allocator; returns what was renumbered.
-    fn renumber(&mut self, n: &mut GuestNode) -> Result<Vec<String>, Exhausted> {
-        let mut map = HashMap::new();
-        let mut made = Vec::new();
-        for host in node::local_phandles(n) {
-            let guest = self.res.phandle()?;
-            map.insert(host, guest);
-            made.push(format!(
-                "phandle {host:#x} inside the device → guest phandle {guest:#x}"
-            ));
+    /// What giving host phandle `host` guest phandle `guest` for device `dev` means.
+    fn phandle_note(&self, dev: &str, host: u32, guest: u32) -> String {
+        match self.links.owner(host) {
+            Some(o) if o == dev => {
+                format!("phandle {host:#x} inside the device → guest phandle {guest:#x}")
+            }
+            Some(o) => format!(
+                "phandle {host:#x} of {o}, passed to the same VM → guest phandle {guest:#x}"
+            ),
+            None => format!("phandle {host:#x} → guest phandle {guest:#x}"),
         }
-        node::remap_phandles(n, &map);
-        Ok(made)
     }
+}
 
-    fn generate(
-        &self,
-        d: &DeviceDesc,
-        o: &DeviceOptions,
-        h: &dyn TypeHandler,
-        placements: &[Placement],
-        irqs: &[IrqRoute],
-        clocks: Option<&[u32]>,
-    ) -> devices::guest_node::Generated {
-        let regs: Vec<(u64, u64)> = placements.iter().map(|p| (p.gpa, p.size)).collect();
-        let girqs: Vec<GuestIrq> = irqs
-            .iter()
-            .map(|r| GuestIrq {
-                spi: r.spi,
-                level: r.trigger == Trigger::Level,
-            })
-            .collect();
-        h.generate(
-            d.host_node.as_ref(),
+/// What one device's guest node is made from (generated twice: see [`Planner::add`]).
+struct NodeInputs<'a> {
+    d: &'a DeviceDesc,
+    o: &'a DeviceOptions<'a>,
+    handler: &'a dyn TypeHandler,
+    regs: Vec<(u64, u64)>,
+    irqs: Vec<GuestIrq>,
+    clocks: Option<&'a [u32]>,
+    amba_clock: u32,
+}
+
+impl NodeInputs<'_> {
+    fn generate(&self, links: &dyn node::Links) -> devices::guest_node::Generated {
+        self.handler.generate(
+            self.d.host_node.as_ref(),
             &NodeParams {
-                dev_name: &d.name,
-                kind: d.kind,
-                regs: &regs,
-                irqs: &girqs,
-                compatible: o.compatible,
-                amba_clock: self.plan.amba_clock,
-                clocks,
-                mac: o.mac,
-                fixed_link: o.fixed_link,
-                host_bus: d.host_bus,
+                dev_name: &self.d.name,
+                kind: self.d.kind,
+                regs: &self.regs,
+                irqs: &self.irqs,
+                compatible: self.o.compatible,
+                amba_clock: self.amba_clock,
+                clocks: self.clocks,
+                mac: self.o.mac,
+                fixed_link: self.o.fixed_link,
+                host_bus: self.d.host_bus,
+                links,
             },
         )
     }
@@ -514,7 +548,9 @@ mod test_support {
     pub(super) fn plan_one(d: &DeviceDesc, page: u64) -> DevicePlan {
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, page).unwrap();
-        p.add(d, &DeviceOptions::default()).unwrap().clone()
+        p.peers([d]);
+        p.add(d, &DeviceOptions::default()).unwrap();
+        p.finish(false).unwrap().devices.remove(0)
     }
 
     pub(super) fn clock(name: &str, key: &str, hz: Option<u32>) -> HostClock {
@@ -588,8 +624,9 @@ mod tests {
         };
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, 4096).unwrap();
-        let dp = p.add(&d, &opts).unwrap().clone();
+        p.add(&d, &opts).unwrap();
         let plan = p.finish(false).unwrap();
+        let dp = plan.devices[0].clone();
         assert_eq!(dp.handler, "ethernet");
         assert_eq!(dp.irqs.len(), 2);
         assert_eq!(dp.irqs[0].spi, dp.irqs[1].spi, "one host line, one SPI");

@@ -109,8 +109,9 @@ fn set_link(g: &mut Generated, host: Option<&HostNode>, p: &NodeParams) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::guest_node::test_support::MapLinks;
     use crate::guest_node::test_support::{host, params};
-    use crate::guest_node::{local_phandles, FixedLink, GuestIrq};
+    use crate::guest_node::{settle_phandles, FixedLink, GuestIrq};
     use crate::vfio::device::DeviceKind;
 
     const IRQS: &[GuestIrq] = &[
@@ -182,7 +183,7 @@ mod tests {
         let phy = &n.children[0].children[0];
         assert_eq!(phy.prop("reg").unwrap(), cells_prop(&[0xc]));
         assert_eq!(phy.prop("ti,rx-internal-delay").unwrap(), cells_prop(&[8]));
-        assert_eq!(local_phandles(n), [0x2a]);
+        assert_eq!(g.referenced, [0x2a]);
         assert_eq!(
             n.prop("interrupts").unwrap(),
             cells_prop(&[0, 16, 4, 0, 16, 4])
@@ -200,9 +201,12 @@ mod tests {
                 g.warnings
             );
         }
-        let mut n2 = g.node.clone();
-        let map = [(0x2a, 7)].into_iter().collect();
-        node::remap_phandles(&mut n2, &map);
+        let map: std::collections::HashMap<u32, u32> = [(0x2a, 7)].into_iter().collect();
+        let links = MapLinks(map.clone());
+        let mut p = params(DeviceKind::Platform, &[(0x4000_0000, 0x10000)], &IRQS);
+        p.links = &links;
+        let mut n2 = Ethernet.generate(Some(&h), &p).node;
+        settle_phandles(&mut n2, &map);
         assert_eq!(n2.prop("phy-handle").unwrap(), cells_prop(&[7]));
         assert_eq!(
             n2.children[0].children[0].prop("phandle").unwrap(),
@@ -302,7 +306,7 @@ mod tests {
         );
         assert_eq!(n.prop("snps,pbl").unwrap(), cells_prop(&[8]));
         assert_eq!(n.prop("rx-fifo-depth").unwrap(), cells_prop(&[0x4000]));
-        assert_eq!(local_phandles(n), [0x51, 0x52]);
+        assert_eq!(g.referenced, [0x51, 0x52]);
         assert_eq!(
             n.children[0].prop("snps,wr_osr_lmt").unwrap(),
             cells_prop(&[4])
