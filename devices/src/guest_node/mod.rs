@@ -35,6 +35,7 @@ use hostdt::HostNode;
 pub mod clocks;
 pub mod handlers;
 pub mod hostdt;
+pub mod irqspec;
 
 /// Phandle-bearing properties (or their companions) that are dropped with a warning.
 pub const PHANDLE_PROPS: &[&str] = &[
