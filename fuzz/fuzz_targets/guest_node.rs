@@ -2,7 +2,9 @@
 //!
 //! Input: [`CTL`] control bytes, then a host DTB. The DTB is read the way `preview-dt` reads
 //! one (`preview::host_tree`, `preview::desc`: host node, region sizes from `reg`, IRQs from
-//! `interrupts`, clocks resolved through the tree's phandles); the control bytes pick the node
+//! `interrupts-extended` or `interrupts` under the interrupt parent found by walking from the
+//! root, of any `#interrupt-cells`, cyclic or absent parents included; clocks resolved through
+//! the tree's phandles); the control bytes pick the node
 //! and the user's options (clock-rates=, mac=, fixed-link=, compatible=, the SEC controller)
 //! and vary the regions and interrupts. Then:
 //! - the planner (as preview-dt and the VMM plan a device) with the handler the host

@@ -12,6 +12,7 @@
 
 use devices::dt::GuestNode;
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::irqspec;
 use libfuzzer_sys::fuzz_target;
 use platvmm::arch::aarch64::layout;
 use platvmm::commands::preview::{self, PREVIEW_PAGE};
@@ -70,10 +71,15 @@ fn devices() -> Vec<DeviceDesc> {
         ],
         vec![],
     );
+    // No tree: `interrupts` read as 3-cell GIC specifiers.
+    let desc = |name: &str, h: HostNode, size: u64| {
+        let irqs = irqspec::alone(&h);
+        DeviceDesc::from_dt(name, h, irqs, &[size], PREVIEW_PAGE)
+    };
     vec![
-        DeviceDesc::from_dt("ff0e0000.ethernet", gem, &[0x1000], PREVIEW_PAGE),
-        DeviceDesc::from_dt("fd0c0000.ahci", sata, &[0x2000], PREVIEW_PAGE),
-        DeviceDesc::from_dt("9000000.pl011", uart, &[0x1000], PREVIEW_PAGE),
+        desc("ff0e0000.ethernet", gem, 0x1000),
+        desc("fd0c0000.ahci", sata, 0x2000),
+        desc("9000000.pl011", uart, 0x1000),
     ]
 }
 

@@ -6,10 +6,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use devices::guest_node::clocks::SysfsTree;
 use devices::guest_node::hostdt::HostNode;
 use devices::vfio::sysfs::{driver_of, group_members, group_of, GroupMember, HostBus};
 use serde::Serialize;
 
+use crate::passthrough::live_host_irqs;
 use crate::passthrough::plan::DeviceDesc;
 
 /// Whether a device can be passed through.
@@ -58,6 +60,8 @@ pub fn host_has_iommu(sysfs_root: &Path) -> bool {
 /// Every platform and AMBA device under `sysfs_root`, by bus then name.
 pub fn list(sysfs_root: &Path) -> Vec<ListedDevice> {
     let iommu = host_has_iommu(sysfs_root);
+    // One phandle index of the live tree for every device's interrupt parents.
+    let tree = SysfsTree::new(&dt_root(sysfs_root), &sysfs_root.join("kernel/debug/clk"));
     let mut out = Vec::new();
     for bus in [HostBus::Platform, HostBus::Amba] {
         let dir = sysfs_root.join(format!("bus/{}/devices", bus.name()));
@@ -70,14 +74,26 @@ pub fn list(sysfs_root: &Path) -> Vec<ListedDevice> {
             .collect();
         names.sort();
         for name in names {
-            out.push(describe(sysfs_root, bus, &name, iommu));
+            out.push(describe(sysfs_root, &tree, bus, &name, iommu));
         }
     }
     out
 }
 
-/// One device: its sysfs state, host DT node and verdict.
-pub fn describe(sysfs_root: &Path, bus: HostBus, name: &str, iommu: bool) -> ListedDevice {
+/// The host device tree's root directory under `sysfs_root`.
+fn dt_root(sysfs_root: &Path) -> PathBuf {
+    sysfs_root.join("firmware/devicetree/base")
+}
+
+/// One device: its sysfs state, host DT node (interrupt parents looked up in `tree`) and
+/// verdict.
+pub fn describe(
+    sysfs_root: &Path,
+    tree: &SysfsTree,
+    bus: HostBus,
+    name: &str,
+    iommu: bool,
+) -> ListedDevice {
     let path = sysfs_root.join(format!("bus/{}/devices/{name}", bus.name()));
     let dev = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
     let driver = driver_of(&dev);
@@ -119,7 +135,8 @@ pub fn describe(sysfs_root: &Path, bus: HostBus, name: &str, iommu: bool) -> Lis
     };
     d.handler = Some(devices::guest_node::handlers::select(Some(&host)).0.name());
     let sizes = reg_sizes(&host, &of_node);
-    let desc = DeviceDesc::from_dt(name, host, &sizes, crate::resources::page_size());
+    let irqs = live_host_irqs(&host, &of_node, &dt_root(sysfs_root), tree);
+    let desc = DeviceDesc::from_dt(name, host, irqs, &sizes, crate::resources::page_size());
     d.regions_mapped = desc.regions.iter().filter(|r| r.mappable).count();
     d.regions_trapped = desc.regions.len() - d.regions_mapped;
     d.irqs_level = desc.irqs.iter().filter(|i| i.level).count();
@@ -218,8 +235,9 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
 
-    /// A sysfs with a PL031 (AMBA, rtc-pl031, no group), a fw-cfg bound to vfio-platform in
-    /// group 3 alone, and a platform device without a DT node.
+    /// A sysfs with a PL031 (AMBA, rtc-pl031, no group; two interrupts, level and edge, under
+    /// the root's 4-cell GICv3), a fw-cfg bound to vfio-platform in group 3 alone, and a
+    /// platform device without a DT node.
     fn fake_sysfs() -> PathBuf {
         let root = std::env::temp_dir().join(format!("platvmm-list-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
@@ -228,6 +246,13 @@ mod tests {
         mk(&dt.join("pl031@9010000"));
         fs::write(dt.join("#address-cells"), 2u32.to_be_bytes()).unwrap();
         fs::write(dt.join("#size-cells"), 2u32.to_be_bytes()).unwrap();
+        fs::write(dt.join("interrupt-parent"), 1u32.to_be_bytes()).unwrap();
+        let gic = dt.join("interrupt-controller@8000000");
+        mk(&gic);
+        fs::write(gic.join("compatible"), b"arm,gic-v3\0").unwrap();
+        fs::write(gic.join("#interrupt-cells"), 4u32.to_be_bytes()).unwrap();
+        fs::write(gic.join("interrupt-controller"), b"").unwrap();
+        fs::write(gic.join("phandle"), 1u32.to_be_bytes()).unwrap();
         let pl = dt.join("pl031@9010000");
         fs::write(pl.join("compatible"), b"arm,pl031\0arm,primecell\0").unwrap();
         let reg: Vec<u8> = [0u32, 0x0901_0000, 0, 0x1000]
@@ -235,7 +260,10 @@ mod tests {
             .flat_map(|c| c.to_be_bytes())
             .collect();
         fs::write(pl.join("reg"), reg).unwrap();
-        let irq: Vec<u8> = [0u32, 2, 4].iter().flat_map(|c| c.to_be_bytes()).collect();
+        let irq: Vec<u8> = [0u32, 2, 4, 0, 0, 9, 1, 0]
+            .iter()
+            .flat_map(|c| c.to_be_bytes())
+            .collect();
         fs::write(pl.join("interrupts"), irq).unwrap();
         let fw = dt.join("fw-cfg@9020000");
         mk(&fw);
@@ -298,12 +326,12 @@ mod tests {
         let pl = &l[2];
         assert_eq!(pl.verdict, Verdict::NeedsBind);
         assert_eq!(pl.handler, Some("generic"));
-        assert_eq!((pl.regions_mapped, pl.irqs_level, pl.irqs_edge), (1, 1, 0));
+        assert_eq!((pl.regions_mapped, pl.irqs_level, pl.irqs_edge), (1, 1, 1));
         let r = pl.reason.as_deref().unwrap();
         assert!(r.starts_with("platvmm bind --noiommu "), "{r}");
         assert!(pl.notes[0].contains("6.18"));
         let text = render_text(&l).join("\n");
-        assert!(text.contains("9010000.pl031 [amba] driver=rtc-pl031 group=none compatible=arm,pl031;arm,primecell regions=1 mapped/0 trapped irqs=1 level/0 edge handler=generic: needs bind"), "{text}");
+        assert!(text.contains("9010000.pl031 [amba] driver=rtc-pl031 group=none compatible=arm,pl031;arm,primecell regions=1 mapped/0 trapped irqs=1 level/1 edge handler=generic: needs bind"), "{text}");
         let json = serde_json::to_string(&l).unwrap();
         assert!(json.contains("\"verdict\":\"needs-bind\""), "{json}");
         fs::remove_dir_all(&root).unwrap();

@@ -1,7 +1,10 @@
 //! `platvmm preview-dt`: the guest device tree platvmm would build for host nodes taken from a
 //! DTB (e.g. a board's upstream device tree compiled with dtc), without VFIO or KVM. Regions
 //! come from the host `reg` (their sizes; placed in the passthrough window as platvmm would),
-//! interrupts from the host `interrupts` (level for level-triggered flags, edge otherwise).
+//! interrupts from the host `interrupts-extended`, else `interrupts` under the node's
+//! interrupt parent (found by walking from the root to the node), one guest SPI per host
+//! interrupt whatever its parent's `#interrupt-cells`: edge where the specifier says edge,
+//! level otherwise (`devices::guest_node::irqspec`).
 //! Used to check the type handlers against real board trees and to validate their output with
 //! dt-schema (ci/dt-validate.sh), and by users before they bind anything to VFIO.
 
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use devices::dt::GuestNode;
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::irqspec;
 use devices::guest_node::ranges::BusCells;
 
 use crate::arch::aarch64::fdt::{self, FdtConfig};
@@ -45,12 +49,20 @@ pub enum PreviewError {
 
 fn to_host(n: ::fdt::node::FdtNode) -> HostNode {
     HostNode {
+        children: n.children().map(to_host).collect(),
+        ..props_of(n)
+    }
+}
+
+/// The node's properties, without its children.
+fn props_of(n: ::fdt::node::FdtNode) -> HostNode {
+    HostNode {
         name: n.name.to_string(),
         props: n
             .properties()
             .map(|p| (p.name.to_string(), p.value.to_vec()))
             .collect(),
-        children: n.children().map(to_host).collect(),
+        children: Vec::new(),
     }
 }
 
@@ -118,7 +130,7 @@ pub fn host_tree(blob: &[u8]) -> Result<::fdt::Fdt<'_>, String> {
 }
 
 /// The planner's view of host node `path`: VFIO would give one region per `reg` entry and one
-/// IRQ per `interrupts` specifier.
+/// IRQ per host interrupt (`interrupts-extended` entry, else `interrupts` specifier).
 pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     let n = tree
         .find_node(path)
@@ -129,8 +141,12 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
         .map(|r| r.size.unwrap_or(0) as u64)
         .collect();
     let host = to_host(n);
-    let clocks = devices::guest_node::clocks::resolve(&host, &DtbTree(tree));
-    let mut d = DeviceDesc::from_dt(path, host, &sizes, PREVIEW_PAGE);
+    let lookup = DtbTree(tree);
+    let clocks = devices::guest_node::clocks::resolve(&host, &lookup);
+    let ancestors = ancestors(tree, path);
+    let parent = irqspec::effective_parent(std::iter::once(&host).chain(&ancestors));
+    let irqs = irqspec::host_irqs(&host, parent, &lookup);
+    let mut d = DeviceDesc::from_dt(path, host, irqs, &sizes, PREVIEW_PAGE);
     d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
     d.clocks = clocks;
     d.host_bus = d
@@ -148,15 +164,32 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     Ok(d)
 }
 
+/// The ancestors of node `path` (an absolute path, or an alias of one), its parent first, up
+/// to the root; their properties only. Bounded by the path's components.
+fn ancestors(tree: &::fdt::Fdt, path: &str) -> Vec<HostNode> {
+    let resolved = match path.starts_with('/') {
+        true => None,
+        false => tree.aliases().and_then(|a| a.resolve(path)),
+    };
+    let parts: Vec<&str> = resolved
+        .unwrap_or(path)
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    (0..parts.len())
+        .rev()
+        .filter_map(|k| tree.find_node(&format!("/{}", parts[..k].join("/"))))
+        .map(props_of)
+        .collect()
+}
+
 /// Phandle lookups in a host DTB (a node's name is its key: the fdt crate gives no paths).
 struct DtbTree<'a, 'b>(&'a ::fdt::Fdt<'b>);
 
 impl devices::guest_node::clocks::PhandleLookup for DtbTree<'_, '_> {
     fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
         let n = self.0.find_phandle(phandle)?;
-        let mut h = to_host(n);
-        h.children.clear();
-        Some((format!("/{}", n.name), h))
+        Some((format!("/{}", n.name), props_of(n)))
     }
 }
 
@@ -223,6 +256,127 @@ mod tests {
         w.end_node(soc).unwrap();
         w.end_node(root).unwrap();
         w.finish().unwrap()
+    }
+
+    /// A controller node: `compatible`, `#interrupt-cells`, `interrupt-controller`, `phandle`.
+    fn controller(w: &mut vm_fdt::FdtWriter, name: &str, compatible: &str, cells: u32, ph: u32) {
+        let n = w.begin_node(name).unwrap();
+        w.property_string("compatible", compatible).unwrap();
+        w.property_u32("#interrupt-cells", cells).unwrap();
+        w.property_null("interrupt-controller").unwrap();
+        w.property_phandle(ph).unwrap();
+        w.end_node(n).unwrap();
+    }
+
+    /// RK3399's 4-cell GICv3 as the root's interrupt parent, a Tegra-style 2-cell PMC and an
+    /// i.MX8MP irqsteer (1 cell); under a bus: rk3399-base.dtsi's pcie@f8000000 (three
+    /// `<GIC_SPI n IRQ_TYPE_LEVEL_HIGH 0>`, 48 bytes: four 12-byte chunks), an RTC with
+    /// `interrupts-extended` on the GIC and the PMC (one level, one falling edge), a display
+    /// bridge behind the irqsteer (`interrupt-parent` on the node).
+    fn irq_parents_dtb() -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_u32("interrupt-parent", 1).unwrap();
+        controller(&mut w, "interrupt-controller@fee00000", "arm,gic-v3", 4, 1);
+        controller(&mut w, "pmc@c360000", "nvidia,tegra234-pmc", 2, 2);
+        controller(
+            &mut w,
+            "interrupt-controller@32fc2000",
+            "fsl,imx-irqsteer",
+            1,
+            3,
+        );
+        let bus = w.begin_node("bus@0").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let n = w.begin_node("pcie@f8000000").unwrap();
+        w.property_string("compatible", "rockchip,rk3399-pcie")
+            .unwrap();
+        w.property_array_u64("reg", &[0xf800_0000, 0x200_0000])
+            .unwrap();
+        w.property_array_u32("interrupts", &[0, 49, 4, 0, 0, 50, 4, 0, 0, 51, 4, 0])
+            .unwrap();
+        w.property_u32("#interrupt-cells", 1).unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("rtc@c2a0000").unwrap();
+        w.property_string("compatible", "nvidia,tegra234-rtc")
+            .unwrap();
+        w.property_array_u64("reg", &[0xc2a_0000, 0x1_0000])
+            .unwrap();
+        w.property_array_u32("interrupts-extended", &[1, 0, 78, 4, 0, 2, 36, 2])
+            .unwrap();
+        w.end_node(n).unwrap();
+        let n = w.begin_node("display-bridge@32fc4000").unwrap();
+        w.property_string("compatible", "fsl,imx8mp-hdmi-pvi")
+            .unwrap();
+        w.property_array_u64("reg", &[0x32fc_4000, 0x1000]).unwrap();
+        w.property_u32("interrupt-parent", 3).unwrap();
+        w.property_array_u32("interrupts", &[12]).unwrap();
+        w.end_node(n).unwrap();
+        w.end_node(bus).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    /// Each host interrupt, whatever its parent's cells, is one guest SPI with its trigger;
+    /// the guest node has neither the host's `interrupt-parent` nor `interrupts-extended`.
+    #[test]
+    fn interrupts_of_any_parent_become_guest_spis() {
+        let blob = irq_parents_dtb();
+        let tree = host_tree(&blob).unwrap();
+        let bridge = desc(&tree, "/bus@0/display-bridge@32fc4000").unwrap();
+        assert_eq!(bridge.irqs.len(), 1);
+        assert!(
+            bridge.irqs[0].level && bridge.irqs[0].assumed_level,
+            "1 cell: level assumed"
+        );
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-irq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, &blob).unwrap();
+        let nodes = [
+            VfioSpec::new("/bus@0/pcie@f8000000".into()),
+            VfioSpec::new("/bus@0/rtc@c2a0000".into()),
+            VfioSpec::new("/bus@0/display-bridge@32fc4000".into()),
+        ];
+        let report = run(&host, &nodes, None, None, &out).unwrap();
+        assert!(
+            report.iter().any(|l| l.contains("host specifier <12> of /interrupt-controller@32fc2000 does not tell the trigger: level assumed")),
+            "{report:?}"
+        );
+        assert!(
+            !report.iter().any(|l| l.contains("note: interrupts")),
+            "{report:?}"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let node = |prefix: &str| g.all_nodes().find(|n| n.name.starts_with(prefix)).unwrap();
+        let cells = |n: ::fdt::node::FdtNode| -> Vec<u32> {
+            let v = n.property("interrupts").unwrap().value;
+            v.chunks(4)
+                .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        let spi = layout::PASSTHROUGH_SPI_BASE;
+        let pcie = node("pcie@");
+        assert_eq!(
+            cells(pcie),
+            [0, spi, 4, 0, spi + 1, 4, 0, spi + 2, 4],
+            "three, not four"
+        );
+        let rtc = node("rtc@");
+        assert_eq!(
+            cells(rtc),
+            [0, spi + 3, 4, 0, spi + 4, 1],
+            "level, then edge"
+        );
+        for n in [pcie, rtc, node("display-bridge@")] {
+            assert!(n.property("interrupt-parent").is_none(), "{}", n.name);
+            assert!(n.property("interrupts-extended").is_none(), "{}", n.name);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// LS1046A's crypto block: two job rings under crypto@1700000 (1 address cell).

@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use devices::dt::GuestNode;
 use devices::guest_node::clocks::{self, HostClock, SysfsTree};
-use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::hostdt::{self, HostNode};
+use devices::guest_node::irqspec::{self, HostIrqs};
 use devices::guest_node::ranges::BusCells;
 use devices::vfio::container::{Container, ContainerError};
 use devices::vfio::device::{DeviceError, VfioDevice};
@@ -100,6 +101,8 @@ pub struct ProbedDevice {
     pub spec: VfioSpec,
     pub host: HostDevice,
     pub host_node: Option<HostNode>,
+    /// Its host node's interrupts, decoded in the host's live tree.
+    pub host_irqs: Option<HostIrqs>,
     pub overlay: Option<GuestNode>,
     /// The host clocks its node references, resolved in the host's live tree.
     pub clocks: Vec<HostClock>,
@@ -128,11 +131,9 @@ impl ProbedDevice {
 /// Checks every spec: sysfs state, no device twice, its overlay, its host DT node.
 pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, PassthroughError> {
     let mut v: Vec<ProbedDevice> = Vec::new();
-    // One phandle index of the live tree for every device's clocks.
-    let tree = SysfsTree::new(
-        &sysfs.join("firmware/devicetree/base"),
-        &sysfs.join("kernel/debug/clk"),
-    );
+    // One phandle index of the live tree for every device's clocks and interrupt parents.
+    let base = sysfs.join("firmware/devicetree/base");
+    let tree = SysfsTree::new(&base, &sysfs.join("kernel/debug/clk"));
     for spec in specs {
         let host = HostDevice::probe(sysfs, &spec.path)?;
         if v.iter().any(|d| d.host.path == host.path) {
@@ -152,15 +153,30 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .map(|h| clocks::resolve(h, &tree))
             .unwrap_or_default();
+        let host_irqs = host_node
+            .as_ref()
+            .zip(host.of_node.as_deref())
+            .map(|(h, of_node)| live_host_irqs(h, of_node, &base, &tree));
         v.push(ProbedDevice {
             spec: spec.clone(),
             host,
             host_node,
+            host_irqs,
             overlay,
             clocks,
         });
     }
     Ok(v)
+}
+
+/// The interrupts of host node `h`, read at `of_node` in the live tree at `base`: its interrupt
+/// parent found by walking up the directories from `of_node`, parents by phandle in `tree`.
+pub fn live_host_irqs(h: &HostNode, of_node: &Path, base: &Path, tree: &SysfsTree) -> HostIrqs {
+    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+    let ancestry = hostdt::interrupt_ancestry(of_node, &base);
+    // The node's own properties first (its directory's entry holds the same three).
+    let parent = irqspec::effective_parent(std::iter::once(h).chain(ancestry.iter().skip(1)));
+    irqspec::host_irqs(h, parent, tree)
 }
 
 fn read_host_node(host: &HostDevice) -> Option<HostNode> {
@@ -206,6 +222,7 @@ impl PassDevice {
         let d = &self.dev;
         let mut desc = DeviceDesc::from_vfio(d.name(), d.kind(), d.regions(), d.irqs(), page);
         desc.host_node = self.probed.host_node.clone();
+        desc.host_irqs = self.probed.host_irqs.clone();
         desc.host_parent = self.probed.host_parent();
         desc.clocks = self.probed.clocks.clone();
         desc.host_bus = self.probed.host_bus();
@@ -403,6 +420,7 @@ pub mod test_support {
                 of_node: None,
             },
             host_node: None,
+            host_irqs: None,
             overlay: None,
             clocks: Vec::new(),
         }

@@ -72,9 +72,58 @@ impl HostNode {
     }
 }
 
+/// The properties that decide a node's interrupt parent (`interrupt-parent`,
+/// `#interrupt-cells`, `phandle`) of the node at `dir` and of each ancestor up to `base`, the
+/// tree's root directory, nearest first: the ancestry `irqspec::effective_parent` reads. Only
+/// the node itself when `dir` is not under `base`. Bounded by the path's length.
+pub fn interrupt_ancestry(dir: &Path, base: &Path) -> Vec<HostNode> {
+    const PROPS: [&str; 3] = ["interrupt-parent", "#interrupt-cells", "phandle"];
+    let mut v = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        v.push(HostNode {
+            name: d
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            props: PROPS
+                .iter()
+                .filter_map(|p| Some((p.to_string(), fs::read(d.join(p)).ok()?)))
+                .collect(),
+            children: Vec::new(),
+        });
+        if d == base || !d.starts_with(base) {
+            break;
+        }
+        cur = d.parent();
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupt_ancestry_stops_at_the_root() {
+        let base = std::env::temp_dir().join(format!("platvmm-irqdt-{}", std::process::id()));
+        let dev = base.join("cp0/config-space@f2000000/sata@540000");
+        std::fs::create_dir_all(&dev).unwrap();
+        std::fs::write(base.join("interrupt-parent"), [0, 0, 0, 1]).unwrap();
+        std::fs::write(base.join("cp0/interrupt-parent"), [0, 0, 0, 5]).unwrap();
+        std::fs::write(dev.join("compatible"), b"generic-ahci\0").unwrap();
+        let a = interrupt_ancestry(&dev, &base);
+        let names: Vec<&str> = a.iter().map(|n| n.name.as_str()).collect();
+        let root = base.file_name().unwrap().to_str().unwrap();
+        assert_eq!(names, ["sata@540000", "config-space@f2000000", "cp0", root]);
+        assert_eq!(a[2].prop("interrupt-parent"), Some(&[0u8, 0, 0, 5][..]));
+        assert!(
+            a[0].prop("compatible").is_none(),
+            "only what decides the parent"
+        );
+        assert_eq!(interrupt_ancestry(&dev, Path::new("/elsewhere")).len(), 1);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
 
     #[test]
     fn reads_a_node_directory() {

@@ -24,6 +24,7 @@ use ranges::BusCells;
 pub mod clocks;
 pub mod handlers;
 pub mod hostdt;
+pub mod irqspec;
 pub mod policy;
 pub mod ranges;
 pub mod refs;

@@ -162,7 +162,7 @@ pub fn references_phandle(n: &GuestNode, phandle: u32) -> bool {
 mod tests {
     use super::*;
     use crate::arch::aarch64::layout;
-    use crate::passthrough::plan::test_support::{clock, host};
+    use crate::passthrough::plan::test_support::{clock, dt_desc, host};
     use crate::passthrough::plan::{DeviceOptions, IrqDesc, Planner};
     use devices::dt::cells_prop;
     use devices::vfio::device::DeviceKind;
@@ -176,7 +176,7 @@ mod tests {
                 ("interrupts", cells_prop(&[0, 2, 4])),
             ],
         );
-        let d = DeviceDesc::from_dt("9010000.pl031", pl031, &[0x1000], 4096);
+        let d = dt_desc("9010000.pl031", pl031, &[0x1000], 4096);
         assert_eq!(d.kind, DeviceKind::Amba);
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, 4096).unwrap();
@@ -196,6 +196,7 @@ mod tests {
                 index,
                 count: 1,
                 level: true,
+                assumed_level: false,
                 eventfd: true,
             })
             .collect();
@@ -223,7 +224,7 @@ mod tests {
                     ("clocks", cells_prop(&[0x8000, 0x8000])),
                 ],
             );
-            let mut d = DeviceDesc::from_dt(name, h, &[0x1000], 4096);
+            let mut d = dt_desc(name, h, &[0x1000], 4096);
             let c = clock("uartclk", "/apb-pclk", Some(24_000_000));
             d.clocks = vec![
                 c.clone(),
@@ -267,7 +268,7 @@ mod tests {
             "pl031@9010000",
             &[("compatible", b"arm,pl031\0arm,primecell\0".to_vec())],
         );
-        let mut d = DeviceDesc::from_dt("9010000.pl031", h, &[0x1000], 4096);
+        let mut d = dt_desc("9010000.pl031", h, &[0x1000], 4096);
         d.clocks = vec![clock("apb_pclk", "/clkc-7", None)];
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, 4096).unwrap();

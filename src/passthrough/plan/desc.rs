@@ -1,10 +1,17 @@
 //! The planner's inputs: a device as VFIO reports it or as a host DT node describes it
 //! ([`DeviceDesc`], its [`RegionDesc`]s and [`IrqDesc`]s), and the user's choices for it
 //! ([`DeviceOptions`]).
+//!
+//! Interrupts: VFIO reports each IRQ's count and whether it is level (AUTOMASKED). From a host
+//! DT node, the host's interrupts are decoded whatever their parent's specifier layout
+//! (`devices::guest_node::irqspec`: `interrupts-extended` first, else `interrupts` under the
+//! node's interrupt parent), one IRQ each in vfio-platform's order, the trigger from the
+//! specifier where its parent's binding tells it.
 
-use devices::dt::{self, GuestNode};
+use devices::dt::GuestNode;
 use devices::guest_node::clocks::{ClockRate, HostClock};
 use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::irqspec::{HostIrqs, SpecTrigger};
 use devices::guest_node::ranges::BusCells;
 use devices::guest_node::FixedLink;
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
@@ -26,6 +33,9 @@ pub struct IrqDesc {
     pub index: u32,
     pub count: u32,
     pub level: bool,
+    /// The trigger is not known (a host specifier whose parent's layout does not tell it):
+    /// `level` was assumed.
+    pub assumed_level: bool,
     /// VFIO can signal it through an eventfd.
     pub eventfd: bool,
 }
@@ -38,6 +48,8 @@ pub struct DeviceDesc {
     pub regions: Vec<RegionDesc>,
     pub irqs: Vec<IrqDesc>,
     pub host_node: Option<HostNode>,
+    /// The host node's interrupts, decoded (entry `i` is VFIO IRQ `i` when their counts agree).
+    pub host_irqs: Option<HostIrqs>,
     /// The host node's parent (SEC job rings of one guest must share it).
     pub host_parent: Option<String>,
     /// The host clocks its `clocks` property references, resolved where possible.
@@ -73,10 +85,12 @@ impl DeviceDesc {
                     index: i.index,
                     count: i.count,
                     level: i.level(),
+                    assumed_level: false,
                     eventfd: i.flags & VFIO_IRQ_INFO_EVENTFD != 0,
                 })
                 .collect(),
             host_node: None,
+            host_irqs: None,
             host_parent: None,
             clocks: Vec::new(),
             host_bus: None,
@@ -84,24 +98,28 @@ impl DeviceDesc {
     }
 
     /// From a host DT node as VFIO would present it: one region per `reg` entry (`sizes`),
-    /// one IRQ per GIC `interrupts` specifier (level for level-triggered flags).
-    pub fn from_dt(name: &str, host: HostNode, sizes: &[u64], page: u64) -> Self {
-        let irqs = host
-            .prop("interrupts")
-            .map(|v| {
-                v.chunks_exact(12)
-                    .zip(0u32..)
-                    .map(|(c, index)| IrqDesc {
-                        index,
-                        count: 1,
-                        level: dt::is_level(u32::from_be_bytes(
-                            c[8..12].try_into().expect("4 bytes"),
-                        )),
-                        eventfd: true,
-                    })
-                    .collect()
+    /// one IRQ per host interrupt (`host_irqs`, decoded from the node by the caller, who knows
+    /// its tree), level unless its specifier says edge.
+    pub fn from_dt(
+        name: &str,
+        host: HostNode,
+        host_irqs: HostIrqs,
+        sizes: &[u64],
+        page: u64,
+    ) -> Self {
+        let irqs = (0u32..)
+            .zip(&host_irqs.irqs)
+            .map(|(index, h)| IrqDesc {
+                index,
+                count: 1,
+                // Unknown → level, the safe default: vfio-platform marks level lines
+                // AUTOMASKED (masked until the guest's EOI unmasks them through the
+                // resamplefd); a level line taken for an edge one would fire without end.
+                level: h.trigger != SpecTrigger::Edge,
+                assumed_level: h.trigger == SpecTrigger::Unknown,
+                eventfd: true,
             })
-            .unwrap_or_default();
+            .collect();
         let primecell = host
             .strings("compatible")
             .is_some_and(|c| c.iter().any(|x| x == "arm,primecell"));
@@ -122,6 +140,7 @@ impl DeviceDesc {
                 .collect(),
             irqs,
             host_node: Some(host),
+            host_irqs: Some(host_irqs),
             host_parent: None,
             clocks: Vec::new(),
             host_bus: None,
@@ -162,14 +181,14 @@ impl<'a> DeviceOptions<'a> {
 mod tests {
     use super::*;
     use crate::arch::aarch64::layout;
-    use crate::passthrough::plan::test_support::{plan_one, sata, sata_as_vfio};
+    use crate::passthrough::plan::test_support::{dt_desc, plan_one, sata, sata_as_vfio};
     use crate::passthrough::plan::{Access, IrqRoute, Placement, Trigger};
 
     #[test]
     fn vfio_and_host_tree_give_the_same_plan() {
         let page = 4096;
         let from_vfio = plan_one(&sata_as_vfio(page), page);
-        let mut from_dt = DeviceDesc::from_dt("3200000.sata", sata(), &[0x1_0000, 4], page);
+        let mut from_dt = dt_desc("3200000.sata", sata(), &[0x1_0000, 4], page);
         from_dt.kind = DeviceKind::Platform;
         let from_dt = plan_one(&from_dt, page);
         assert_eq!(from_vfio.placements, from_dt.placements);

@@ -43,9 +43,9 @@ impl PeerLinks {
     ) -> Result<Vec<(u32, u32)>, Exhausted> {
         let mut made = Vec::new();
         for &h in host {
-            if !self.guest.contains_key(&h) {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.guest.entry(h) {
                 let g = res.phandle()?;
-                self.guest.insert(h, g);
+                e.insert(g);
                 made.push((h, g));
             }
         }

@@ -3,12 +3,19 @@
 //! guest node. `setup` (through the device manager), `inspect` and `preview-dt` all plan with
 //! this code, from a [`DeviceDesc`] made of VFIO's region/IRQ info or of a host DT node.
 //!
+//! Interrupts: one guest GIC SPI per VFIO IRQ (the guest node's `interrupts`, under the root's
+//! interrupt parent, whatever the host's parent was). The host node's decoded interrupts
+//! ([`DeviceDesc::host_irqs`], one per VFIO index) tell when two indexes are one host line
+//! listed twice (wired once), and notes say when they cannot be read as the host kernel reads
+//! them, when their count differs from VFIO's, or when a trigger was assumed.
+//!
 //! Here: the [`Planner`] (regions, IRQs, the guest node) and what it decides ([`DevicePlan`],
 //! [`VmPlan`]). Apart: its inputs (`desc.rs`), host clocks → guest fixed clocks (`clocks.rs`),
 //! the SEC controller and its job rings ([`sec`]), the DMA hint (`dma.rs`).
 
 use devices::dt::{FixedClock, GuestNode};
 use devices::guest_node::handlers::{self, RegWrite, TypeHandler};
+use devices::guest_node::irqspec::HostIrq;
 use devices::guest_node::{self as node, GuestIrq, NodeParams};
 
 use crate::resources::{Exhausted, Resources};
@@ -205,7 +212,8 @@ impl<'r> Planner<'r> {
             .map_err(|r| PlanError::sec(&d.name, r))?;
         let placements = self.place_regions(d, sec_offset).map_err(ex)?;
         let irqs = self.route_irqs(d)?;
-        let mut synthesized = shared_irq_notes(&irqs);
+        let (irq_warnings, mut synthesized) = irq_notes(d);
+        synthesized.extend(shared_irq_notes(&irqs));
         let host_clocks = clocks::with_user_rates(d, o.clock_rates);
         let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
             .map_err(ex)?;
@@ -229,6 +237,7 @@ impl<'r> Planner<'r> {
         let referenced = inputs.generate(&self.links.scanning()).referenced;
         let given = self.links.give(&referenced, self.res).map_err(ex)?;
         let mut generated = inputs.generate(&self.links);
+        generated.warnings.extend(irq_warnings);
         generated.warnings.extend(clocks.note);
         synthesized.extend(clocks.made);
         synthesized.extend(given.iter().map(|&(h, g)| self.phandle_note(&d.name, h, g)));
@@ -301,8 +310,10 @@ impl<'r> Planner<'r> {
         let specs = host_irq_specifiers(d);
         for i in d.irqs.iter().filter(|i| i.count > 0) {
             let same = |r: &&IrqRoute| {
-                let spec = |x: u32| specs.as_ref().and_then(|s| s.get(x as usize));
-                spec(i.index).is_some() && spec(r.index) == spec(i.index)
+                let spec = |x: u32| specs.and_then(|s| s.get(x as usize));
+                spec(i.index)
+                    .zip(spec(r.index))
+                    .is_some_and(|(a, b)| a.same_line(b))
             };
             if let Some(first) = v.iter().find(same) {
                 let shared = IrqRoute {
@@ -384,15 +395,47 @@ impl NodeInputs<'_> {
     }
 }
 
-/// The host node's `interrupts` split into one specifier per IRQ, when they line up with
-/// VFIO's IRQ indexes (VFIO numbers a platform device's IRQs in `interrupts` order).
-fn host_irq_specifiers(d: &DeviceDesc) -> Option<Vec<Vec<u8>>> {
-    let v = d.host_node.as_ref()?.prop("interrupts")?;
-    let n = d.irqs.len();
-    if n == 0 || v.len() % n != 0 || v.len() / n < 4 || (v.len() / n) % 4 != 0 {
-        return None;
+/// How many of the device's IRQs have lines (vfio-platform gives each exactly one).
+fn live_irqs(d: &DeviceDesc) -> usize {
+    d.irqs.iter().filter(|i| i.count > 0).count()
+}
+
+/// The host node's interrupts, entry `i` standing for VFIO IRQ `i` (vfio-platform numbers a
+/// platform device's IRQs in `interrupts-extended`, else `interrupts`, order), when their count
+/// is VFIO's: otherwise which entry is which IRQ is not known.
+fn host_irq_specifiers(d: &DeviceDesc) -> Option<&[HostIrq]> {
+    let h = d.host_irqs.as_ref()?;
+    (h.irqs.len() == live_irqs(d)).then_some(h.irqs.as_slice())
+}
+
+/// Warnings (host interrupts not read as the host kernel reads them, a count that differs
+/// from VFIO's) and synthesized notes (triggers assumed) about a device's interrupts.
+fn irq_notes(d: &DeviceDesc) -> (Vec<String>, Vec<String>) {
+    let Some(h) = &d.host_irqs else {
+        return (Vec::new(), Vec::new());
+    };
+    let mut warnings: Vec<String> = h.note().into_iter().collect();
+    let (host, vfio) = (h.irqs.len(), live_irqs(d));
+    if host != vfio {
+        let prop = h.prop.map_or("interrupts".to_string(), |p| p.to_string());
+        warnings.push(format!(
+            "the host node lists {host} interrupts in {prop} but VFIO reports {vfio}: the \
+             guest node gets one SPI per VFIO IRQ, and a host line listed twice is not detected"
+        ));
     }
-    Some(v.chunks_exact(v.len() / n).map(<[u8]>::to_vec).collect())
+    let assumed = d.irqs.iter().filter(|i| i.assumed_level).map(|i| {
+        let Some(h) = h.irqs.get(i.index as usize) else {
+            return format!("IRQ {}: trigger unknown, level assumed", i.index);
+        };
+        let cells: Vec<String> = h.cells.iter().map(u32::to_string).collect();
+        format!(
+            "IRQ {}: host specifier <{}> of {} does not tell the trigger: level assumed",
+            i.index,
+            cells.join(" "),
+            h.parent_name()
+        )
+    });
+    (warnings, assumed.collect())
 }
 
 fn shared_irq_notes(irqs: &[IrqRoute]) -> Vec<String> {
@@ -545,6 +588,13 @@ mod test_support {
         d
     }
 
+    /// [`DeviceDesc::from_dt`] for a node without a tree: `interrupts` read as 3-cell GIC
+    /// specifiers.
+    pub(super) fn dt_desc(name: &str, h: HostNode, sizes: &[u64], page: u64) -> DeviceDesc {
+        let irqs = devices::guest_node::irqspec::alone(&h);
+        DeviceDesc::from_dt(name, h, irqs, sizes, page)
+    }
+
     pub(super) fn plan_one(d: &DeviceDesc, page: u64) -> DevicePlan {
         let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
         let mut p = Planner::new(&mut res, page).unwrap();
@@ -566,11 +616,52 @@ mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{clock, host, plan_one, sata_as_vfio};
+    use super::test_support::{clock, dt_desc, host, plan_one, sata_as_vfio};
     use super::*;
     use crate::arch::aarch64::layout;
     use devices::dt::cells_prop;
     use devices::guest_node::clocks::ClockRate;
+
+    /// On the VFIO path VFIO's IRQs rule: with as many host interrupts as VFIO IRQs, a line
+    /// the host lists twice (here under a 4-cell GIC) is wired once; with another count, a
+    /// note and nothing taken as shared.
+    #[test]
+    fn vfio_irqs_against_the_decoded_host_node() {
+        use devices::guest_node::irqspec::{HostIrq, HostIrqs, IrqParent, SpecTrigger};
+        let mut d = sata_as_vfio(4096);
+        d.irqs[1].count = 1;
+        d.irqs[1].level = false;
+        let line = |spi: u32| HostIrq {
+            parent: Some(IrqParent {
+                phandle: 1,
+                key: "/interrupt-controller@fee00000".into(),
+            }),
+            cells: vec![0, spi, 4, 0],
+            trigger: SpecTrigger::Level,
+        };
+        d.host_irqs = Some(HostIrqs {
+            irqs: vec![line(57), line(57)],
+            prop: Some(devices::guest_node::irqspec::IrqProp::Interrupts),
+            ..HostIrqs::default()
+        });
+        let p = plan_one(&d, 4096);
+        assert_eq!((p.irqs[0].shares, p.irqs[1].shares), (None, Some(0)));
+        assert_eq!(p.irqs[1].trigger, Trigger::Level, "the line's first route");
+        assert!(!p.warnings.iter().any(|w| w.contains("VFIO reports")));
+
+        d.host_irqs.as_mut().unwrap().irqs.push(line(58));
+        let p = plan_one(&d, 4096);
+        assert_eq!((p.irqs[0].shares, p.irqs[1].shares), (None, None));
+        assert_ne!(p.irqs[0].spi, p.irqs[1].spi);
+        assert_eq!(p.irqs[1].trigger, Trigger::Edge, "VFIO's flags");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("lists 3 interrupts in interrupts but VFIO reports 2")),
+            "{:?}",
+            p.warnings
+        );
+    }
 
     #[test]
     fn regions_follow_the_host_page_size() {
@@ -609,7 +700,7 @@ mod tests {
             ],
         ));
         h.children.push(mdio);
-        let mut d = DeviceDesc::from_dt("ff0b0000.ethernet", h, &[0x1000], 4096);
+        let mut d = dt_desc("ff0b0000.ethernet", h, &[0x1000], 4096);
         d.clocks = vec![
             clock("pclk", "/clock-lpd-lsbus", Some(100_000_000)),
             clock("tx_clk", "/clkc-44", None),

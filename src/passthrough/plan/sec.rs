@@ -153,7 +153,7 @@ impl Rings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passthrough::plan::test_support::host;
+    use crate::passthrough::plan::test_support::{dt_desc, host};
     use crate::passthrough::plan::{DeviceOptions, PlanError, Planner};
 
     #[test]
@@ -214,7 +214,7 @@ mod tests {
                 ("interrupts", cells_prop(&[0, 71, 4])),
             ],
         );
-        let mut d = DeviceDesc::from_dt(name, h, &[0x10000], 4096);
+        let mut d = dt_desc(name, h, &[0x10000], 4096);
         d.host_parent = Some("/soc/crypto@1700000".into());
         d
     }

@@ -203,7 +203,7 @@ mod tests {
         }
         let map: std::collections::HashMap<u32, u32> = [(0x2a, 7)].into_iter().collect();
         let links = MapLinks(map.clone());
-        let mut p = params(DeviceKind::Platform, &[(0x4000_0000, 0x10000)], &IRQS);
+        let mut p = params(DeviceKind::Platform, &[(0x4000_0000, 0x10000)], IRQS);
         p.links = &links;
         let mut n2 = Ethernet.generate(Some(&h), &p).node;
         settle_phandles(&mut n2, &map);
