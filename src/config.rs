@@ -144,6 +144,9 @@ pub struct VfioSpec {
     pub mac: Option<[u8; 6]>,
     /// `fixed-link=SPEED[:half]`: a MAC's link without a PHY.
     pub fixed_link: Option<FixedLink>,
+    /// `group=on`: the device's children that are host platform devices of their own are
+    /// passed with it, each through VFIO, nested in its guest node.
+    pub group: bool,
 }
 
 impl VfioSpec {
@@ -157,13 +160,14 @@ impl VfioSpec {
             clock_rates: Vec::new(),
             mac: None,
             fixed_link: None,
+            group: false,
         }
     }
 }
 
 /// The options `--vfio-platform` takes, for messages.
 const VFIO_OPTIONS: &str =
-    "options: compatible=, overlay=, handler=, clock-rates=, mac=, fixed-link=";
+    "options: compatible=, overlay=, handler=, clock-rates=, mac=, fixed-link=, group=";
 
 /// Parses `NAME:HZ;NAME:HZ` (HZ with an optional k, M or G suffix).
 pub fn parse_clock_rates(s: &str) -> Result<Vec<ClockRate>, String> {
@@ -304,10 +308,20 @@ pub fn parse_vfio(s: &str) -> Result<VfioSpec, String> {
             "clock-rates" => spec.clock_rates = parse_clock_rates(&v)?,
             "mac" => spec.mac = Some(parse_mac(&v)?),
             "fixed-link" => spec.fixed_link = Some(parse_fixed_link(&v)?),
+            "group" => spec.group = parse_on_off("group", &v)?,
             other => return Err(format!("unknown option '{other}' ({VFIO_OPTIONS})")),
         }
     }
     Ok(spec)
+}
+
+/// `on` or `off` for option `key`.
+fn parse_on_off(key: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        _ => Err(format!("{key}={v}: use {key}=on or {key}=off")),
+    }
 }
 
 /// Whether `seg` is the rest of a unit address cut at a comma: `path`'s last node has one
@@ -463,6 +477,12 @@ mod tests {
         assert!(parse_vfio("/d,handler=gpu")
             .unwrap_err()
             .contains("handlers: sata, usb, ethernet, mmc, serial, sec, generic"));
+        assert!(parse_vfio("/d,group=on").unwrap().group);
+        assert!(!parse_vfio("/d,group=off").unwrap().group);
+        assert!(!parse_vfio("/d").unwrap().group);
+        assert!(parse_vfio("/d,group=yes")
+            .unwrap_err()
+            .contains("use group=on or group=off"));
     }
 
     #[test]

@@ -185,14 +185,16 @@ fn each_handler(host: &HostNode, ctl: &Ctl, compatible: Option<&[String]>) {
             clocks: ctl.bit(5).then_some(clocks.as_slice()),
             mac: ctl.mac(),
             fixed_link: ctl.fixed_link(),
+            host_bus: ctl.bit(8).then_some(node::ranges::BusCells {
+                address: u32::from(ctl.0[12] % 4),
+                size: u32::from(ctl.0[13] % 4),
+            }),
+            links: &node::NoLinks,
         };
         for h in HANDLERS {
             let mut g = h.generate(Some(host), &p);
-            let map: HashMap<u32, u32> = node::local_phandles(&g.node)
-                .into_iter()
-                .zip(0x20..)
-                .collect();
-            node::remap_phandles(&mut g.node, &map);
+            let map: HashMap<u32, u32> = g.referenced.iter().copied().zip(0x20..).collect();
+            node::settle_phandles(&mut g.node, &map);
         }
     }
     let _ = handlers::select(Some(host));

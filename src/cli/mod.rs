@@ -77,7 +77,7 @@ pub struct Cli {
 
     /// Pass a host platform or AMBA device through (repeatable):
     /// PATH[,compatible=A;B...][,overlay=FILE.dtb][,handler=NAME][,clock-rates=NAME:HZ;...]
-    /// [,mac=XX:XX:XX:XX:XX:XX][,fixed-link=SPEED[:half]].
+    /// [,mac=XX:XX:XX:XX:XX:XX][,fixed-link=SPEED[:half]][,group=on].
     /// PATH is /sys/bus/platform/devices/<dev> or /sys/bus/amba/devices/<dev>, bound to
     /// vfio-platform / vfio-amba. compatible= replaces the guest node's compatible list
     /// (entries separated by ';'); overlay= merges the root node of a DTB fragment
@@ -87,6 +87,8 @@ pub struct Cli {
     /// the rate of host clocks (by clock-names entry, HZ with k/M/G) the host tree and
     /// /sys/kernel/debug/clk do not tell; each becomes a guest fixed clock. mac= sets an Ethernet
     /// controller's local-mac-address; fixed-link= replaces a PHY the guest does not get.
+    /// group=on also passes the device's children that are host platform devices of their
+    /// own (each bound to vfio-platform), nested in its guest node behind translated ranges.
     #[arg(long = "vfio-platform", value_name = "PATH[,OPTS]", value_parser = parse_vfio)]
     pub vfio_platform: Vec<VfioSpec>,
 

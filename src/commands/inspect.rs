@@ -84,16 +84,22 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
         dev: d.dev.name().to_string(),
         source,
     })?;
-    let desc = d.desc(page);
-    planner.peers([&desc]);
-    planner.add(&desc, &d.probed.options())?;
-    let vm = planner
-        .finish(false)
-        .map_err(|source| PlanError::Exhausted {
-            dev: d.dev.name().to_string(),
-            source,
-        })?;
+    // The device and, with group=on, its members: planned together as `setup` would.
+    let descs: Vec<_> = pt.devices.iter().map(|x| x.desc(page)).collect();
+    planner.peers(&descs);
+    for (x, desc) in pt.devices.iter().zip(&descs) {
+        planner.add(desc, &x.probed.options())?;
+    }
+    let vm = planner.finish(false)?;
     let plan = vm.devices[0].clone();
+    for m in vm.devices.iter().skip(1) {
+        println!(
+            "group member: {} ({} handler) → {}",
+            m.name,
+            m.handler,
+            vm.node_path(m)
+        );
+    }
     print_regions(d.dev.as_ref(), &plan);
     print_irqs(d.dev.as_ref(), &plan);
     print_host_node(&d.probed);
@@ -102,7 +108,7 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
         "DMA stop when the VM ends: {}",
         crate::passthrough::quiesce::describe(plan.dma_stop)
     );
-    println!("guest node (as the only passed-through device):");
+    println!("guest node (as the only passed-through device, with its group members):");
     print!(
         "{}",
         to_dts(&plan.node.name, &plan.node.props, &plan.node.children, 1)

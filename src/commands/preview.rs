@@ -100,16 +100,18 @@ pub fn run(
         .iter()
         .map(|n| desc(&tree, &n.path.to_string_lossy()))
         .collect::<Result<Vec<_>, _>>()?;
-    planner.peers(&descs);
+    let members = group_members(&tree, nodes, &descs)?;
+    planner.peers(descs.iter().chain(&members));
     for ((n, ov), d) in nodes.iter().zip(&overlays).zip(&descs) {
         let mut opts = DeviceOptions::from_spec(n, ov.as_ref());
         opts.compatible = opts.compatible.or(compatible.as_deref());
         opts.handler = opts.handler.or(handler);
         planner.add(d, &opts)?;
     }
-    let plan = planner
-        .finish(false)
-        .map_err(plan_err("the SEC controller"))?;
+    for m in &members {
+        planner.add(m, &DeviceOptions::default())?;
+    }
+    let plan = planner.finish(false)?;
     write_guest_dtb(&plan, out)?;
     Ok(report(&plan))
 }
@@ -181,6 +183,35 @@ fn ancestors(tree: &::fdt::Fdt, path: &str) -> Vec<HostNode> {
         .filter_map(|k| tree.find_node(&format!("/{}", parts[..k].join("/"))))
         .map(props_of)
         .collect()
+}
+
+/// The members of every `group=on` node: its enabled children with `compatible` and `reg`
+/// (what the host kernel makes platform devices of), each described as VFIO would present it.
+fn group_members(
+    tree: &::fdt::Fdt,
+    nodes: &[VfioSpec],
+    descs: &[DeviceDesc],
+) -> Result<Vec<DeviceDesc>, PreviewError> {
+    let mut v = Vec::new();
+    for (n, d) in nodes.iter().zip(descs).filter(|(n, _)| n.group) {
+        let path = n.path.to_string_lossy();
+        let node = tree
+            .find_node(&path)
+            .ok_or_else(|| PreviewError::NoNode(path.to_string()))?;
+        for c in node.children() {
+            let enabled = !matches!(
+                c.property("status").and_then(|s| s.as_str()),
+                Some(s) if s != "okay" && s != "ok"
+            );
+            if c.property("compatible").is_none() || c.property("reg").is_none() || !enabled {
+                continue;
+            }
+            let mut m = desc(tree, &format!("{}/{}", path.trim_end_matches('/'), c.name))?;
+            m.member_of = Some(d.name.clone());
+            v.push(m);
+        }
+    }
+    Ok(v)
 }
 
 /// Phandle lookups in a host DTB (a node's name is its key: the fdt crate gives no paths).
@@ -505,6 +536,93 @@ mod tests {
         let g = ::fdt::Fdt::new(&blob).unwrap();
         let uart = g.find_node("/serial@40000000").unwrap();
         assert!(uart.property("dmas").is_none() && uart.property("dma-names").is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The emulated Versal's USB wrapper (a simple-bus in L1) with its xHCI child, as
+    /// `group=on` passes them: `reg` 2/2 cells, identity `ranges`.
+    fn versal_usb(parent: [u64; 2]) -> Vec<u8> {
+        let mut w = vm_fdt::FdtWriter::new().unwrap();
+        let root = w.begin_node("").unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        let bus = w.begin_node("usb@ff9d0000").unwrap();
+        w.property_string("compatible", "simple-bus").unwrap();
+        w.property_array_u64("reg", &parent).unwrap();
+        w.property_u32("#address-cells", 2).unwrap();
+        w.property_u32("#size-cells", 2).unwrap();
+        w.property_null("ranges").unwrap();
+        let x = w.begin_node("dwc3@fe200000").unwrap();
+        w.property_string("compatible", "generic-xhci").unwrap();
+        w.property_array_u64("reg", &[0xfe20_0000, 0x1_0000])
+            .unwrap();
+        w.property_array_u32("interrupts", &[0, 22, 4]).unwrap();
+        w.end_node(x).unwrap();
+        let off = w.begin_node("phy@0").unwrap();
+        w.property_string("compatible", "vendor,phy").unwrap();
+        w.property_array_u64("reg", &[0xfe30_0000, 0x1000]).unwrap();
+        w.property_string("status", "disabled").unwrap();
+        w.end_node(off).unwrap();
+        w.end_node(bus).unwrap();
+        w.end_node(root).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn a_group_nests_its_members_behind_translated_ranges() {
+        let dir = std::env::temp_dir().join(format!("platvmm-preview-grp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
+        std::fs::write(&host, versal_usb([0xff9d_0000, 0x1_0000])).unwrap();
+        let spec = crate::config::parse_vfio("/usb@ff9d0000,group=on").unwrap();
+        let report = run(&host, std::slice::from_ref(&spec), None, None, &out).unwrap();
+        assert!(
+            report.iter().any(
+                |l| l.starts_with("/usb@ff9d0000/dwc3@fe200000: usb handler")
+                    && l.ends_with("→ /usb@40000000/usb@fe200000")
+            ),
+            "{report:?}"
+        );
+        assert!(
+            !report.iter().any(|l| l.contains("phy@0")),
+            "disabled: no member"
+        );
+        let blob = std::fs::read(&out).unwrap();
+        let g = ::fdt::Fdt::new(&blob).unwrap();
+        let bus = g.find_node("/usb@40000000").unwrap();
+        let cells = |v: &[u8]| -> Vec<u64> {
+            v.chunks(8)
+                .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        assert_eq!(
+            cells(bus.property("ranges").unwrap().value),
+            [
+                0xff9d_0000,
+                0x4000_0000,
+                0x1_0000,
+                0xfe20_0000,
+                0x4001_0000,
+                0x1_0000
+            ]
+        );
+        let xhci = g.find_node("/usb@40000000/usb@fe200000").unwrap();
+        assert_eq!(
+            cells(xhci.property("reg").unwrap().value),
+            [0xfe20_0000, 0x1_0000],
+            "the host's child address, reached through ranges"
+        );
+        assert_eq!(
+            xhci.property("interrupts").unwrap().value,
+            [0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 4]
+        );
+        assert!(g.find_node("/usb@40010000").is_none(), "not a root node");
+        // A parent whose own region covers the child's cannot nest it.
+        std::fs::write(&host, versal_usb([0xfe00_0000, 0x200_0000])).unwrap();
+        let wide = run(&host, &[spec], None, None, &out)
+            .unwrap_err()
+            .to_string();
+        assert!(wide.contains("without group=on"), "{wide}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -61,6 +61,9 @@ pub enum PassthroughError {
     /// The same device twice.
     #[error("--vfio-platform: {0} is given twice")]
     Duplicate(String),
+    /// `group=on` on a device without child platform devices.
+    #[error("--vfio-platform {0},group=on: it has no child device-tree node the host made a platform device of; pass it without group=on")]
+    EmptyGroup(String),
     /// The `overlay=` file is unusable.
     #[error("--vfio-platform {dev},overlay={source}")]
     Overlay {
@@ -106,6 +109,8 @@ pub struct ProbedDevice {
     pub overlay: Option<GuestNode>,
     /// The host clocks its node references, resolved in the host's live tree.
     pub clocks: Vec<HostClock>,
+    /// The group parent (device name) it is passed with, for a member of a `group=on` device.
+    pub member_of: Option<String>,
 }
 
 impl ProbedDevice {
@@ -128,13 +133,47 @@ impl ProbedDevice {
     }
 }
 
-/// Checks every spec: sysfs state, no device twice, its overlay, its host DT node.
+/// Every spec, then after a `group=on` one its members (the platform devices of its child
+/// nodes), each with the device name of the parent it goes with.
+fn expand_groups(
+    sysfs: &Path,
+    specs: &[VfioSpec],
+) -> Result<Vec<(VfioSpec, Option<String>)>, PassthroughError> {
+    let mut v = Vec::new();
+    for spec in specs {
+        v.push((spec.clone(), None));
+        if !spec.group {
+            continue;
+        }
+        let parent = HostDevice::probe(sysfs, &spec.path)?;
+        let members = parent
+            .of_node
+            .as_deref()
+            .map(|n| devices::vfio::sysfs::child_devices(sysfs, n))
+            .unwrap_or_default();
+        if members.is_empty() {
+            return Err(PassthroughError::EmptyGroup(
+                spec.path.display().to_string(),
+            ));
+        }
+        v.extend(
+            members
+                .into_iter()
+                .map(|m| (VfioSpec::new(m), Some(parent.name.clone()))),
+        );
+    }
+    Ok(v)
+}
+
+/// Checks every spec (and the members of `group=on` ones): sysfs state, no device twice, its
+/// overlay, its host DT node.
 pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, PassthroughError> {
     let mut v: Vec<ProbedDevice> = Vec::new();
     // One phandle index of the live tree for every device's clocks and interrupt parents.
     let base = sysfs.join("firmware/devicetree/base");
     let tree = SysfsTree::new(&base, &sysfs.join("kernel/debug/clk"));
-    for spec in specs {
+    for (spec, member_of) in expand_groups(sysfs, specs)? {
+        let spec = &spec;
         let host = HostDevice::probe(sysfs, &spec.path)?;
         if v.iter().any(|d| d.host.path == host.path) {
             return Err(PassthroughError::Duplicate(host.name));
@@ -164,6 +203,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             host_irqs,
             overlay,
             clocks,
+            member_of,
         });
     }
     Ok(v)
@@ -226,6 +266,7 @@ impl PassDevice {
         desc.host_parent = self.probed.host_parent();
         desc.clocks = self.probed.clocks.clone();
         desc.host_bus = self.probed.host_bus();
+        desc.member_of = self.probed.member_of.clone();
         desc
     }
 }
@@ -423,6 +464,7 @@ pub mod test_support {
             host_irqs: None,
             overlay: None,
             clocks: Vec::new(),
+            member_of: None,
         }
     }
 }

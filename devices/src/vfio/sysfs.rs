@@ -319,10 +319,53 @@ pub(crate) mod testfs {
     }
 }
 
+/// The platform devices whose DT node is a child of `parent_of_node` (a group's members: the
+/// host kernel made them platform devices of their own), as `bus/platform/devices/NAME`
+/// paths under `sysfs_root`, sorted by name.
+pub fn child_devices(sysfs_root: &Path, parent_of_node: &Path) -> Vec<PathBuf> {
+    let dir = sysfs_root.join("bus/platform/devices");
+    let Ok(rd) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let parent = fs::canonicalize(parent_of_node).unwrap_or(parent_of_node.to_path_buf());
+    let mut v: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            fs::canonicalize(p.join("of_node"))
+                .ok()
+                .is_some_and(|n| n.parent() == Some(parent.as_path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::testfs::FakeSysfs;
     use super::*;
+
+    #[test]
+    fn a_groups_members_are_the_devices_of_its_child_nodes() {
+        let fs = FakeSysfs::new("group");
+        let dt = fs.path("firmware/devicetree/base/usb@ff9d0000");
+        std::fs::create_dir_all(dt.join("dwc3@fe200000")).unwrap();
+        std::fs::create_dir_all(fs.path("firmware/devicetree/base/rtc@1000")).unwrap();
+        let parent = fs.device("platform", "ff9d0000.usb", Some("vfio-platform"), Some(1));
+        let child = fs.device("platform", "fe200000.dwc3", Some("vfio-platform"), Some(2));
+        let other = fs.device("platform", "1000.rtc", None, Some(3));
+        let link = |dev: &Path, node: &Path| {
+            std::os::unix::fs::symlink(node, fs::canonicalize(dev).unwrap().join("of_node"))
+                .unwrap()
+        };
+        link(&parent, &dt);
+        link(&child, &dt.join("dwc3@fe200000"));
+        link(&other, &fs.path("firmware/devicetree/base/rtc@1000"));
+        assert_eq!(child_devices(&fs.root, &dt), [child]);
+        assert!(child_devices(&fs.root, &dt.join("dwc3@fe200000")).is_empty());
+        assert!(child_devices(&fs.path("nowhere"), &dt).is_empty());
+    }
 
     #[test]
     fn probes_a_vfio_bound_amba_device() {

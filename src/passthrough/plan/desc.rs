@@ -56,6 +56,8 @@ pub struct DeviceDesc {
     pub clocks: Vec<HostClock>,
     /// The host parent bus's `#address-cells`/`#size-cells` (to translate `ranges`).
     pub host_bus: Option<BusCells>,
+    /// The group parent device it is passed with (`group=on` on the parent).
+    pub member_of: Option<String>,
 }
 
 impl DeviceDesc {
@@ -94,6 +96,7 @@ impl DeviceDesc {
             host_parent: None,
             clocks: Vec::new(),
             host_bus: None,
+            member_of: None,
         }
     }
 
@@ -144,6 +147,7 @@ impl DeviceDesc {
             host_parent: None,
             clocks: Vec::new(),
             host_bus: None,
+            member_of: None,
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::resources::{Exhausted, Resources};
 mod clocks;
 mod desc;
 mod dma;
+pub mod group;
 mod links;
 pub mod sec;
 
@@ -50,6 +51,15 @@ pub enum PlanError {
         "{dev}: a SEC job ring needs its register page, but every region of the device is empty"
     )]
     SecNoRegion { dev: String },
+    /// A group member whose parent is not passed.
+    #[error("{dev} is a group member of {parent}, which is not passed")]
+    GroupNoParent { dev: String, parent: String },
+    /// A group member whose host reg cannot be written in its parent's address space.
+    #[error("{dev}: its host reg does not pair with its regions or does not fit {parent}'s #address-cells/#size-cells: pass it on its own instead of with group=on")]
+    GroupReg { dev: String, parent: String },
+    /// A group member whose registers lie inside its parent's own.
+    #[error("{dev}: its registers lie inside those {parent} already passes: pass {parent} without group=on (its region holds the child's registers)")]
+    GroupOverlap { dev: String, parent: String },
     /// A job ring whose register page would reach past the SEC block (over other devices).
     #[error("{dev}: a SEC job ring of {size:#x} bytes at offset {offset:#x} does not fit the {:#x}-byte SEC block", sec::SEC_BLOCK_SIZE)]
     SecRingOutsideBlock { dev: String, offset: u32, size: u64 },
@@ -130,6 +140,10 @@ pub struct DevicePlan {
     /// The register writes that stop its DMA when the VM ends (its handler's knowledge of the
     /// hardware its host compatible names; none for a device of unknown registers).
     pub dma_stop: &'static [RegWrite],
+    /// A group member: its parent and host reg (`group=on`).
+    pub member: Option<group::Membership>,
+    /// The guest node of the parent it is nested in, once its group is assembled.
+    pub nested_in: Option<String>,
 }
 
 /// What the hardware is: the host node's compatible, else the user's `compatible=`.
@@ -254,6 +268,12 @@ impl<'r> Planner<'r> {
             synthesized,
             dma: d.host_node.as_ref().and_then(looks_dma_capable),
             dma_stop: handler.dma_stop(&hardware_compatible(d, o)),
+            member: d
+                .member_of
+                .as_deref()
+                .zip(d.host_node.as_ref())
+                .map(|(p, h)| group::Membership::new(p, h, d.host_bus)),
+            nested_in: None,
         });
         Ok(self.plan.devices.last().expect("just pushed"))
     }
@@ -261,18 +281,27 @@ impl<'r> Planner<'r> {
     /// The plan; `sec_controller` gives the guest a SEC controller even without job rings.
     /// Every node's phandles are settled (host phandles a kept reference points at become
     /// guest ones, the others go), then the user's overlays are applied.
-    pub fn finish(mut self, sec_controller: bool) -> Result<VmPlan, Exhausted> {
+    /// Group members are then nested in their parents' nodes.
+    pub fn finish(mut self, sec_controller: bool) -> Result<VmPlan, PlanError> {
         for (d, ov) in self.plan.devices.iter_mut().zip(&self.overlays) {
             node::settle_phandles(&mut d.node, self.links.map());
             if let Some(ov) = ov {
                 d.node.merge(ov);
             }
         }
+        group::assemble(&mut self.plan.devices)?;
         if sec_controller || self.plan.sec_block.is_some() {
-            self.plan.sec_controller = Some(self.res.emulated(
-                devices::caam::CAAM_WINDOW,
-                crate::arch::aarch64::layout::MIB,
-            )?);
+            let at = self
+                .res
+                .emulated(
+                    devices::caam::CAAM_WINDOW,
+                    crate::arch::aarch64::layout::MIB,
+                )
+                .map_err(|source| PlanError::Exhausted {
+                    dev: "the SEC controller".into(),
+                    source,
+                })?;
+            self.plan.sec_controller = Some(at);
         }
         Ok(self.plan)
     }
@@ -453,6 +482,14 @@ fn shared_irq_notes(irqs: &[IrqRoute]) -> Vec<String> {
 impl VmPlan {
     /// Where device `name`'s node went, for reports: `/node` or `/crypto@.../jr@...`.
     pub fn node_path(&self, d: &DevicePlan) -> String {
+        if let Some(p) = &d.nested_in {
+            let name = d.member.as_ref().map_or(&d.node.name, |m| &m.host_name);
+            let own = d.node.name.split('@').next().unwrap_or("");
+            let unit = name
+                .split_once('@')
+                .map_or(String::new(), |(_, u)| format!("@{u}"));
+            return format!("/{p}/{own}{unit}");
+        }
         match (d.sec_offset, self.sec_controller) {
             (Some(off), Some(ctrl)) => format!("/crypto@{ctrl:x}/jr@{off:x}"),
             _ => format!("/{}", d.node.name),
@@ -479,7 +516,7 @@ impl VmPlan {
         let mut nodes: Vec<GuestNode> = self
             .devices
             .iter()
-            .filter(|d| d.sec_offset.is_none())
+            .filter(|d| d.sec_offset.is_none() && d.nested_in.is_none())
             .map(|d| d.node.clone())
             .collect();
         if let Some(ctrl) = self.sec_controller {

@@ -1,0 +1,186 @@
+//! Device groups (`group=on`): a device passed with its children that are host platform
+//! devices of their own (a USB glue and its core, a bus and its devices), each opened through
+//! VFIO and planned as any device, then nested back into the parent's guest node.
+//!
+//! A member keeps its host `reg` (an address in the parent's child address space) and its
+//! node name's unit address; the parent's `ranges` gains one entry per member region, from
+//! that child address to the guest address the region was placed at. A member region that
+//! would overlap a range the parent already has (its own registers cover the child's) is
+//! refused: pass the parent alone, its region holds the child's registers.
+
+use devices::dt::GuestNode;
+use devices::guest_node::hostdt::HostNode;
+use devices::guest_node::ranges::{self, BusCells};
+
+use super::{DevicePlan, PlanError};
+
+/// What makes a planned device a member of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The group's parent device.
+    pub parent: String,
+    /// The member's host node name (`dwc3@fe200000`), which its guest node keeps.
+    pub host_name: String,
+    /// Its host `reg` entries, in the parent's child address space.
+    pub host_reg: Vec<(u64, u64)>,
+}
+
+impl Membership {
+    /// The membership of a device whose host node `host` sits under group parent `parent`,
+    /// on a bus of `cells` (the parent's own).
+    pub fn new(parent: &str, host: &HostNode, cells: Option<BusCells>) -> Self {
+        Self {
+            parent: parent.to_string(),
+            host_name: host.name.clone(),
+            host_reg: cells
+                .and_then(|c| ranges::host_regs(host, c))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+fn cells_of(n: &GuestNode, name: &str, default: u32) -> u32 {
+    n.prop(name)
+        .filter(|v| v.len() == 4)
+        .map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes")))
+        .unwrap_or(default)
+}
+
+fn put(out: &mut Vec<u8>, v: u64, cells: u32) -> bool {
+    match cells {
+        1 => match u32::try_from(v) {
+            Ok(x) => out.extend(x.to_be_bytes()),
+            Err(_) => return false,
+        },
+        2 => out.extend(v.to_be_bytes()),
+        _ => return false,
+    }
+    true
+}
+
+fn read(v: &[u8], cells: u32) -> u64 {
+    v.chunks_exact(4).take(cells as usize).fold(0, |a, c| {
+        (a << 32) | u64::from(u32::from_be_bytes(c.try_into().expect("4")))
+    })
+}
+
+/// The child-side intervals of a `ranges` value of (`ca`, 2, `cs`)-cell entries.
+fn child_intervals(v: &[u8], ca: u32, cs: u32) -> Vec<(u64, u64)> {
+    let step = 4 * (ca + 2 + cs) as usize;
+    v.chunks_exact(step)
+        .map(|e| {
+            let a = read(e, ca);
+            let s = read(&e[4 * (ca + 2) as usize..], cs);
+            (a, a.saturating_add(s))
+        })
+        .collect()
+}
+
+/// Nests every member into its parent's node; the members' own nodes are then not root
+/// nodes ([`DevicePlan::nested_in`]). Returns a note per member.
+pub(super) fn assemble(devices: &mut [DevicePlan]) -> Result<Vec<String>, PlanError> {
+    let mut notes = Vec::new();
+    for i in 0..devices.len() {
+        let Some(m) = devices[i].member.clone() else {
+            continue;
+        };
+        let p = devices
+            .iter()
+            .position(|d| d.name == m.parent)
+            .ok_or_else(|| PlanError::GroupNoParent {
+                dev: devices[i].name.clone(),
+                parent: m.parent.clone(),
+            })?;
+        let member = devices[i].clone();
+        let (node, entries) = member_node(&member, &m, &devices[p].node)?;
+        nest(&mut devices[p], node, &m, entries)?;
+        devices[p].synthesized.push(format!(
+            "group member {} nested as {}, its registers reached through ranges",
+            member.name, m.host_name
+        ));
+        devices[i].nested_in = Some(devices[p].node.name.clone());
+        notes.push(member.name);
+    }
+    Ok(notes)
+}
+
+/// The member's guest node (host `reg`, host unit address) and its parent's new `ranges`
+/// entries.
+fn member_node(
+    d: &DevicePlan,
+    m: &Membership,
+    parent: &GuestNode,
+) -> Result<(GuestNode, Vec<u8>), PlanError> {
+    let (ca, cs) = (
+        cells_of(parent, "#address-cells", 2),
+        cells_of(parent, "#size-cells", 1),
+    );
+    let host: Vec<_> = m.host_reg.iter().filter(|r| r.1 > 0).collect();
+    let bad = || PlanError::GroupReg {
+        dev: d.name.clone(),
+        parent: m.parent.clone(),
+    };
+    if host.len() != d.placements.len() || host.is_empty() {
+        return Err(bad());
+    }
+    let (mut reg, mut entries) = (Vec::new(), Vec::new());
+    for (h, pl) in host.iter().zip(&d.placements) {
+        let ok = put(&mut reg, h.0, ca)
+            && put(&mut reg, h.1, cs)
+            && put(&mut entries, h.0, ca)
+            && put(&mut entries, pl.gpa, 2)
+            && put(&mut entries, pl.size, cs);
+        if !ok {
+            return Err(bad());
+        }
+    }
+    let mut node = d.node.clone();
+    let base = node.name.split('@').next().unwrap_or("").to_string();
+    let unit = m.host_name.split_once('@').map(|(_, u)| u).unwrap_or("");
+    node.name = if unit.is_empty() {
+        base
+    } else {
+        format!("{base}@{unit}")
+    };
+    node.set("reg", reg);
+    Ok((node, entries))
+}
+
+/// Puts `node` in place of the parent's copy of the host child (or adds it) and extends the
+/// parent's `ranges` with `entries`.
+fn nest(
+    parent: &mut DevicePlan,
+    node: GuestNode,
+    m: &Membership,
+    entries: Vec<u8>,
+) -> Result<(), PlanError> {
+    let (ca, cs) = (
+        cells_of(&parent.node, "#address-cells", 2),
+        cells_of(&parent.node, "#size-cells", 1),
+    );
+    let mut ranges = parent.node.prop("ranges").unwrap_or_default().to_vec();
+    let old = child_intervals(&ranges, ca, cs);
+    let overlap = child_intervals(&entries, ca, cs)
+        .iter()
+        .any(|n| old.iter().any(|o| n.0 < o.1 && o.0 < n.1));
+    if overlap {
+        return Err(PlanError::GroupOverlap {
+            dev: m.host_name.clone(),
+            parent: m.parent.clone(),
+        });
+    }
+    ranges.extend(entries);
+    parent.node.set("ranges", ranges);
+    let child = format!("/{}: ", m.host_name);
+    parent.warnings.retain(|w| !w.contains(&child));
+    match parent
+        .node
+        .children
+        .iter_mut()
+        .find(|c| c.name == m.host_name)
+    {
+        Some(c) => *c = node,
+        None => parent.node.children.push(node),
+    }
+    Ok(())
+}
