@@ -17,7 +17,7 @@ token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 l1_disk_baseline sda "$md5" || exit 1
 
 for d in $DEV $BUS; do
-    vfio_bind platform $d vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
+    vfio_bind platform "$d" vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
 done
 RUST_LOG=info run_l2 usb --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --cpus 2 --identity-map-ram --vfio-platform /sys/bus/platform/devices/$BUS,group=on \
