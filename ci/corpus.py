@@ -6,17 +6,21 @@ usage: corpus.py PLATVMM SCHEMA_JSON WORKDIR FLOOR BOARD=DTB...
 For every board DTB: every enabled MMIO device node of a passthrough class (see CLASSES) is
 given to `platvmm preview-dt` twice, with no options and with a rate for every clock
 (clock-rates=NAME:100M for each clock-names entry, the clock's index for a clock without a
-name: how the planner matches rates). The guest node is then validated against the bindings
-(dtschema's Python API, the schema loaded once: dt-validate costs seconds per call) and so is
-the host node, once. A result is one of
+name: how the planner matches rates) and its DMA controllers passed to the same VM (each
+enabled node with `reg` its `dmas` references, as more --node arguments: platvmm keeps a
+reference to a device passed with it). The guest node of the node under test (found by the
+"PATH: ... → /guest-node" line preview-dt prints for it) is then validated against the
+bindings (dtschema's Python API, the schema loaded once: dt-validate costs seconds per call),
+and so is the host node, once; the DMA controllers' guest nodes are not. A result is one of
   refused       preview-dt exited non-zero (its first line is the reason)
   invalid       the guest node (its subtree) fails its binding, the host node does not
   host-invalid  the guest node fails, and so does the host node it came from
   valid         no error in the guest node's subtree
-Prints per-class and per-board tables for both option sets, the top failure reasons and the
+Prints per-class and per-board tables for both option sets, the top failure reasons, the
 figure counting as valid the nodes whose only errors are the missing resets/reset-names/
-power-domains (their providers are another issue's), and exits 1 when the valid share given
-clock rates is below FLOOR percent.
+power-domains (their providers are another issue's) and, for information, the one counting
+the nodes whose guest errors are all errors of their host node too; exits 1 when the valid
+share given clock rates is below FLOOR percent.
 """
 import collections
 import os
@@ -70,7 +74,7 @@ COMPAT_CLASS = [
 ]
 CLASS_ORDER = [c for c, _ in NAME_CLASS]
 RESULTS = ["refused", "invalid", "host-invalid", "valid"]
-OPTSETS = ["no options", "given clock rates"]
+OPTSETS = ["no options", "given clock rates (and its DMA controllers)"]
 # Errors that the SCMI issue's providers will clear: a node with only these counts as valid in
 # the second figure.
 PROVIDER_ONLY = re.compile(r"^'(resets|reset-names|power-domains)' is a (required property"
@@ -107,26 +111,56 @@ def classify(fdt, off):
     return None
 
 
-def clock_count(fdt, off):
-    """How many entries the node's `clocks` has, decoded with the providers' #clock-cells."""
-    p = fdt.getprop(off, "clocks", quiet=(libfdt.NOTFOUND,))
+def providers(fdt, off, prop, cells_name):
+    """The provider offset of each entry of the node's reference `prop`, decoded with the
+    providers' `cells_name`; [] without the property, None when it does not decode."""
+    p = fdt.getprop(off, prop, quiet=(libfdt.NOTFOUND,))
     if p == -libfdt.NOTFOUND:
-        return 0
+        return []
     cells = [int.from_bytes(bytes(p)[i:i + 4], "big") for i in range(0, len(p), 4)]
-    n = i = 0
+    out = []
+    i = 0
     while i < len(cells):
         try:
             prov = fdt.node_offset_by_phandle(cells[i])
-            k = fdt.getprop(prov, "#clock-cells").as_uint32()
+            k = fdt.getprop(prov, cells_name).as_uint32()
         except libfdt.FdtException:
             return None
         i += 1 + k
-        n += 1
-    return n
+        out.append(prov)
+    return out
+
+
+def clock_count(fdt, off):
+    """How many entries the node's `clocks` has, decoded with the providers' #clock-cells."""
+    provs = providers(fdt, off, "clocks", "#clock-cells")
+    return None if provs is None else len(provs)
+
+
+def enabled_up(fdt, off):
+    """The node and all its ancestors are enabled."""
+    while off >= 0:
+        if not enabled(fdt, off):
+            return False
+        off = fdt.parent_offset(off, quiet=(libfdt.NOTFOUND,))
+    return True
+
+
+def dma_controllers(fdt, off):
+    """Paths of the DMA controllers the node's `dmas` references that are enabled nodes with
+    `reg` (a device platvmm can pass with it), in order, once each."""
+    out = []
+    for prov in providers(fdt, off, "dmas", "#dma-cells") or []:
+        path = fdt.get_path(prov)
+        if (prov != off and path not in out and has(fdt, prov, "reg")
+                and enabled_up(fdt, prov)):
+            out.append(path)
+    return out
 
 
 def select(dtb):
-    """(path, class, clock names for clock-rates) of every node the corpus tries."""
+    """(path, class, clock names for clock-rates, DMA controllers) of every node the corpus
+    tries."""
     with open(dtb, "rb") as f:
         fdt = libfdt.Fdt(f.read())
     out = []
@@ -145,7 +179,7 @@ def select(dtb):
                     if n is None:
                         n = len(names)
                     ids = [names[i] if i < len(names) else str(i) for i in range(n)]
-                    out.append((cpath, cls, ids))
+                    out.append((cpath, cls, ids, dma_controllers(fdt, child)))
             # MMIO: every ancestor translates its children's addresses (`ranges`), as the
             # kernel's address translation needs; an I2C/SPI/MDIO bus does not.
             walk(child, cpath, cok and has(fdt, child, "ranges"))
@@ -246,60 +280,53 @@ def table(title, keys, rows):
         print(f"  {k:<28} {tried:>5} | {cols[0]:<28} | {cols[1]}")
 
 
-def main():
-    platvmm, schema, work, floor = sys.argv[1:5]
-    boards = [a.split("=", 1) for a in sys.argv[5:]]
-    val = Validator(schema)
-    results = []  # (board, class, path, {optset: (result, detail, errors)})
-    for board, dtb in boards:
-        nodes = select(dtb)
-        for i, (path, cls, clocks) in enumerate(nodes):
-            res = {}
-            host_errs = None
-            for o in OPTSETS:
-                spec = path
-                if o == OPTSETS[1]:
-                    if not clocks:  # the same command as with no options
-                        res[o] = res[OPTSETS[0]]
-                        continue
-                    spec += ",clock-rates=" + ";".join(f"{c}:100M" for c in clocks)
-                guest = os.path.join(work, f"{board}.{i}.{OPTSETS.index(o)}.dtb")
-                p = subprocess.run([platvmm, "preview-dt", "--host-dtb", dtb, "--node", spec,
-                                    "-o", guest], capture_output=True, text=True)
-                if p.returncode != 0:
-                    first = (p.stderr.strip() or p.stdout.strip() or "?").splitlines()[0]
-                    res[o] = ("refused", first, [])
-                    continue
-                m = re.search(r"→ (/\S*)", p.stdout)
-                top = "/" + m.group(1).strip("/").split("/")[0]
-                errs = val.errors(guest, top)
-                val.forget(guest)
-                if not errs:
-                    res[o] = ("valid", "", [])
-                    continue
-                if host_errs is None:
-                    host_errs = val.errors(dtb, path)
-                res[o] = ("host-invalid" if host_errs else "invalid", "", errs)
-            results.append((board, cls, path, res))
-        val.forget(dtb)
-        print(f"  {board}: {len(nodes)} nodes", flush=True)
+def preview(platvmm, dtb, path, clocks, dmas, guest):
+    """`platvmm preview-dt` of the node at `path` with a rate for each of `clocks` and the
+    nodes `dmas` passed with it, into `guest`: (None, the top guest node of the node at
+    `path`), or (why, None) when refused."""
+    spec = path
+    if clocks:
+        spec += ",clock-rates=" + ";".join(f"{c}:100M" for c in clocks)
+    cmd = [platvmm, "preview-dt", "--host-dtb", dtb, "--node", spec]
+    for d in dmas:
+        cmd += ["--node", d]
+    p = subprocess.run(cmd + ["-o", guest], capture_output=True, text=True)
+    if p.returncode != 0:
+        return (p.stderr.strip() or p.stdout.strip() or "?").splitlines()[0], None
+    # One "PATH: NAME handler (WHY) → /guest-node" line per node passed.
+    m = re.search(r"^" + re.escape(path) + r": .* → (/\S*)$", p.stdout, re.M)
+    if not m:
+        return f"no guest node for {path} in preview-dt's report", None
+    return None, "/" + m.group(1).strip("/").split("/")[0]
 
-    for board, cls, path, res in results:
-        line = "  ".join(f"{o}: {res[o][0]}" for o in OPTSETS)
-        detail = res[OPTSETS[1]][1] or "; ".join(sorted(set(res[OPTSETS[1]][2])))[:200]
-        print(f"{board} {path} [{cls}] {line}{'  — ' + detail if detail else ''}")
 
-    per_class = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
-    per_board = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
-    for board, cls, _, res in results:
-        for o in OPTSETS:
-            per_class[cls][o][res[o][0]] += 1
-            per_board[board][o][res[o][0]] += 1
-    table("per class (ref = refused, inv = invalid, h-i = host-invalid)",
-          [c for c in CLASS_ORDER if c in per_class], per_class)
-    table("per board",
-          [b for b, _ in boards], per_board)
+def try_node(platvmm, val, dtb, guest_base, path, clocks, dmas):
+    """The node at `path` under each option set: ({optset: (result, detail, errors)}, the
+    host node's errors or None when no guest node failed)."""
+    res = {}
+    host_errs = None
+    for k, o in enumerate(OPTSETS):
+        if k and not clocks and not dmas:  # the same command as with no options
+            res[o] = res[OPTSETS[0]]
+            continue
+        guest = f"{guest_base}.{k}.dtb"
+        why, top = preview(platvmm, dtb, path, clocks if k else [], dmas if k else [], guest)
+        if why:
+            res[o] = ("refused", why, [])
+            continue
+        errs = val.errors(guest, top)
+        val.forget(guest)
+        if not errs:
+            res[o] = ("valid", "", [])
+            continue
+        if host_errs is None:
+            host_errs = val.errors(dtb, path)
+        res[o] = ("host-invalid" if host_errs else "invalid", "", errs)
+    return res, host_errs
 
+
+def figures(results):
+    """The valid figures of each option set, and the informational one."""
     n = len(results)
     print()
     for o in OPTSETS:
@@ -309,7 +336,15 @@ def main():
             and all(PROVIDER_ONLY.match(e) for e in r[3][o][2])))
         print(f"{o}: {valid} valid of {n} ({pct(valid, n)}); {relaxed} ({pct(relaxed, n)}) "
               f"if only resets/reset-names/power-domains errors remain")
+    o = OPTSETS[-1]
+    within = sum(1 for r in results if r[3][o][0] == "valid" or (
+        r[3][o][0] == "host-invalid" and set(r[3][o][2]) <= set(r[4])))
+    print(f"{o}: {within} ({pct(within, n)}) valid or failing only with errors their host "
+          f"node has too (for information)")
 
+
+def failure_reasons(results):
+    """The top failure reasons and the refusals of each option set."""
     for o in OPTSETS:
         reasons_ = collections.Counter()
         refusals = collections.Counter()
@@ -326,6 +361,41 @@ def main():
             for k, c in sorted(refusals.items(), key=lambda kc: (-kc[1], kc[0])):
                 print(f"  {c:>4}  {k}")
 
+
+def main():
+    platvmm, schema, work, floor = sys.argv[1:5]
+    boards = [a.split("=", 1) for a in sys.argv[5:]]
+    val = Validator(schema)
+    # (board, class, path, {optset: (result, detail, errors)}, host errors)
+    results = []
+    for board, dtb in boards:
+        nodes = select(dtb)
+        for i, (path, cls, clocks, dmas) in enumerate(nodes):
+            base = os.path.join(work, f"{board}.{i}")
+            res, host_errs = try_node(platvmm, val, dtb, base, path, clocks, dmas)
+            results.append((board, cls, path, res, host_errs or []))
+        val.forget(dtb)
+        print(f"  {board}: {len(nodes)} nodes", flush=True)
+
+    for board, cls, path, res, _ in results:
+        line = "  ".join(f"{o}: {res[o][0]}" for o in OPTSETS)
+        detail = res[OPTSETS[1]][1] or "; ".join(sorted(set(res[OPTSETS[1]][2])))[:200]
+        print(f"{board} {path} [{cls}] {line}{'  — ' + detail if detail else ''}")
+
+    per_class = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
+    per_board = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
+    for board, cls, _, res, _ in results:
+        for o in OPTSETS:
+            per_class[cls][o][res[o][0]] += 1
+            per_board[board][o][res[o][0]] += 1
+    table("per class (ref = refused, inv = invalid, h-i = host-invalid)",
+          [c for c in CLASS_ORDER if c in per_class], per_class)
+    table("per board",
+          [b for b, _ in boards], per_board)
+    figures(results)
+    failure_reasons(results)
+
+    n = len(results)
     valid = sum(1 for r in results if r[3][OPTSETS[1]][0] == "valid")
     p = 100.0 * valid / n if n else 0.0
     print(f"\ncorpus: {valid} valid of {n} ({p:.1f}%), floor {floor}%")

@@ -7,8 +7,11 @@
 //! - references to host nodes ([`refs`]): kept when every entry points inside the passed
 //!   subtree or into another device passed to the same VM ([`Links`]), renumbered to guest
 //!   phandles as they are copied; else dropped by kind with advice, their `…-names`
-//!   companions with them. A child's interrupts are kept when its interrupt parent is inside
-//!   the subtree: otherwise they are host lines this VFIO device does not carry.
+//!   companions with them (also when the reference is absent), and the settings that depend
+//!   on them ([`refs::depends_on`]: `snps,reset-delays-us` on `snps,reset-gpio`...; only when
+//!   the reference was there and is dropped). A child's interrupts are kept when its
+//!   interrupt parent is inside the subtree: otherwise they are host lines this VFIO device
+//!   does not carry.
 //!
 //! Every copied node keeps its host `phandle` for now: once every device of the VM is
 //! generated, [`settle_phandles`] gives the referenced ones their guest phandle and removes
@@ -147,8 +150,13 @@ impl<'a> Copier<'a> {
                 }
             }
         }
+        // A rewritten reference (resolved clocks) is back in the node: its dependents stay.
+        let rewritten = self.rewritten;
+        let gone = |m: &str| dropped.contains(m) && !rewritten(m);
         g.props.retain(|(n, _)| {
-            !refs::companion_of(n).is_some_and(|m| dropped.contains(m) || h.prop(m).is_none())
+            let companion =
+                refs::companion_of(n).is_some_and(|m| dropped.contains(m) || h.prop(m).is_none());
+            !companion && !refs::depends_on(n).any(gone)
         });
         for c in &h.children {
             let cp = format!("{path}/{}", c.name);
@@ -196,8 +204,10 @@ impl<'a> Copier<'a> {
         }
         if !(self.rewritten)(name) {
             let why = refs::drop_advice(name, r.kind);
-            let with: String = refs::companions(name, h.props.iter().map(|(n, _)| n.as_str()))
-                .iter()
+            let props = || h.props.iter().map(|(n, _)| n.as_str());
+            let with: String = refs::companions(name, props())
+                .into_iter()
+                .chain(refs::dependents(name, props()))
                 .map(|c| format!(" and '{c}'"))
                 .collect();
             self.warnings
@@ -235,4 +245,143 @@ pub fn settle_phandles(n: &mut GuestNode, map: &HashMap<u32, u32>) {
         }
     }
     n.children.iter_mut().for_each(|c| settle_phandles(c, map));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dt::cells_prop;
+    use crate::guest_node::test_support::host;
+
+    /// One other passed device: a GPIO controller at host phandle 0x20.
+    #[derive(Debug)]
+    struct GpioPeer(HostNode);
+
+    impl Links for GpioPeer {
+        fn peer(&self, host: u32) -> Option<&HostNode> {
+            (host == 0x20).then_some(&self.0)
+        }
+        fn guest(&self, host: u32) -> Option<u32> {
+            Some(host + 0x100)
+        }
+    }
+
+    fn gpio_peer() -> GpioPeer {
+        GpioPeer(host(
+            "gpio@ff720000",
+            &[
+                ("#gpio-cells", &cells_prop(&[2])),
+                ("phandle", &cells_prop(&[0x20])),
+            ],
+        ))
+    }
+
+    /// A DWMAC whose PHY reset line is GPIO 15 of the controller at host phandle `gpio`.
+    fn mac(gpio: u32) -> HostNode {
+        host(
+            "ethernet@fe300000",
+            &[
+                ("compatible", b"rockchip,rk3399-gmac\0"),
+                ("snps,reset-gpio", &cells_prop(&[gpio, 15, 1])),
+                ("snps,reset-active-low", b""),
+                ("snps,reset-delays-us", &cells_prop(&[0, 10000, 50000])),
+                ("phy-mode", b"rgmii\0"),
+            ],
+        )
+    }
+
+    /// The copy of `h` and the warnings.
+    fn copy(
+        h: &HostNode,
+        rewritten: &dyn Fn(&str) -> bool,
+        links: &dyn Links,
+    ) -> (GuestNode, Vec<String>) {
+        let mut c = Copier::new(h, rewritten, links);
+        let g = c.copy(h);
+        (g, c.warnings)
+    }
+
+    const NONE: &dyn Fn(&str) -> bool = &|_| false;
+
+    #[test]
+    fn dependents_go_with_their_dropped_reference_said_so() {
+        let h = mac(0x99);
+        let (g, warnings) = copy(&h, NONE, &NoLinks);
+        for p in [
+            "snps,reset-gpio",
+            "snps,reset-active-low",
+            "snps,reset-delays-us",
+        ] {
+            assert!(g.prop(p).is_none(), "{p} kept");
+        }
+        assert!(g.prop("phy-mode").is_some());
+        assert_eq!(
+            warnings,
+            [format!(
+                "ethernet@fe300000: dropped 'snps,reset-gpio' and 'snps,reset-active-low' and \
+                 'snps,reset-delays-us' ({})",
+                refs::drop_advice("snps,reset-gpio", RefKind::Gpio)
+            )]
+        );
+    }
+
+    #[test]
+    fn dependents_stay_with_a_kept_reference() {
+        let h = mac(0x20);
+        let peer = gpio_peer();
+        let mut c = Copier::new(&h, NONE, &peer);
+        let g = c.copy(&h);
+        assert_eq!(
+            g.prop("snps,reset-gpio").unwrap(),
+            cells_prop(&[0x120, 15, 1])
+        );
+        assert_eq!(g.prop("snps,reset-active-low").unwrap(), b"");
+        assert!(g.prop("snps,reset-delays-us").is_some());
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.referenced(), [0x20]);
+    }
+
+    /// Unlike a `-names` companion, a dependent without its reference is the host's own
+    /// (in)validity: it stays.
+    #[test]
+    fn dependents_stay_without_their_reference() {
+        let h = host(
+            "usb@11290000",
+            &[
+                ("compatible", b"mediatek,mt8195-xhci\0"),
+                ("wakeup-source", b""),
+                ("pinctrl-names", b"default\0"),
+            ],
+        );
+        let (g, warnings) = copy(&h, NONE, &NoLinks);
+        assert_eq!(g.prop("wakeup-source").unwrap(), b"");
+        assert!(g.prop("pinctrl-names").is_none(), "a companion goes anyway");
+        assert!(warnings.is_empty());
+        let mut h = h;
+        h.props.push((
+            "mediatek,syscon-wakeup".into(),
+            cells_prop(&[0x30, 0x400, 2]),
+        ));
+        let (g, warnings) = copy(&h, NONE, &NoLinks);
+        assert!(g.prop("wakeup-source").is_none());
+        assert!(warnings[0].contains("'mediatek,syscon-wakeup' and 'wakeup-source'"));
+    }
+
+    /// Clocks the caller rewrites are not lost: what depends on them stays.
+    #[test]
+    fn dependents_of_rewritten_clocks_stay() {
+        let h = host(
+            "ufs@11270000",
+            &[
+                ("clocks", &cells_prop(&[0x40, 1, 0x40, 2])),
+                ("freq-table-hz", &cells_prop(&[0, 0, 0, 0])),
+            ],
+        );
+        let (g, _) = copy(&h, NONE, &NoLinks);
+        assert!(g.prop("freq-table-hz").is_none());
+        let (g, warnings) = copy(&h, &|n| n == "clocks", &NoLinks);
+        assert!(g.prop("freq-table-hz").is_some());
+        assert!(g.prop("clocks").is_none(), "the caller writes its own");
+        assert!(warnings.is_empty());
+    }
 }

@@ -1,6 +1,7 @@
 //! Properties that refer to other nodes: recognised by name, decoded with the provider's
 //! `#…-cells`, and sorted by what the reference stands for, so that the property policy can
-//! keep, translate or drop each one (and its `…-names` companion) with a reason.
+//! keep, translate or drop each one (and its `…-names` companion, and the settings a binding
+//! makes depend on it, [`depends_on`]) with a reason.
 //!
 //! A property is a reference when the DT specification or Linux's supplier list says so
 //! (`clocks`, `resets`, `dmas`, `phys`, `*-supply`, `*-gpios`, `pinctrl-N`...), when its name
@@ -183,6 +184,7 @@ pub fn companion_of(name: &str) -> Option<&'static str> {
         "mux-control-names" => "mux-controls",
         "mux-state-names" => "mux-states",
         "iommu-names" => "iommus",
+        "pcs-handle-names" => "pcs-handle",
         _ => return None,
     })
 }
@@ -190,6 +192,82 @@ pub fn companion_of(name: &str) -> Option<&'static str> {
 /// The companions of reference `name` (its `…-names`) among `props`.
 pub fn companions<'a>(name: &str, props: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
     props.filter(|p| companion_of(p) == Some(name)).collect()
+}
+
+/// Plain settings that a binding makes depend on a reference (`dependencies:` or
+/// `dependentRequired:` in the Linux 6.12 bindings), as (dependent, reference): they describe
+/// what the reference points at, so they go when it is dropped (the binding rejects them
+/// alone). Unlike a `…-names` companion, a dependent stays when its reference was never there.
+const DEPENDENTS: &[(&str, &str)] = &[
+    // net/snps,dwmac.yaml: polarity of the PHY reset line.
+    ("snps,reset-active-low", "snps,reset-gpio"),
+    // net/snps,dwmac.yaml: timing of the PHY reset line.
+    ("snps,reset-delays-us", "snps,reset-gpio"),
+    // usb/mediatek,mtk-xhci.yaml, usb/mediatek,mtu3.yaml: wakeup goes through that syscon.
+    ("wakeup-source", "mediatek,syscon-wakeup"),
+    // mmc/mmc-controller.yaml: debounce of the card-detect GPIO.
+    ("cd-debounce-delay-ms", "cd-gpios"),
+    // ufs/ufs-common.yaml: the frequency range of each clock (not when the clocks are
+    // rewritten: see `Copier`).
+    ("freq-table-hz", "clocks"),
+    // power/supply/gpio-charger.yaml: the current limit of each state of those GPIOs.
+    ("charge-current-limit-mapping", "charge-current-limit-gpios"),
+    // input/gpio-keys.yaml: the value the key's GPIO reports.
+    ("linux,input-value", "gpios"),
+    // net/bluetooth/brcm,bluetooth.yaml: autobaud needs the shutdown GPIO to reset the chip.
+    ("brcm,requires-autobaud-mode", "shutdown-gpios"),
+    // regulator/maxim,max8997.yaml: DVS by the shared DVS GPIOs, one setting per buck.
+    (
+        "max8997,pmic-buck1-uses-gpio-dvs",
+        "max8997,pmic-buck125-dvs-gpios",
+    ),
+    (
+        "max8997,pmic-buck2-uses-gpio-dvs",
+        "max8997,pmic-buck125-dvs-gpios",
+    ),
+    (
+        "max8997,pmic-buck5-uses-gpio-dvs",
+        "max8997,pmic-buck125-dvs-gpios",
+    ),
+    // mfd/samsung,s5m8767.yaml: DVS voltages and their use by the DVS GPIOs, per buck.
+    (
+        "s5m8767,pmic-buck2-dvs-voltage",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+    (
+        "s5m8767,pmic-buck3-dvs-voltage",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+    (
+        "s5m8767,pmic-buck4-dvs-voltage",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+    (
+        "s5m8767,pmic-buck2-uses-gpio-dvs",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+    (
+        "s5m8767,pmic-buck3-uses-gpio-dvs",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+    (
+        "s5m8767,pmic-buck4-uses-gpio-dvs",
+        "s5m8767,pmic-buck-dvs-gpios",
+    ),
+];
+
+/// The references that property `name` depends on (none for almost every property): it is
+/// dropped when one of them was there and is dropped.
+pub fn depends_on(name: &str) -> impl Iterator<Item = &'static str> + '_ {
+    DEPENDENTS
+        .iter()
+        .filter(move |(d, _)| *d == name)
+        .map(|(_, r)| *r)
+}
+
+/// The dependents of reference `name` among `props`.
+pub fn dependents<'a>(name: &str, props: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    props.filter(|p| depends_on(p).any(|r| r == name)).collect()
 }
 
 /// One entry of a reference property: the provider's phandle and the specifier cells.
@@ -328,8 +406,29 @@ mod tests {
     fn companions() {
         assert_eq!(companion_of("clock-names"), Some("clocks"));
         assert_eq!(companion_of("dma-names"), Some("dmas"));
+        assert_eq!(companion_of("pcs-handle-names"), Some("pcs-handle"));
         assert_eq!(companion_of("reg-names"), None);
         assert_eq!(companion_of("interrupt-names"), None);
+    }
+
+    #[test]
+    fn dependents_are_plain_settings_of_references() {
+        for (d, r) in DEPENDENTS {
+            assert!(reference(r).is_some(), "{r} is not a reference");
+            assert!(reference(d).is_none(), "{d} is a reference");
+            assert!(companion_of(d).is_none(), "{d} is a companion");
+        }
+        assert_eq!(
+            depends_on("snps,reset-delays-us").collect::<Vec<_>>(),
+            ["snps,reset-gpio"]
+        );
+        assert_eq!(depends_on("bus-width").count(), 0);
+        let props = ["snps,reset-gpio", "snps,reset-active-low", "phy-mode"];
+        assert_eq!(
+            dependents("snps,reset-gpio", props.into_iter()),
+            ["snps,reset-active-low"]
+        );
+        assert!(dependents("phy-handle", props.into_iter()).is_empty());
     }
 
     #[test]
