@@ -34,6 +34,9 @@ pub enum PreviewError {
     NoNode(String),
     #[error("{0}: the host node has no reg")]
     NoReg(String),
+    /// `group=on` on a node whose children are not memory-mapped devices.
+    #[error("{0},group=on: it has no child with compatible and reg reachable through its ranges (no ranges: its children are not memory-mapped devices); pass it without group=on")]
+    EmptyGroup(String),
     #[error("{0}")]
     Plan(#[from] PlanError),
     #[error("{0}")]
@@ -185,8 +188,9 @@ fn ancestors(tree: &::fdt::Fdt, path: &str) -> Vec<HostNode> {
         .collect()
 }
 
-/// The members of every `group=on` node: its enabled children with `compatible` and `reg`
-/// (what the host kernel makes platform devices of), each described as VFIO would present it.
+/// The members of every `group=on` node: its enabled children with `compatible` and `reg`,
+/// the node having `ranges` (what the host kernel makes platform devices of: memory-mapped
+/// children), each described as VFIO would present it.
 fn group_members(
     tree: &::fdt::Fdt,
     nodes: &[VfioSpec],
@@ -198,6 +202,10 @@ fn group_members(
         let node = tree
             .find_node(&path)
             .ok_or_else(|| PreviewError::NoNode(path.to_string()))?;
+        if node.property("ranges").is_none() {
+            return Err(PreviewError::EmptyGroup(path.to_string()));
+        }
+        let before = v.len();
         for c in node.children() {
             let enabled = !matches!(
                 c.property("status").and_then(|s| s.as_str()),
@@ -209,6 +217,9 @@ fn group_members(
             let mut m = desc(tree, &format!("{}/{}", path.trim_end_matches('/'), c.name))?;
             m.member_of = Some(d.name.clone());
             v.push(m);
+        }
+        if v.len() == before {
+            return Err(PreviewError::EmptyGroup(path.to_string()));
         }
     }
     Ok(v)

@@ -363,6 +363,7 @@ mod tests {
                 ("vbus-supply", &[0, 0, 0, 4]),
                 ("reset-gpios", &[0, 0, 0, 5, 0, 0, 0, 1]),
                 ("rockchip,grf", &[0, 0, 0, 6]),
+                ("secure-status", b"okay\0"),
                 ("dma-ranges", &[0; 12]),
                 ("vendor,magic", &[0, 0, 0, 7]),
                 ("vendor,flag", b""),
@@ -383,7 +384,7 @@ mod tests {
             "vbus-supply",
             "reset-gpios",
             "rockchip,grf",
-            "dma-ranges",
+            "secure-status",
         ] {
             assert!(g.node.prop(p).is_none(), "{p} copied");
             assert!(
@@ -406,6 +407,8 @@ mod tests {
         assert_eq!(g.node.prop("vendor,mode").unwrap(), b"fast\0");
         assert_eq!(g.node.prop("#dma-cells").unwrap(), cells_prop(&[1]));
         assert_eq!(g.node.prop("bus-width").unwrap(), cells_prop(&[8]));
+        // The DMA window its children's bus gives them holds in the guest too.
+        assert_eq!(g.node.prop("dma-ranges").unwrap(), [0; 12]);
         assert!(g.node.prop("status").is_none());
         assert!(g.node.prop("interrupts").is_none(), "no IRQs, no property");
     }

@@ -26,10 +26,6 @@ use crate::dt::GuestNode;
 /// Host-only properties that would mislead the guest, with why they are dropped.
 pub const DENY: &[(&str, &str)] = &[
     (
-        "dma-ranges",
-        "the host bus's DMA address translation; the guest's DMA addresses are guest RAM",
-    ),
-    (
         "secure-status",
         "the secure world's view of the device, not the guest's",
     ),
