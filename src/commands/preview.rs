@@ -148,12 +148,14 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     let host = to_host(n);
     let lookup = DtbTree(tree);
     let clocks = devices::guest_node::clocks::resolve(&host, &lookup);
+    let child_clocks = devices::guest_node::clocks::resolve_children(&host, &lookup);
     let ancestors = ancestors(tree, path);
     let parent = irqspec::effective_parent(std::iter::once(&host).chain(&ancestors));
     let irqs = irqspec::host_irqs(&host, parent, &lookup);
     let mut d = DeviceDesc::from_dt(path, host, irqs, &sizes, PREVIEW_PAGE);
     d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
     d.clocks = clocks;
+    d.child_clocks = child_clocks;
     d.host_bus = d
         .host_parent
         .as_deref()

@@ -109,6 +109,8 @@ pub struct ProbedDevice {
     pub overlay: Option<GuestNode>,
     /// The host clocks its node references, resolved in the host's live tree.
     pub clocks: Vec<HostClock>,
+    /// The host clocks its node's descendants reference.
+    pub child_clocks: Vec<devices::guest_node::clocks::ChildClocks>,
     /// The group parent (device name) it is passed with, for a member of a `group=on` device.
     pub member_of: Option<String>,
 }
@@ -192,6 +194,10 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .map(|h| clocks::resolve(h, &tree))
             .unwrap_or_default();
+        let child_clocks = host_node
+            .as_ref()
+            .map(|h| clocks::resolve_children(h, &tree))
+            .unwrap_or_default();
         let host_irqs = host_node
             .as_ref()
             .zip(host.of_node.as_deref())
@@ -203,6 +209,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             host_irqs,
             overlay,
             clocks,
+            child_clocks,
             member_of,
         });
     }
@@ -267,6 +274,7 @@ impl PassDevice {
         desc.clocks = self.probed.clocks.clone();
         desc.host_bus = self.probed.host_bus();
         desc.member_of = self.probed.member_of.clone();
+        desc.child_clocks = self.probed.child_clocks.clone();
         desc
     }
 }
@@ -464,6 +472,7 @@ pub mod test_support {
             host_irqs: None,
             overlay: None,
             clocks: Vec::new(),
+            child_clocks: Vec::new(),
             member_of: None,
         }
     }

@@ -190,6 +190,36 @@ pub fn resolve(dev: &HostNode, tree: &dyn PhandleLookup) -> Vec<HostClock> {
         .collect()
 }
 
+/// The clocks of one descendant of a passed device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildClocks {
+    /// The descendant's path from the device's node, its name first (`i2c@e6510000/clk@4f`),
+    /// as the property policy names it.
+    pub path: String,
+    pub clocks: Vec<HostClock>,
+}
+
+/// The clocks of every descendant of `top` that has a `clocks` property (an I2C clock
+/// multiplier's reference clocks, a codec's MCLK), resolved like the device's own.
+pub fn resolve_children(top: &HostNode, tree: &dyn PhandleLookup) -> Vec<ChildClocks> {
+    fn walk(n: &HostNode, path: &str, tree: &dyn PhandleLookup, out: &mut Vec<ChildClocks>) {
+        for c in &n.children {
+            let p = format!("{path}/{}", c.name);
+            let clocks = resolve(c, tree);
+            if !clocks.is_empty() {
+                out.push(ChildClocks {
+                    path: p.clone(),
+                    clocks,
+                });
+            }
+            walk(c, &p, tree, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(top, &top.name, tree, &mut out);
+    out
+}
+
 /// The host's live device tree under /sys/firmware/devicetree/base (or a test copy). Its
 /// phandles are indexed by one walk, on the first lookup.
 pub struct SysfsTree {

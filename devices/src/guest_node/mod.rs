@@ -61,6 +61,8 @@ pub struct NodeParams<'a> {
     pub host_bus: Option<BusCells>,
     /// The other devices of the VM and the guest phandles of host nodes.
     pub links: &'a dyn Links,
+    /// Guest fixed clocks for descendants' `clocks`, by path (see [`clocks::ChildClocks`]).
+    pub child_clocks: &'a [(String, Vec<u32>)],
 }
 
 /// An Ethernet fixed link (no PHY): speed in Mb/s and duplex.
@@ -123,7 +125,7 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
 fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> (GuestNode, Vec<u32>) {
     // Resolved clocks are rewritten by the caller: dropping the host's is then no news.
     let rewritten = |n: &str| p.clocks.is_some() && n == "clocks";
-    let mut copier = policy::Copier::new(h, &rewritten, p.links);
+    let mut copier = policy::Copier::new(h, &rewritten, p.links, p.child_clocks);
     let mut node = copier.copy(h);
     warnings.append(&mut copier.warnings);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
@@ -258,6 +260,7 @@ pub(crate) mod test_support {
             fixed_link: None,
             host_bus: Some(ranges::GUEST_BUS),
             links: &NoLinks,
+            child_clocks: &[],
         }
     }
 }

@@ -70,6 +70,8 @@ pub struct Copier<'a> {
     /// The subtree's nodes by phandle (providers' `#…-cells` for decoding).
     local: HashMap<u32, &'a HostNode>,
     links: &'a dyn Links,
+    /// Guest fixed clocks standing for the `clocks` of descendants, by path.
+    child_clocks: &'a [(String, Vec<u32>)],
     /// Host phandles the kept references point at.
     referenced: HashSet<u32>,
     pub warnings: Vec<String>,
@@ -99,6 +101,7 @@ impl<'a> Copier<'a> {
         top: &'a HostNode,
         rewritten: &'a dyn Fn(&str) -> bool,
         links: &'a dyn Links,
+        child_clocks: &'a [(String, Vec<u32>)],
     ) -> Self {
         let mut local = HashMap::new();
         top.children.iter().for_each(|c| index(c, &mut local));
@@ -106,6 +109,7 @@ impl<'a> Copier<'a> {
             rewritten,
             local,
             links,
+            child_clocks,
             referenced: HashSet::new(),
             warnings: Vec::new(),
         }
@@ -193,6 +197,12 @@ impl<'a> Copier<'a> {
         let Some(r) = refs::reference(name) else {
             return Some(value.to_vec());
         };
+        if !top && name == "clocks" {
+            let fixed = self.child_clocks.iter().find(|(p, _)| p == path);
+            if let Some((_, phandles)) = fixed {
+                return Some(phandles.iter().flat_map(|p| p.to_be_bytes()).collect());
+            }
+        }
         let linked = self.linked(value, r.layout);
         if linked.is_some() || (name == "interrupt-parent" && !top) {
             // A child's interrupt parent outside goes silently with the interrupts it serves.

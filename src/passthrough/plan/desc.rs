@@ -9,7 +9,7 @@
 //! specifier where its parent's binding tells it.
 
 use devices::dt::GuestNode;
-use devices::guest_node::clocks::{ClockRate, HostClock};
+use devices::guest_node::clocks::{ChildClocks, ClockRate, HostClock};
 use devices::guest_node::hostdt::HostNode;
 use devices::guest_node::irqspec::{HostIrqs, SpecTrigger};
 use devices::guest_node::ranges::BusCells;
@@ -58,6 +58,8 @@ pub struct DeviceDesc {
     pub host_bus: Option<BusCells>,
     /// The group parent device it is passed with (`group=on` on the parent).
     pub member_of: Option<String>,
+    /// The host clocks its descendants' `clocks` reference, resolved where possible.
+    pub child_clocks: Vec<ChildClocks>,
 }
 
 impl DeviceDesc {
@@ -97,6 +99,7 @@ impl DeviceDesc {
             clocks: Vec::new(),
             host_bus: None,
             member_of: None,
+            child_clocks: Vec::new(),
         }
     }
 
@@ -148,6 +151,7 @@ impl DeviceDesc {
             clocks: Vec::new(),
             host_bus: None,
             member_of: None,
+            child_clocks: Vec::new(),
         }
     }
 }

@@ -231,6 +231,7 @@ impl<'r> Planner<'r> {
         let host_clocks = clocks::with_user_rates(d, o.clock_rates);
         let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
             .map_err(ex)?;
+        let child_clocks = self.child_clocks(d).map_err(ex)?;
         let inputs = NodeInputs {
             d,
             o,
@@ -244,6 +245,7 @@ impl<'r> Planner<'r> {
                 })
                 .collect(),
             clocks: clocks.phandles(),
+            child_clocks: &child_clocks.phandles,
             amba_clock: self.plan.amba_clock,
         };
         // First with every host phandle standing for itself, to learn which ones the kept
@@ -254,6 +256,8 @@ impl<'r> Planner<'r> {
         generated.warnings.extend(irq_warnings);
         generated.warnings.extend(clocks.note);
         synthesized.extend(clocks.made);
+        generated.warnings.extend(child_clocks.notes);
+        synthesized.extend(child_clocks.made);
         synthesized.extend(given.iter().map(|&(h, g)| self.phandle_note(&d.name, h, g)));
         self.overlays.push(o.overlay.cloned());
         self.plan.devices.push(DevicePlan {
@@ -378,6 +382,27 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
+    /// Guest fixed clocks for the `clocks` of `d`'s descendants that all have a rate (the
+    /// others are dropped by the property policy, said).
+    fn child_clocks(&mut self, d: &DeviceDesc) -> Result<ChildFixed, Exhausted> {
+        let mut out = ChildFixed::default();
+        for cc in &d.child_clocks {
+            let c = clocks::guest_clocks(self.res, &mut self.plan.clocks, &cc.path, &cc.clocks)?;
+            if let Some(no_rate) = cc.clocks.iter().find(|c| c.hz.is_none()) {
+                out.notes.push(format!(
+                    "{}: its 'clocks' stay out: no rate for host clock {} ({}) in the host tree \
+                     or /sys/kernel/debug/clk (clock-rates= names the device's own clocks only)",
+                    cc.path, no_rate.label, no_rate.key
+                ));
+            }
+            out.made.extend(c.made);
+            if let Some(p) = c.phandles {
+                out.phandles.push((cc.path.clone(), p));
+            }
+        }
+        Ok(out)
+    }
+
     /// What giving host phandle `host` guest phandle `guest` for device `dev` means.
     fn phandle_note(&self, dev: &str, host: u32, guest: u32) -> String {
         match self.links.owner(host) {
@@ -392,6 +417,14 @@ impl<'r> Planner<'r> {
     }
 }
 
+/// The guest fixed clocks of a device's descendants, by path, and what was said.
+#[derive(Default)]
+struct ChildFixed {
+    phandles: Vec<(String, Vec<u32>)>,
+    notes: Vec<String>,
+    made: Vec<String>,
+}
+
 /// What one device's guest node is made from (generated twice: see [`Planner::add`]).
 struct NodeInputs<'a> {
     d: &'a DeviceDesc,
@@ -400,6 +433,7 @@ struct NodeInputs<'a> {
     regs: Vec<(u64, u64)>,
     irqs: Vec<GuestIrq>,
     clocks: Option<&'a [u32]>,
+    child_clocks: &'a [(String, Vec<u32>)],
     amba_clock: u32,
 }
 
@@ -419,6 +453,7 @@ impl NodeInputs<'_> {
                 fixed_link: self.o.fixed_link,
                 host_bus: self.d.host_bus,
                 links,
+                child_clocks: self.child_clocks,
             },
         )
     }
@@ -658,6 +693,61 @@ mod tests {
     use crate::arch::aarch64::layout;
     use devices::dt::cells_prop;
     use devices::guest_node::clocks::ClockRate;
+
+    /// R-Car's I2C with a CS2000 clock multiplier on it (r8a77951-salvator-xs): the child's
+    /// `clocks` become guest fixed clocks like the device's own; a child clock without a rate
+    /// stays out, said.
+    #[test]
+    fn descendants_clocks_become_guest_fixed_clocks() {
+        use devices::guest_node::clocks::ChildClocks;
+        let mut h = host(
+            "i2c@e6510000",
+            &[("compatible", b"renesas,rcar-gen3-i2c\0".to_vec())],
+        );
+        h.children.push(host(
+            "clk_multiplier@4f",
+            &[
+                ("reg", cells_prop(&[0x4f])),
+                ("clocks", cells_prop(&[0x30, 0x31])),
+                ("clock-names", b"clk_in\0ref_clk\0".to_vec()),
+            ],
+        ));
+        h.children.push(host(
+            "codec@10",
+            &[
+                ("reg", cells_prop(&[0x10])),
+                ("clocks", cells_prop(&[0x32, 3])),
+            ],
+        ));
+        let mut d = dt_desc("e6510000.i2c", h, &[0x40], 4096);
+        d.child_clocks = vec![
+            ChildClocks {
+                path: "i2c@e6510000/clk_multiplier@4f".into(),
+                clocks: vec![
+                    clock("clk_in", "/audio-clkout", Some(12_288_000)),
+                    clock("ref_clk", "/x12", Some(24_576_000)),
+                ],
+            },
+            ChildClocks {
+                path: "i2c@e6510000/codec@10".into(),
+                clocks: vec![clock("mclk", "/sound-3", None)],
+            },
+        ];
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        p.add(&d, &DeviceOptions::default()).unwrap();
+        let plan = p.finish(false).unwrap();
+        let phs: Vec<u32> = plan.clocks.iter().map(|c| c.clock.phandle).collect();
+        assert_eq!(plan.clocks.len(), 2);
+        let n = &plan.devices[0].node;
+        assert_eq!(n.children[0].prop("clocks").unwrap(), cells_prop(&phs));
+        assert_eq!(n.children[0].strings("clock-names"), ["clk_in", "ref_clk"]);
+        assert!(n.children[1].prop("clocks").is_none());
+        assert!(plan.devices[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("codec@10: its 'clocks' stay out") && w.contains("/sound-3")));
+    }
 
     /// On the VFIO path VFIO's IRQs rule: with as many host interrupts as VFIO IRQs, a line
     /// the host lists twice (here under a 4-cell GIC) is wired once; with another count, a
