@@ -302,7 +302,7 @@ mod tests {
         rewritten: &dyn Fn(&str) -> bool,
         links: &dyn Links,
     ) -> (GuestNode, Vec<String>) {
-        let mut c = Copier::new(h, rewritten, links);
+        let mut c = Copier::new(h, rewritten, links, &[]);
         let g = c.copy(h);
         (g, c.warnings)
     }
