@@ -335,7 +335,7 @@ mod tests {
     fn dependents_stay_with_a_kept_reference() {
         let h = mac(0x20);
         let peer = gpio_peer();
-        let mut c = Copier::new(&h, NONE, &peer);
+        let mut c = Copier::new(&h, NONE, &peer, &[]);
         let g = c.copy(&h);
         assert_eq!(
             g.prop("snps,reset-gpio").unwrap(),
