@@ -3,24 +3,40 @@
 
 usage: corpus.py PLATVMM SCHEMA_JSON WORKDIR FLOOR BOARD=DTB...
 
-For every board DTB: every enabled MMIO device node of a passthrough class (see CLASSES) is
-given to `platvmm preview-dt` twice, with no options and with a rate for every clock
-(clock-rates=NAME:100M for each clock-names entry, the clock's index for a clock without a
-name: how the planner matches rates) and its DMA controllers passed to the same VM (each
-enabled node with `reg` its `dmas` references, as more --node arguments: platvmm keeps a
-reference to a device passed with it). The guest node of the node under test (found by the
+For every board DTB: every enabled MMIO device node of a passthrough class (NAME_CLASS,
+COMPAT_CLASS) is given to `platvmm preview-dt` twice, with no options and "given clock rates
+(and the devices it references)":
+  - a rate for every clock (clock-rates=NAME:100M for each clock-names entry, the clock's
+    index for a clock without a name: how the planner matches rates);
+  - the devices it references passed to the same VM, as more --node arguments (platvmm keeps
+    a reference to a device passed with it): each once, in order, every enabled MMIO node
+    with `reg` (not the GIC, not the node, its descendants or its ancestors) that provides an
+    entry of `dmas`, `phys`, `gpios`/`*-gpios`/`*-gpio` (not `*,nr-gpios`, not a gpio-hog's),
+    `pwms`, `mboxes` or `interrupts-extended` of the node or an enabled descendant (decoded
+    with the provider's #dma-/#phy-/#gpio-/#pwm-/#mbox-/#interrupt-cells; a 0 phandle is an
+    empty entry; a property that does not decode is skipped), or is the interrupt parent of
+    one of these with `interrupts` (as the kernel finds it: `interrupt-parent`, else up the
+    tree to the first node with #interrupt-cells; an interrupt-map nexus is not followed)
+    (REFS, referenced());
+  - group=on when the node has `ranges` and an enabled child with `compatible`, `reg` and
+    `interrupts` or `interrupts-extended` (group()): its MMIO children are passed too.
+When preview-dt refuses that, the run falls back to less, in this order: without the
+referenced devices, without group=on, with neither (clock rates only); the first accepted
+counts, so something passed along never becomes a refusal of the node under test (the count
+of fallbacks is printed). The guest node of the node under test (found by the
 "PATH: ... → /guest-node" line preview-dt prints for it) is then validated against the
 bindings (dtschema's Python API, the schema loaded once: dt-validate costs seconds per call),
-and so is the host node, once; the DMA controllers' guest nodes are not. A result is one of
+and so is the host node, once; the referenced devices' guest nodes are not. A result is one of
   refused       preview-dt exited non-zero (its first line is the reason)
   invalid       the guest node (its subtree) fails its binding, the host node does not
   host-invalid  the guest node fails, and so does the host node it came from
   valid         no error in the guest node's subtree
-Prints per-class and per-board tables for both option sets, the top failure reasons, the
-figure counting as valid the nodes whose only errors are the missing resets/reset-names/
-power-domains (their providers are another issue's) and, for information, the one counting
-the nodes whose guest errors are all errors of their host node too; exits 1 when the valid
-share given clock rates is below FLOOR percent.
+Prints per-class and per-board tables for both option sets, the top failure reasons, how many
+nodes were passed with referenced devices, with group=on and fell back, the figure counting as
+valid the nodes whose only errors are the missing resets/reset-names/power-domains (their
+providers are another issue's) and, for information, the one counting the nodes whose guest
+errors are all errors of their host node too; exits 1 when the valid share given clock rates
+is below FLOOR percent.
 """
 import collections
 import os
@@ -74,7 +90,7 @@ COMPAT_CLASS = [
 ]
 CLASS_ORDER = [c for c, _ in NAME_CLASS]
 RESULTS = ["refused", "invalid", "host-invalid", "valid"]
-OPTSETS = ["no options", "given clock rates (and its DMA controllers)"]
+OPTSETS = ["no options", "given clock rates (and the devices it references)"]
 # Errors that the SCMI issue's providers will clear: a node with only these counts as valid in
 # the second figure.
 PROVIDER_ONLY = re.compile(r"^'(resets|reset-names|power-domains)' is a (required property"
@@ -111,9 +127,10 @@ def classify(fdt, off):
     return None
 
 
-def providers(fdt, off, prop, cells_name):
+def providers(fdt, off, prop, cells_name, holes=False):
     """The provider offset of each entry of the node's reference `prop`, decoded with the
-    providers' `cells_name`; [] without the property, None when it does not decode."""
+    providers' `cells_name`; [] without the property, None when it does not decode. With
+    `holes`, a 0 phandle is an empty entry (cs-gpios = <&gpio 1 0>, <0>), skipped."""
     p = fdt.getprop(off, prop, quiet=(libfdt.NOTFOUND,))
     if p == -libfdt.NOTFOUND:
         return []
@@ -121,6 +138,9 @@ def providers(fdt, off, prop, cells_name):
     out = []
     i = 0
     while i < len(cells):
+        if holes and cells[i] == 0:
+            i += 1
+            continue
         try:
             prov = fdt.node_offset_by_phandle(cells[i])
             k = fdt.getprop(prov, cells_name).as_uint32()
@@ -146,21 +166,116 @@ def enabled_up(fdt, off):
     return True
 
 
-def dma_controllers(fdt, off):
-    """Paths of the DMA controllers the node's `dmas` references that are enabled nodes with
-    `reg` (a device platvmm can pass with it), in order, once each."""
+def mmio(fdt, off):
+    """Every ancestor of the node translates its children's addresses (`ranges`)."""
+    off = fdt.parent_offset(off, quiet=(libfdt.NOTFOUND,))
+    while off > 0:
+        if not has(fdt, off, "ranges"):
+            return False
+        off = fdt.parent_offset(off, quiet=(libfdt.NOTFOUND,))
+    return True
+
+
+# The references whose providers the second run passes along: property (or a test on the
+# property name) → the providers' cells property.
+REFS = [
+    (lambda p: p == "dmas", "#dma-cells"),
+    (lambda p: p == "phys", "#phy-cells"),
+    (lambda p: p == "gpios" or (p.endswith(("-gpios", "-gpio")) and not p.endswith(",nr-gpios")),
+     "#gpio-cells"),
+    (lambda p: p == "pwms", "#pwm-cells"),
+    (lambda p: p == "mboxes", "#mbox-cells"),
+    (lambda p: p == "interrupts-extended", "#interrupt-cells"),
+]
+
+
+def phandle_node(fdt, ph):
+    try:
+        return fdt.node_offset_by_phandle(ph)
+    except libfdt.FdtException:
+        return None
+
+
+def interrupt_parent(fdt, off):
+    """The interrupt parent of a node with `interrupts`, as the kernel finds it: the node's
+    `interrupt-parent`, else its parent's, up to the first node with #interrupt-cells."""
+    while True:
+        p = fdt.getprop(off, "interrupt-parent", quiet=(libfdt.NOTFOUND,))
+        if p != -libfdt.NOTFOUND:
+            off = phandle_node(fdt, p.as_uint32())
+        else:
+            off = fdt.parent_offset(off, quiet=(libfdt.NOTFOUND,))
+        if off is None or off < 0:
+            return None
+        if has(fdt, off, "#interrupt-cells"):
+            return off
+
+
+def gic(fdt, off):
+    return has(fdt, off, "interrupt-controller") and any(
+        "gic" in c for c in strings(fdt, off, "compatible") or [])
+
+
+def referenced(fdt, off):
+    """Paths of the devices the node and its enabled descendants reference (REFS, and the
+    interrupt parent of each node with `interrupts`, the GIC's nodes aside) that are enabled
+    MMIO nodes with `reg` outside the node's own subtree and not its ancestors (they would
+    contain it), in order, once each."""
+    top = fdt.get_path(off).rstrip("/") + "/"
+    found = []
+
+    def visit(n):
+        props = []
+        po = fdt.first_property_offset(n, quiet=(libfdt.NOTFOUND,))
+        while po >= 0:
+            props.append(fdt.get_property_by_offset(po).name)
+            po = fdt.next_property_offset(po, quiet=(libfdt.NOTFOUND,))
+        for name in props:
+            if name == "gpios" and "gpio-hog" in props:  # the parent's lines, no phandle
+                continue
+            for test, cells in REFS:
+                if test(name):
+                    found.extend(providers(fdt, n, name, cells, holes=True) or [])
+        if "interrupts" in props and "interrupts-extended" not in props:
+            ip = interrupt_parent(fdt, n)
+            if ip is not None and not has(fdt, ip, "interrupt-map"):  # a nexus: not followed
+                found.append(ip)
+        c = fdt.first_subnode(n, quiet=(libfdt.NOTFOUND,))
+        while c >= 0:
+            if enabled(fdt, c):
+                visit(c)
+            c = fdt.next_subnode(c, quiet=(libfdt.NOTFOUND,))
+
+    visit(off)
     out = []
-    for prov in providers(fdt, off, "dmas", "#dma-cells") or []:
+    for prov in found:
         path = fdt.get_path(prov)
-        if (prov != off and path not in out and has(fdt, prov, "reg")
-                and enabled_up(fdt, prov)):
+        if (path in out or (path.rstrip("/") + "/").startswith(top)
+                or top.startswith(path.rstrip("/") + "/")):
+            continue
+        if (has(fdt, prov, "reg") and not gic(fdt, prov) and enabled_up(fdt, prov)
+                and mmio(fdt, prov)):
             out.append(path)
     return out
 
 
+def group(fdt, off):
+    """The node has `ranges` and an enabled child with `compatible`, `reg` and interrupts:
+    group=on passes that child with it."""
+    if not has(fdt, off, "ranges"):
+        return False
+    c = fdt.first_subnode(off, quiet=(libfdt.NOTFOUND,))
+    while c >= 0:
+        if (enabled(fdt, c) and has(fdt, c, "compatible") and has(fdt, c, "reg")
+                and (has(fdt, c, "interrupts") or has(fdt, c, "interrupts-extended"))):
+            return True
+        c = fdt.next_subnode(c, quiet=(libfdt.NOTFOUND,))
+    return False
+
+
 def select(dtb):
-    """(path, class, clock names for clock-rates, DMA controllers) of every node the corpus
-    tries."""
+    """(path, class, clock names for clock-rates, devices it references, group=on) of every
+    node the corpus tries."""
     with open(dtb, "rb") as f:
         fdt = libfdt.Fdt(f.read())
     out = []
@@ -179,7 +294,7 @@ def select(dtb):
                     if n is None:
                         n = len(names)
                     ids = [names[i] if i < len(names) else str(i) for i in range(n)]
-                    out.append((cpath, cls, ids, dma_controllers(fdt, child)))
+                    out.append((cpath, cls, ids, referenced(fdt, child), group(fdt, child)))
             # MMIO: every ancestor translates its children's addresses (`ranges`), as the
             # kernel's address translation needs; an I2C/SPI/MDIO bus does not.
             walk(child, cpath, cok and has(fdt, child, "ranges"))
@@ -280,15 +395,17 @@ def table(title, keys, rows):
         print(f"  {k:<28} {tried:>5} | {cols[0]:<28} | {cols[1]}")
 
 
-def preview(platvmm, dtb, path, clocks, dmas, guest):
-    """`platvmm preview-dt` of the node at `path` with a rate for each of `clocks` and the
-    nodes `dmas` passed with it, into `guest`: (None, the top guest node of the node at
-    `path`), or (why, None) when refused."""
+def preview(platvmm, dtb, path, clocks, refs, grp, guest):
+    """`platvmm preview-dt` of the node at `path` with a rate for each of `clocks`, group=on
+    with `grp` and the nodes `refs` passed with it, into `guest`: (None, the top guest node of
+    the node at `path`), or (why, None) when refused."""
     spec = path
     if clocks:
         spec += ",clock-rates=" + ";".join(f"{c}:100M" for c in clocks)
+    if grp:
+        spec += ",group=on"
     cmd = [platvmm, "preview-dt", "--host-dtb", dtb, "--node", spec]
-    for d in dmas:
+    for d in refs:
         cmd += ["--node", d]
     p = subprocess.run(cmd + ["-o", guest], capture_output=True, text=True)
     if p.returncode != 0:
@@ -300,17 +417,32 @@ def preview(platvmm, dtb, path, clocks, dmas, guest):
     return None, "/" + m.group(1).strip("/").split("/")[0]
 
 
-def try_node(platvmm, val, dtb, guest_base, path, clocks, dmas):
+def try_node(platvmm, val, dtb, guest_base, path, clocks, refs, grp):
     """The node at `path` under each option set: ({optset: (result, detail, errors)}, the
-    host node's errors or None when no guest node failed)."""
+    host node's errors or None when no guest node failed, what the second run fell back to
+    as preview-dt refused the devices referenced or group=on: "" when it did not, else
+    "no referenced devices", "no group" or "neither")."""
     res = {}
     host_errs = None
+    fell_back = ""
     for k, o in enumerate(OPTSETS):
-        if k and not clocks and not dmas:  # the same command as with no options
+        if k and not clocks and not refs and not grp:  # the same command as with no options
             res[o] = res[OPTSETS[0]]
             continue
         guest = f"{guest_base}.{k}.dtb"
-        why, top = preview(platvmm, dtb, path, clocks if k else [], dmas if k else [], guest)
+        if not k:
+            tries = [("", [], False)]
+        else:  # a refusal with what is passed along falls back to less (clock rates only)
+            tries = [("", refs, grp)] + [
+                t for t, ok in [(("no referenced devices", [], grp), refs),
+                                (("no group", refs, False), grp),
+                                (("neither", [], False), refs and grp)] if ok]
+        for fell_back_, r, g in tries:
+            why, top = preview(platvmm, dtb, path, clocks if k else [], r, g, guest)
+            if not why:
+                if k:
+                    fell_back = fell_back_
+                break
         if why:
             res[o] = ("refused", why, [])
             continue
@@ -322,7 +454,7 @@ def try_node(platvmm, val, dtb, guest_base, path, clocks, dmas):
         if host_errs is None:
             host_errs = val.errors(dtb, path)
         res[o] = ("host-invalid" if host_errs else "invalid", "", errs)
-    return res, host_errs
+    return res, host_errs, fell_back
 
 
 def figures(results):
@@ -366,25 +498,28 @@ def main():
     platvmm, schema, work, floor = sys.argv[1:5]
     boards = [a.split("=", 1) for a in sys.argv[5:]]
     val = Validator(schema)
-    # (board, class, path, {optset: (result, detail, errors)}, host errors)
+    # (board, class, path, {optset: (result, detail, errors)}, host errors, what was passed)
     results = []
     for board, dtb in boards:
         nodes = select(dtb)
-        for i, (path, cls, clocks, dmas) in enumerate(nodes):
+        for i, (path, cls, clocks, refs, grp) in enumerate(nodes):
             base = os.path.join(work, f"{board}.{i}")
-            res, host_errs = try_node(platvmm, val, dtb, base, path, clocks, dmas)
-            results.append((board, cls, path, res, host_errs or []))
+            res, host_errs, fell_back = try_node(platvmm, val, dtb, base, path, clocks, refs,
+                                                 grp)
+            results.append((board, cls, path, res, host_errs or [], (refs, grp, fell_back)))
         val.forget(dtb)
         print(f"  {board}: {len(nodes)} nodes", flush=True)
 
-    for board, cls, path, res, _ in results:
+    for board, cls, path, res, _, (refs, grp, fell_back) in results:
         line = "  ".join(f"{o}: {res[o][0]}" for o in OPTSETS)
         detail = res[OPTSETS[1]][1] or "; ".join(sorted(set(res[OPTSETS[1]][2])))[:200]
-        print(f"{board} {path} [{cls}] {line}{'  — ' + detail if detail else ''}")
+        passed = (f"; {len(refs)} referenced" if refs else "") + ("; group" if grp else "") + (
+            f"; fell back to {fell_back}" if fell_back else "")
+        print(f"{board} {path} [{cls}{passed}] {line}{'  — ' + detail if detail else ''}")
 
     per_class = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
     per_board = collections.defaultdict(lambda: {o: collections.Counter() for o in OPTSETS})
-    for board, cls, _, res, _ in results:
+    for board, cls, _, res, *_ in results:
         for o in OPTSETS:
             per_class[cls][o][res[o][0]] += 1
             per_board[board][o][res[o][0]] += 1
@@ -393,6 +528,13 @@ def main():
     table("per board",
           [b for b, _ in boards], per_board)
     figures(results)
+    with_refs = [r for r in results if r[5][0]]
+    fell = collections.Counter(r[5][2] for r in results if r[5][2])
+    print(f"{OPTSETS[1]}: {len(with_refs)} nodes passed with the devices they reference "
+          f"({sum(len(r[5][0]) for r in with_refs)} in all), "
+          f"{sum(1 for r in results if r[5][1])} with group=on; {sum(fell.values())} fell "
+          "back (refused with them): "
+          + (", ".join(f"{c} to {f}" for f, c in sorted(fell.items())) or "none"))
     failure_reasons(results)
 
     n = len(results)
