@@ -2,8 +2,10 @@
 # The corpus benchmark (issue 24): how many of the guest nodes platvmm generates from real
 # upstream board trees satisfy their own binding. For each board of BOARDS (linux-source-6.12),
 # every enabled MMIO device node with interrupts of a passthrough class goes through
-# `platvmm preview-dt` (with no options, then with a rate for every clock and the DMA
-# controllers its `dmas` references passed to the same VM) and dt-validate;
+# `platvmm preview-dt` (with no options, then with a rate for every clock, the devices it
+# references — DMA controllers, PHYs, GPIO and interrupt controllers of its children... —
+# passed to the same VM, and group=on for a node with memory-mapped child devices) and
+# dt-validate;
 # ci/corpus.py does the selection, the class table, validation and the tables.
 # Ends with "corpus: N valid of M (P%), floor F%"; exit 1 below the floor.
 # Shares ci/dt-validate.sh's cache (target/board/dtschema): warm, it takes about a minute.

@@ -448,6 +448,14 @@ mod tests {
                 ("other-gpios", &cells_prop(&[0x99, 1, 0])),
             ],
         ));
+        bank.children.push(host(
+            "usb-hog",
+            &[
+                ("gpio-hog", b""),
+                ("gpios", &cells_prop(&[7, 0])),
+                ("output-high", b""),
+            ],
+        ));
         h.children.push(bank);
         let g = generate(
             Some(&h),

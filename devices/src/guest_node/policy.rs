@@ -194,7 +194,9 @@ impl<'a> Copier<'a> {
             }
             return irq_local.then(|| value.to_vec());
         }
-        let Some(r) = refs::reference(name) else {
+        // A GPIO hog's `gpios` are line specifiers of its parent controller, no phandle.
+        let hog = name == "gpios" && h.prop("gpio-hog").is_some();
+        let Some(r) = refs::reference(name).filter(|_| !hog) else {
             return Some(value.to_vec());
         };
         if !top && name == "clocks" {
