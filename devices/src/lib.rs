@@ -21,6 +21,7 @@ pub mod caam;
 pub mod coalesced;
 pub mod dt;
 pub mod guest_node;
+pub mod scmi;
 pub mod serial;
 pub mod stats;
 pub mod vfio;
