@@ -106,18 +106,19 @@ fn subcommand(cmd: Command) {
             paths,
             noiommu,
             group,
+            children,
         } => {
             let b = Binder::default();
-            for p in paths {
+            for p in b.with_children(&paths, children) {
                 let lines = b
                     .bind(&p, BindOptions { noiommu, group })
                     .unwrap_or_else(|e| fail(1, e));
                 lines.iter().for_each(|l| eprintln!("platvmm: {l}"));
             }
         }
-        Command::Unbind { paths } => {
+        Command::Unbind { paths, children } => {
             let b = Binder::default();
-            for p in paths {
+            for p in b.with_children(&paths, children) {
                 let line = b.unbind(&p).unwrap_or_else(|e| fail(1, e));
                 eprintln!("platvmm: {line}");
             }

@@ -187,12 +187,19 @@ pub enum Command {
         /// Also move the other devices of each device's IOMMU group.
         #[arg(long)]
         group: bool,
+        /// Also bind each device's child platform devices (the members `--vfio-platform
+        /// PATH,group=on` passes with it).
+        #[arg(long)]
+        children: bool,
     },
     /// Give devices back: unbind from VFIO, clear driver_override, bind the driver `platvmm
     /// bind` recorded (or let the kernel pick one). Idempotent.
     Unbind {
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
+        /// Also give back each device's child platform devices.
+        #[arg(long)]
+        children: bool,
     },
     /// Write platvmm's man page (roff) to stdout: platvmm man > /usr/local/share/man/man1/platvmm.1
     Man,

@@ -95,6 +95,23 @@ fn write(dev: &str, file: PathBuf, value: &str) -> Result<(), BindError> {
 }
 
 impl Binder {
+    /// `paths`, each followed (with `children`) by its child platform devices: the platform
+    /// devices whose DT node is a child of its own (a group's members).
+    pub fn with_children(&self, paths: &[PathBuf], children: bool) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        for p in paths {
+            v.push(p.clone());
+            if !children {
+                continue;
+            }
+            let of_node = fs::canonicalize(p.join("of_node"));
+            if let Ok(n) = of_node {
+                v.extend(devices::vfio::sysfs::child_devices(&self.sysfs, &n));
+            }
+        }
+        v
+    }
+
     fn record(&self, d: &ResolvedPath) -> PathBuf {
         self.state.join(format!("{}:{}", d.bus.name(), d.name))
     }
@@ -319,6 +336,34 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.root);
         }
+    }
+
+    #[test]
+    fn children_follow_their_parent() {
+        let f = Fake::new("children");
+        let wrapper = f.dev("platform", "ff9d0000.usb", "simple-pm-bus", Some(1));
+        let core = f.dev("platform", "fe200000.dwc3", "xhci-hcd", Some(2));
+        let other = f.dev("platform", "1000.rtc", "rtc", Some(3));
+        let dt = f.root.join("firmware/usb@ff9d0000");
+        fs::create_dir_all(dt.join("dwc3@fe200000")).unwrap();
+        fs::create_dir_all(f.root.join("firmware/rtc@1000")).unwrap();
+        let link = |dev: &Path, node: PathBuf| {
+            symlink(node, fs::canonicalize(dev).unwrap().join("of_node")).unwrap()
+        };
+        link(&wrapper, dt.clone());
+        link(&core, dt.join("dwc3@fe200000"));
+        link(&other, f.root.join("firmware/rtc@1000"));
+        let b = f.binder();
+        let paths = [wrapper.clone(), other.clone()];
+        assert_eq!(
+            b.with_children(&paths, true),
+            [
+                wrapper.clone(),
+                f.root.join("bus/platform/devices/fe200000.dwc3"),
+                other.clone()
+            ]
+        );
+        assert_eq!(b.with_children(&paths, false), paths);
     }
 
     #[test]

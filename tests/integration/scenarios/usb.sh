@@ -16,8 +16,12 @@ token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 
 l1_disk_baseline sda "$md5" || exit 1
 
+# platvmm bind --children hands the wrapper and its child platform device to vfio-platform.
+"$PLATVMM" bind --noiommu --children /sys/bus/platform/devices/$BUS >/tmp/bind.txt 2>&1 ||
+    { reason "platvmm bind --children: $(tail -1 /tmp/bind.txt)"; exit 1; }
 for d in $DEV $BUS; do
-    vfio_bind platform "$d" vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
+    [ "$(basename "$(readlink "/sys/bus/platform/devices/$d/driver")")" = vfio-platform ] ||
+        { reason "$d is not bound to vfio-platform after bind --children"; exit 1; }
 done
 RUST_LOG=info run_l2 usb --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --cpus 2 --identity-map-ram --vfio-platform /sys/bus/platform/devices/$BUS,group=on \
