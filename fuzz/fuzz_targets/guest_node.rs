@@ -110,26 +110,40 @@ fn vary_regions(d: &mut DeviceDesc, ctl: &Ctl) {
     }
 }
 
-fn plan_and_write(d: &DeviceDesc, o: &DeviceOptions, sec_controller: bool) {
+fn plan_and_write(
+    d: &DeviceDesc,
+    members: &[DeviceDesc],
+    o: &DeviceOptions,
+    sec_controller: bool,
+) {
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, PREVIEW_PAGE).expect("a fresh VM has phandles");
+    planner.peers(std::iter::once(d).chain(members));
     if planner.add(d, o).is_err() {
         return;
+    }
+    for m in members {
+        if planner.add(m, &DeviceOptions::default()).is_err() {
+            return;
+        }
     }
     let Ok(plan) = planner.finish(sec_controller) else {
         return;
     };
-    // Regions inside the passthrough window, none overlapping; a job ring's page inside the
-    // SEC block.
+    // Regions inside the passthrough windows (low, or high above RAM), none overlapping; a
+    // job ring's page inside the SEC block.
     let dp = &plan.devices[0];
-    let window = layout::PASSTHROUGH_MMIO_BASE
+    let low = layout::PASSTHROUGH_MMIO_BASE
         ..layout::PASSTHROUGH_MMIO_BASE + layout::PASSTHROUGH_MMIO_SIZE;
-    for (i, a) in dp.placements.iter().enumerate() {
+    let high = layout::HIGH_MMIO_BASE..layout::HIGH_MMIO_END;
+    let all: Vec<_> = plan.devices.iter().flat_map(|d| &d.placements).collect();
+    for (i, a) in all.iter().enumerate() {
+        let end = a.gpa + a.size;
         assert!(
-            window.contains(&a.gpa) && a.gpa + a.size <= window.end,
-            "{a:?} outside the window"
+            (low.contains(&a.gpa) && end <= low.end) || (high.contains(&a.gpa) && end <= high.end),
+            "{a:?} outside the windows"
         );
-        for b in &dp.placements[i + 1..] {
+        for b in &all[i + 1..] {
             assert!(
                 a.gpa + a.size <= b.gpa || b.gpa + b.size <= a.gpa,
                 "{a:?} overlaps {b:?}"
@@ -151,11 +165,13 @@ fn plan_and_write(d: &DeviceDesc, o: &DeviceOptions, sec_controller: bool) {
     };
     // What platvmm writes, its own reader must read, with the device where the plan says.
     let tree = preview::host_tree(&dtb).expect("the guest DTB platvmm wrote reads back");
-    let at = plan.node_path(&plan.devices[0]);
-    assert!(
-        tree.find_node(&at).is_some(),
-        "{at} missing from the guest DTB"
-    );
+    for dp in &plan.devices {
+        let at = plan.node_path(dp);
+        assert!(
+            tree.find_node(&at).is_some(),
+            "{at} missing from the guest DTB"
+        );
+    }
 }
 
 /// Each handler on its own, with parameters of any shape.
@@ -218,6 +234,15 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     vary_regions(&mut d, &ctl);
+    // group=on: the node's memory-mapped child devices nested back into it.
+    let mut spec = platvmm::config::VfioSpec::new(path.into());
+    spec.group = true;
+    let members = if ctl.bit(9) {
+        preview::group_members(&tree, std::slice::from_ref(&spec), std::slice::from_ref(&d))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let rates = clock_rates(d.host_node.as_ref(), &ctl);
     let compat = vec!["generic-ahci".to_string(), "vendor,fuzz".to_string()];
     let compatible = ctl.bit(6).then_some(compat.as_slice());
@@ -230,7 +255,7 @@ fuzz_target!(|data: &[u8]| {
             mac: ctl.mac(),
             fixed_link: ctl.fixed_link(),
         };
-        plan_and_write(&d, &o, ctl.bit(7));
+        plan_and_write(&d, &members, &o, ctl.bit(7));
     }
     if let Some(h) = &d.host_node {
         each_handler(h, &ctl, compatible);

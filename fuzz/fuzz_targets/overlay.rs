@@ -103,9 +103,15 @@ fuzz_target!(|data: &[u8]| {
             overlay: Some(&ov),
             ..Default::default()
         };
-        let Ok(p) = planner.add(d, &o) else {
+        if planner.add(d, &o).is_err() {
             return;
-        };
+        }
+    }
+    let Ok(plan) = planner.finish(data.first().is_some_and(|b| b & 1 != 0)) else {
+        return;
+    };
+    // Overlays are applied last, once the phandles are settled: they win.
+    for p in &plan.devices {
         for (n, _) in &ov.props {
             assert_eq!(
                 p.node.prop(n),
@@ -114,9 +120,6 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    let Ok(plan) = planner.finish(data.first().is_some_and(|b| b & 1 != 0)) else {
-        return;
-    };
     // Both uses at once: the merged device nodes and the fragment's nodes at the root.
     let _ = preview::guest_dtb(&plan, std::slice::from_ref(&ov));
 });

@@ -193,7 +193,7 @@ fn ancestors(tree: &::fdt::Fdt, path: &str) -> Vec<HostNode> {
 /// The members of every `group=on` node: its enabled children with `compatible` and `reg`,
 /// the node having `ranges` (what the host kernel makes platform devices of: memory-mapped
 /// children), each described as VFIO would present it.
-fn group_members(
+pub fn group_members(
     tree: &::fdt::Fdt,
     nodes: &[VfioSpec],
     descs: &[DeviceDesc],

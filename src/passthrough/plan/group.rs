@@ -64,8 +64,10 @@ fn read(v: &[u8], cells: u32) -> u64 {
     })
 }
 
-/// The child-side intervals of a `ranges` value of (`ca`, 2, `cs`)-cell entries.
+/// The child-side intervals of a `ranges` value of (`ca`, 2, `cs`)-cell entries (`ca` and
+/// `cs` of 1 or 2: what [`member_node`] accepts).
 fn child_intervals(v: &[u8], ca: u32, cs: u32) -> Vec<(u64, u64)> {
+    let (ca, cs) = (ca.clamp(1, 2), cs.clamp(1, 2));
     let step = 4 * (ca + 2 + cs) as usize;
     v.chunks_exact(step)
         .map(|e| {
