@@ -143,8 +143,8 @@ impl Resources {
         self.window
             .alloc(size, align)
             .or_else(|| {
-                self.high
-                    .alloc(size, align.max(size.next_power_of_two().min(layout::GIB)))
+                let natural = size.checked_next_power_of_two().unwrap_or(u64::MAX);
+                self.high.alloc(size, align.max(natural.min(layout::GIB)))
             })
             .ok_or(Exhausted::Window)
     }
@@ -246,6 +246,10 @@ mod tests {
             Resources::new(layout::PASSTHROUGH_MMIO_BASE).with_high_base(layout::HIGH_MMIO_END);
         assert_eq!(r.window(2 * layout::GIB, 0x1000), Err(Exhausted::Window));
         assert!(Exhausted::Window.to_string().contains("high window"));
+        // A hostile size (a host reg of 2^64 - 1) fits nowhere: an error, no overflow.
+        let mut r = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        assert_eq!(r.window(u64::MAX, 0x1000), Err(Exhausted::Window));
+        assert_eq!(r.window((1 << 63) + 1, 0x1000), Err(Exhausted::Window));
     }
 
     #[test]

@@ -95,12 +95,13 @@ pub(super) fn assemble(devices: &mut [DevicePlan]) -> Result<Vec<String>, PlanEr
             })?;
         let member = devices[i].clone();
         let (node, entries) = member_node(&member, &m, &devices[p].node)?;
+        let name = node.name.clone();
         nest(&mut devices[p], node, &m, entries)?;
         devices[p].synthesized.push(format!(
             "group member {} nested as {}, its registers reached through ranges",
             member.name, m.host_name
         ));
-        devices[i].nested_in = Some(devices[p].node.name.clone());
+        devices[i].nested_in = Some(name);
         notes.push(member.name);
     }
     Ok(notes)

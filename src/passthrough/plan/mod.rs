@@ -142,7 +142,7 @@ pub struct DevicePlan {
     pub dma_stop: &'static [RegWrite],
     /// A group member: its parent and host reg (`group=on`).
     pub member: Option<group::Membership>,
-    /// The guest node of the parent it is nested in, once its group is assembled.
+    /// Its node's name inside its group parent's node, once the group is assembled.
     pub nested_in: Option<String>,
 }
 
@@ -517,13 +517,12 @@ fn shared_irq_notes(irqs: &[IrqRoute]) -> Vec<String> {
 impl VmPlan {
     /// Where device `name`'s node went, for reports: `/node` or `/crypto@.../jr@...`.
     pub fn node_path(&self, d: &DevicePlan) -> String {
-        if let Some(p) = &d.nested_in {
-            let name = d.member.as_ref().map_or(&d.node.name, |m| &m.host_name);
-            let own = d.node.name.split('@').next().unwrap_or("");
-            let unit = name
-                .split_once('@')
-                .map_or(String::new(), |(_, u)| format!("@{u}"));
-            return format!("/{p}/{own}{unit}");
+        let parent = d
+            .member
+            .as_ref()
+            .and_then(|m| self.devices.iter().find(|p| p.name == m.parent));
+        if let (Some(name), Some(p)) = (&d.nested_in, parent) {
+            return format!("{}/{name}", self.node_path(p));
         }
         match (d.sec_offset, self.sec_controller) {
             (Some(off), Some(ctrl)) => format!("/crypto@{ctrl:x}/jr@{off:x}"),
