@@ -27,6 +27,17 @@ pub fn is_level(trigger: u32) -> bool {
     trigger & (IRQ_TYPE_LEVEL_HIGH | IRQ_TYPE_LEVEL_LOW) != 0
 }
 
+/// The flattened device tree's magic and structure-block tokens (DT specification 5.4), for
+/// the code that walks or patches a DTB itself.
+pub mod fdt_token {
+    pub const FDT_MAGIC: u32 = 0xd00d_feed;
+    pub const FDT_BEGIN_NODE: u32 = 1;
+    pub const FDT_END_NODE: u32 = 2;
+    pub const FDT_PROP: u32 = 3;
+    pub const FDT_NOP: u32 = 4;
+    pub const FDT_END: u32 = 9;
+}
+
 /// Whether the guest tree's writer takes a property called `name`: non-empty, without NUL or
 /// `/` (what dtc and Linux read back). Its length and other characters do not matter.
 pub fn writable_prop_name(name: &str) -> bool {

@@ -69,12 +69,7 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>, InputError> {
 /// Nesting the device trees platvmm reads may have (real trees have under 10 levels).
 pub const DTB_MAX_DEPTH: usize = 32;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_NOP: u32 = 4;
-const FDT_END: u32 = 9;
+use devices::dt::fdt_token::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_NOP, FDT_PROP};
 
 /// Checks that `blob` is a well-formed flattened device tree (version 17, as dtc writes):
 /// the header's blocks inside it, a root node with an empty name, every node and property

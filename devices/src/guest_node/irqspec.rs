@@ -386,25 +386,7 @@ mod tests {
     use super::*;
     use crate::dt::{cells_prop, strings_prop};
 
-    /// Nodes by phandle, as the live tree or a DTB would give them.
-    struct Tree(Vec<(u32, &'static str, HostNode)>);
-
-    impl PhandleLookup for Tree {
-        fn node(&self, ph: u32) -> Option<(String, HostNode)> {
-            self.0
-                .iter()
-                .find(|(p, _, _)| *p == ph)
-                .map(|(_, path, n)| (path.to_string(), n.clone()))
-        }
-    }
-
-    fn node(name: &str, props: Vec<(&str, Vec<u8>)>) -> HostNode {
-        HostNode {
-            name: name.into(),
-            props: props.into_iter().map(|(n, v)| (n.into(), v)).collect(),
-            children: vec![],
-        }
-    }
+    use crate::guest_node::test_support::{node, Tree};
 
     /// An interrupt controller as its binding writes it.
     fn controller(compatible: &[&str], cells: u32) -> HostNode {

@@ -217,6 +217,27 @@ pub(crate) mod test_support {
     use super::*;
     use std::collections::HashMap;
 
+    /// Nodes by phandle, as the live tree or a DTB would give them: (phandle, path, node).
+    pub struct Tree(pub Vec<(u32, &'static str, HostNode)>);
+
+    impl clocks::PhandleLookup for Tree {
+        fn node(&self, ph: u32) -> Option<(String, HostNode)> {
+            self.0
+                .iter()
+                .find(|(p, _, _)| *p == ph)
+                .map(|(_, path, n)| (path.to_string(), n.clone()))
+        }
+    }
+
+    /// A host node with owned property values and no children.
+    pub fn node(name: &str, props: Vec<(&str, Vec<u8>)>) -> HostNode {
+        HostNode {
+            name: name.into(),
+            props: props.into_iter().map(|(n, v)| (n.into(), v)).collect(),
+            children: vec![],
+        }
+    }
+
     /// Guest phandles from a fixed map, no other device.
     #[derive(Debug)]
     pub struct MapLinks(pub HashMap<u32, u32>);

@@ -22,12 +22,7 @@ use std::collections::{HashMap, HashSet};
 use devices::dt::{writable_prop_name, GuestNode};
 use vm_fdt::FdtWriter;
 
-const FDT_MAGIC: u32 = 0xd00d_feed;
-const FDT_BEGIN_NODE: u32 = 1;
-const FDT_END_NODE: u32 = 2;
-const FDT_PROP: u32 = 3;
-const FDT_NOP: u32 = 4;
-const FDT_END: u32 = 9;
+use devices::dt::fdt_token::{FDT_BEGIN_NODE, FDT_END, FDT_END_NODE, FDT_MAGIC, FDT_NOP, FDT_PROP};
 /// Header words (big-endian u32) this module reads or rewrites.
 const HDR_TOTALSIZE: usize = 1;
 const HDR_OFF_DT_STRUCT: usize = 2;
