@@ -104,6 +104,23 @@ pub fn strings_prop<S: AsRef<str>>(items: &[S]) -> Vec<u8> {
 }
 
 /// Encodes u32 cells.
+/// The big-endian cells of a property value; a trailing partial cell is ignored.
+pub fn cells_of(v: &[u8]) -> Vec<u32> {
+    v.chunks_exact(4)
+        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
+        .collect()
+}
+
+/// The cells of a value made of whole cells only.
+pub fn whole_cells(v: &[u8]) -> Option<Vec<u32>> {
+    (v.len() % 4 == 0).then(|| cells_of(v))
+}
+
+/// A value of exactly one cell.
+pub fn one_cell(v: &[u8]) -> Option<u32> {
+    (v.len() == 4).then(|| u32::from_be_bytes(v.try_into().expect("4 bytes")))
+}
+
 pub fn cells_prop(cells: &[u32]) -> Vec<u8> {
     cells.iter().flat_map(|c| c.to_be_bytes()).collect()
 }

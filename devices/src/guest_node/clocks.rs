@@ -6,6 +6,7 @@
 //! `assigned-clocks`/`assigned-clock-rates` for that clock. An entry without a rate is reported
 //! as unresolved (the caller drops `clocks` and says why).
 
+use crate::dt::cells_of;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -83,16 +84,6 @@ impl HostClock {
     }
 }
 
-fn cells(v: &[u8]) -> Vec<u32> {
-    v.chunks_exact(4)
-        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
-        .collect()
-}
-
-fn u32_prop(n: &HostNode, name: &str) -> Option<u32> {
-    n.prop(name).and_then(|v| cells(v).first().copied())
-}
-
 /// One (phandle, specifier) entry of a list such as `clocks`.
 struct Specifier {
     path: String,
@@ -103,12 +94,12 @@ struct Specifier {
 /// A (phandle, specifier) list such as `clocks` or `assigned-clocks`; `None` if a provider
 /// is missing or the cells do not add up.
 fn specifiers(v: &[u8], tree: &dyn PhandleLookup) -> Option<Vec<Specifier>> {
-    let c = cells(v);
+    let c = cells_of(v);
     let mut out = Vec::new();
     let mut i = 0;
     while i < c.len() {
         let (path, provider) = tree.node(c[i])?;
-        let n = u32_prop(&provider, "#clock-cells").unwrap_or(0) as usize;
+        let n = provider.u32_prop("#clock-cells").unwrap_or(0) as usize;
         let args = c.get(i + 1..i + 1 + n)?.to_vec();
         out.push(Specifier {
             path,
@@ -140,7 +131,7 @@ fn rate_of(
         .strings("compatible")
         .is_some_and(|c| c.iter().any(|x| x == "fixed-clock"));
     if fixed && s.args.is_empty() {
-        if let Some(hz) = u32_prop(&s.provider, "clock-frequency") {
+        if let Some(hz) = s.provider.u32_prop("clock-frequency") {
             return Some((hz, RateSource::FixedClock));
         }
     }
@@ -163,7 +154,7 @@ pub fn resolve(dev: &HostNode, tree: &dyn PhandleLookup) -> Vec<HostClock> {
     let names = dev.strings("clock-names").unwrap_or_default();
     let rates = dev
         .prop("assigned-clock-rates")
-        .map(cells)
+        .map(cells_of)
         .unwrap_or_default();
     let assigned: Vec<(String, Vec<u32>, u32)> = dev
         .prop("assigned-clocks")
@@ -241,7 +232,12 @@ impl SysfsTree {
 
     fn walk(dir: &Path, index: &mut HashMap<u32, PathBuf>) {
         let own = std::fs::read(dir.join("phandle")).ok();
-        if let Some(&ph) = own.as_deref().map(cells).as_deref().and_then(|c| c.first()) {
+        if let Some(&ph) = own
+            .as_deref()
+            .map(cells_of)
+            .as_deref()
+            .and_then(|c| c.first())
+        {
             index.insert(ph, dir.to_path_buf());
         }
         let Ok(rd) = std::fs::read_dir(dir) else {

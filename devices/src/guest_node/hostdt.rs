@@ -66,6 +66,12 @@ impl HostNode {
         self.prop(name).map(string_list)
     }
 
+    /// The first cell of property `name`.
+    pub fn u32_prop(&self, name: &str) -> Option<u32> {
+        self.prop(name)
+            .and_then(|v| crate::dt::cells_of(v).first().copied())
+    }
+
     /// Node name without the unit address.
     pub fn base_name(&self) -> &str {
         self.name.split('@').next().unwrap_or(&self.name)

@@ -25,6 +25,7 @@
 //! [`MAX_PARENT_HOPS`]: hostile trees (cyclic parents, truncated specifiers) give a short list
 //! and a reason, never a hang or a panic.
 
+use crate::dt::cells_of;
 use std::collections::HashMap;
 
 use super::clocks::PhandleLookup;
@@ -225,16 +226,6 @@ struct Parent {
     layout: Layout,
 }
 
-fn cells(v: &[u8]) -> Vec<u32> {
-    v.chunks_exact(4)
-        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
-        .collect()
-}
-
-fn u32_prop(n: &HostNode, name: &str) -> Option<u32> {
-    n.prop(name).and_then(|v| cells(v).first().copied())
-}
-
 /// The node `phandle` names, if it has `#interrupt-cells`; else, with `follow` (as for
 /// `interrupts`, Linux `of_irq_find_parent`), the node its `interrupt-parent` names, and so on.
 fn find_parent(
@@ -247,7 +238,7 @@ fn find_parent(
         let (key, node) = tree
             .node(ph)
             .ok_or(IrqSpecError::UnknownPhandle { phandle: ph })?;
-        match u32_prop(&node, "#interrupt-cells") {
+        match node.u32_prop("#interrupt-cells") {
             Some(n) if n == 0 || n > MAX_INTERRUPT_CELLS => {
                 return Err(IrqSpecError::BadCells {
                     parent: key,
@@ -261,7 +252,7 @@ fn find_parent(
                     cells: n as usize,
                 })
             }
-            None => match u32_prop(&node, "interrupt-parent").filter(|_| follow) {
+            None => match node.u32_prop("interrupt-parent").filter(|_| follow) {
                 Some(next) => ph = next,
                 None => return Err(IrqSpecError::NoCells { parent: key }),
             },
@@ -276,14 +267,16 @@ fn find_parent(
 /// `None` when none does, or when the nearest controller has no phandle to find it by.
 pub fn effective_parent<'a>(ancestry: impl IntoIterator<Item = &'a HostNode>) -> Option<u32> {
     let mut it = ancestry.into_iter();
-    if let Some(own) = it.next().and_then(|n| u32_prop(n, "interrupt-parent")) {
+    if let Some(own) = it.next().and_then(|n| n.u32_prop("interrupt-parent")) {
         return Some(own);
     }
     for a in it {
         if a.prop("#interrupt-cells").is_some() {
-            return u32_prop(a, "phandle").or_else(|| u32_prop(a, "linux,phandle"));
+            return a
+                .u32_prop("phandle")
+                .or_else(|| a.u32_prop("linux,phandle"));
         }
-        if let Some(p) = u32_prop(a, "interrupt-parent") {
+        if let Some(p) = a.u32_prop("interrupt-parent") {
             return Some(p);
         }
     }
@@ -328,7 +321,7 @@ fn interrupts(v: &[u8], parent: Option<u32>, tree: &dyn PhandleLookup) -> HostIr
         Ok(p) => (Some(p.id), p.cells, p.layout, None),
         Err(e) => (None, 3, Layout::FlagsAt(2), Some(e)),
     };
-    let c = cells(v);
+    let c = cells_of(v);
     let irqs: Vec<HostIrq> = c
         .chunks_exact(n)
         .map(|spec| HostIrq {
@@ -349,7 +342,7 @@ fn interrupts(v: &[u8], parent: Option<u32>, tree: &dyn PhandleLookup) -> HostIr
 /// `<&parent spec...>, ...`: each entry's length is its parent's `#interrupt-cells`; the list
 /// stops at the first entry whose parent cannot be found or which is cut short.
 fn extended(v: &[u8], tree: &dyn PhandleLookup) -> HostIrqs {
-    let c = cells(v);
+    let c = cells_of(v);
     let mut found: HashMap<u32, Result<Parent, IrqSpecError>> = HashMap::new();
     let mut out = HostIrqs {
         prop: Some(IrqProp::InterruptsExtended),

@@ -17,6 +17,7 @@
 //! generated, [`settle_phandles`] gives the referenced ones their guest phandle and removes
 //! the rest (a device referenced by one generated later is only known then).
 
+use crate::dt::one_cell;
 use std::collections::{HashMap, HashSet};
 
 use super::hostdt::HostNode;
@@ -75,10 +76,6 @@ pub struct Copier<'a> {
     /// Host phandles the kept references point at.
     referenced: HashSet<u32>,
     pub warnings: Vec<String>,
-}
-
-fn one_cell(v: &[u8]) -> Option<u32> {
-    (v.len() == 4).then(|| u32::from_be_bytes(v.try_into().expect("4 bytes")))
 }
 
 fn phandle_of(n: &HostNode) -> Option<u32> {

@@ -9,6 +9,7 @@
 //! out. An empty host `ranges` (identity) becomes one entry per region.
 
 use super::hostdt::HostNode;
+use crate::dt::whole_cells;
 
 /// Where one region's host bus addresses went in the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,14 +32,6 @@ pub const GUEST_BUS: BusCells = BusCells {
     address: 2,
     size: 2,
 };
-
-fn cells(v: &[u8]) -> Option<Vec<u32>> {
-    (v.len() % 4 == 0).then(|| {
-        v.chunks_exact(4)
-            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
-            .collect()
-    })
-}
 
 /// A number of one or two cells (more: not an address platvmm translates).
 fn number(c: &[u32]) -> Option<u64> {
@@ -67,7 +60,7 @@ fn put(out: &mut Vec<u8>, v: u64, n: u32) -> Result<(), String> {
 pub fn own_cells(n: &HostNode) -> BusCells {
     let get = |p: &str, d: u32| {
         n.prop(p)
-            .and_then(cells)
+            .and_then(whole_cells)
             .and_then(|c| c.first().copied())
             .unwrap_or(d)
     };
@@ -79,7 +72,7 @@ pub fn own_cells(n: &HostNode) -> BusCells {
 
 /// The host node's `reg` entries (address, size) on its parent bus `parent`.
 pub fn host_regs(n: &HostNode, parent: BusCells) -> Option<Vec<(u64, u64)>> {
-    let c = cells(n.prop("reg")?)?;
+    let c = whole_cells(n.prop("reg")?)?;
     let step = (parent.address + parent.size) as usize;
     if step == 0 || c.len() % step != 0 {
         return None;
@@ -128,7 +121,7 @@ fn host_ranges(n: &HostNode, parent: BusCells, windows: &[Window]) -> Result<Vec
             })
             .collect());
     }
-    let c = cells(v).ok_or("its length is not whole cells")?;
+    let c = whole_cells(v).ok_or("its length is not whole cells")?;
     let (ca, pa, cs) = (
         own.address as usize,
         parent.address as usize,

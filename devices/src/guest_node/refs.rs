@@ -10,6 +10,8 @@
 
 mod vendor;
 
+use crate::dt::whole_cells;
+
 /// What a reference stands for: decides the advice given when it is dropped and where a
 /// provider could come from (the guest's fixed clocks today; a system controller later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,14 +279,6 @@ pub struct Entry {
     pub args: Vec<u32>,
 }
 
-fn cells(v: &[u8]) -> Option<Vec<u32>> {
-    (v.len() % 4 == 0).then(|| {
-        v.chunks_exact(4)
-            .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")))
-            .collect()
-    })
-}
-
 /// The entries of reference property `value` laid out as `layout`, the number of args of a
 /// `Cells` provider told by `provider_cells(phandle)` (its `#…-cells`; an unknown provider
 /// counts none). `None` when the value does not decode (an opaque layout, a ragged length,
@@ -294,7 +288,7 @@ pub fn decode(
     layout: Layout,
     provider_cells: &dyn Fn(u32, &str) -> Option<u32>,
 ) -> Option<Vec<Entry>> {
-    let c = cells(value)?;
+    let c = whole_cells(value)?;
     match layout {
         Layout::Opaque if c.len() == 1 => Some(vec![Entry {
             phandle: c[0],

@@ -8,7 +8,7 @@
 //! would overlap a range the parent already has (its own registers cover the child's) is
 //! refused: pass the parent alone, its region holds the child's registers.
 
-use devices::dt::GuestNode;
+use devices::dt::{one_cell, GuestNode};
 use devices::guest_node::hostdt::HostNode;
 use devices::guest_node::ranges::{self, BusCells};
 
@@ -40,10 +40,7 @@ impl Membership {
 }
 
 fn cells_of(n: &GuestNode, name: &str, default: u32) -> u32 {
-    n.prop(name)
-        .filter(|v| v.len() == 4)
-        .map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes")))
-        .unwrap_or(default)
+    n.prop(name).and_then(one_cell).unwrap_or(default)
 }
 
 fn put(out: &mut Vec<u8>, v: u64, cells: u32) -> bool {

@@ -3,6 +3,7 @@
 //! passed MAC's MDIO bus, is kept), and the guest phandle given to each host phandle a kept
 //! reference points at.
 
+use devices::dt::one_cell;
 use std::collections::HashMap;
 
 use devices::guest_node::hostdt::HostNode;
@@ -18,10 +19,6 @@ pub struct PeerLinks {
     /// Which device each of those phandles belongs to.
     owner: HashMap<u32, String>,
     guest: HashMap<u32, u32>,
-}
-
-fn one_cell(v: &[u8]) -> Option<u32> {
-    (v.len() == 4).then(|| u32::from_be_bytes(v.try_into().expect("4 bytes")))
 }
 
 impl PeerLinks {
