@@ -6,8 +6,10 @@ usage: corpus.py PLATVMM SCHEMA_JSON WORKDIR FLOOR BOARD=DTB...
 For every board DTB: every enabled MMIO device node of a passthrough class (NAME_CLASS,
 COMPAT_CLASS) is given to `platvmm preview-dt` twice, with no options and "given clock rates
 (and the devices it references)":
-  - a rate for every clock (clock-rates=NAME:100M for each clock-names entry, the clock's
-    index for a clock without a name: how the planner matches rates);
+  - a rate for every clock of the node and of its enabled descendants (clock-rates=NAME:100M
+    for each clock-names entry, the clock's index for a clock without a name, after
+    "CHILD/" for a descendant's, CHILD its path from the node: how the planner matches rates,
+    group members' included);
   - the devices it references passed to the same VM, as more --node arguments (platvmm keeps
     a reference to a device passed with it): each once, in order, every enabled MMIO node
     with `reg` (not the GIC, not the node, its descendants or its ancestors) that provides an
@@ -93,7 +95,7 @@ RESULTS = ["refused", "invalid", "host-invalid", "valid"]
 OPTSETS = ["no options", "given clock rates (and the devices it references)"]
 # Errors that the SCMI issue's providers will clear: a node with only these counts as valid in
 # the second figure.
-PROVIDER_ONLY = re.compile(r"^'(resets|reset-names|power-domains)' is a (required property"
+PROVIDER_ONLY = re.compile(r"^'(resets|reset-names|power-domains|power-domain-names)' is a (required property"
                            r"|dependency of '[a-z-]+')$")
 
 
@@ -155,6 +157,23 @@ def clock_count(fdt, off):
     """How many entries the node's `clocks` has, decoded with the providers' #clock-cells."""
     provs = providers(fdt, off, "clocks", "#clock-cells")
     return None if provs is None else len(provs)
+
+
+def clock_ids(fdt, off, scope=""):
+    """How clock-rates= names the node's clocks: its `clock-names` entries (an entry's index
+    when it has none), after "SCOPE/" for a descendant (its path from the device's node); then
+    those of its enabled descendants that have clocks."""
+    names = strings(fdt, off, "clock-names") or []
+    n = clock_count(fdt, off)
+    if n is None:
+        n = len(names)
+    ids = [scope + (names[i] if i < len(names) else str(i)) for i in range(n)]
+    child = fdt.first_subnode(off, quiet=(libfdt.NOTFOUND,))
+    while child >= 0:
+        if enabled(fdt, child):
+            ids += clock_ids(fdt, child, scope + fdt.get_name(child) + "/")
+        child = fdt.next_subnode(child, quiet=(libfdt.NOTFOUND,))
+    return ids
 
 
 def enabled_up(fdt, off):
@@ -289,12 +308,8 @@ def select(dtb):
                     and (has(fdt, child, "interrupts") or has(fdt, child, "interrupts-extended"))):
                 cls = classify(fdt, child)
                 if cls:
-                    names = strings(fdt, child, "clock-names") or []
-                    n = clock_count(fdt, child)
-                    if n is None:
-                        n = len(names)
-                    ids = [names[i] if i < len(names) else str(i) for i in range(n)]
-                    out.append((cpath, cls, ids, referenced(fdt, child), group(fdt, child)))
+                    out.append((cpath, cls, clock_ids(fdt, child), referenced(fdt, child),
+                                group(fdt, child)))
             # MMIO: every ancestor translates its children's addresses (`ranges`), as the
             # kernel's address translation needs; an I2C/SPI/MDIO bus does not.
             walk(child, cpath, cok and has(fdt, child, "ranges"))
@@ -475,6 +490,39 @@ def figures(results):
           f"node has too (for information)")
 
 
+REQUIRED = re.compile(r"^'([^']+)' is a required property$")
+
+
+def blocker(kind, detail, errs):
+    """Why a node that is not valid (counting the SCMI providers' errors as cleared) stays so,
+    in one phrase: a refusal's reason, the host node's own errors, or the references the
+    guest node lacks."""
+    if kind == "refused":
+        return "refused: " + re.sub(r"/[^\s']*", "PATH", detail)[:70]
+    if kind == "host-invalid":
+        return "the host node fails its binding too"
+    rest = [e for e in errs if not PROVIDER_ONLY.match(e)]
+    missing = sorted({m.group(1) for m in map(REQUIRED.match, rest) if m})
+    if missing and len(missing) == len(rest):
+        return "lacks " + ", ".join(missing)
+    return "other: " + "; ".join(sorted(rest))[:70]
+
+
+def blockers(results):
+    """The nodes that stay invalid given clock rates (SCMI providers' errors counted as
+    cleared), by why: what a generator alone cannot fix is told apart here."""
+    o = OPTSETS[-1]
+    why = collections.Counter()
+    for r in results:
+        kind, detail, errs = r[3][o]
+        if kind == "valid" or (kind != "refused" and all(PROVIDER_ONLY.match(e) for e in errs)):
+            continue
+        why[blocker(kind, detail, errs)] += 1
+    print(f"\nwhy the other nodes stay invalid, {o} (nodes):")
+    for k, c in sorted(why.items(), key=lambda kc: (-kc[1], kc[0])):
+        print(f"  {c:>4}  {k}")
+
+
 def failure_reasons(results):
     """The top failure reasons and the refusals of each option set."""
     for o in OPTSETS:
@@ -536,6 +584,7 @@ def main():
           "back (refused with them): "
           + (", ".join(f"{c} to {f}" for f, c in sorted(fell.items())) or "none"))
     failure_reasons(results)
+    blockers(results)
 
     n = len(results)
     valid = sum(1 for r in results if r[3][OPTSETS[1]][0] == "valid")

@@ -40,10 +40,11 @@ check() {
         failed=$((failed + 1)); echo "FAIL $name: dt-validate crashed: $(tail -1 <<<"$all")"; return
     fi
     # dt-validate names nodes without the leading slash ("usb@40000000: ..."); a job ring's
-    # errors come under its controller's name.
+    # errors come under its controller's name. The fixed clocks and regulators platvmm adds
+    # for the device are checked with it.
     local top=${gnode#/}
     top=${top%%/*}
-    errs=$(grep -F -A3 "$top:" <<<"$all" || true)
+    errs=$(grep -E -A3 "^[^ ]+: (${top//./\\.}|clock-[^:]+|regulator-[0-9a-z-]+):" <<<"$all" || true)
     if [ -n "$errs" ]; then
         failed=$((failed + 1)); echo "FAIL $name ($node → $gnode)"; indent "$errs"
     else
@@ -87,6 +88,8 @@ check zcu102-sdhci1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/mmc@ff170000,clock-rat
 check imx8mp-evk-eqos freescale/imx8mp-evk.dts \
     "/soc@0/bus@30800000/ethernet@30bf0000,clock-rates=stmmaceth:266M;pclk:266M"
 check lx2160a-uart0 freescale/fsl-lx2160a-rdb.dts "/soc/serial@21c0000,clock-rates=uartclk:350M;apb_pclk:350M"
+# Supplies become guest fixed regulators at the host's voltage: the ADC's reference.
+check rk3399-saradc rockchip/rk3399-rockpro64.dts "/saradc@ff100000,clock-rates=saradc:24M;apb_pclk:100M"
 # Negative control: the generic copy of LS1046A's AHCI has no clock, which its binding
 # requires. If this "passes", the validator is not looking.
 before=$failed

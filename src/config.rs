@@ -138,7 +138,8 @@ pub struct VfioSpec {
     pub overlay: Option<PathBuf>,
     /// Type handler chosen by the user instead of by compatible.
     pub handler: Option<String>,
-    /// `clock-rates=NAME:HZ;...`: rates of the device's host clocks.
+    /// `clock-rates=NAME:HZ;...`: rates of the device's host clocks (`CHILD/NAME`: of a
+    /// descendant's or group member's).
     pub clock_rates: Vec<ClockRate>,
     /// `mac=`: an Ethernet controller's MAC address.
     pub mac: Option<[u8; 6]>,

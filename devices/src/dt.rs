@@ -172,9 +172,85 @@ impl FixedClock {
     }
 }
 
+/// The DT specification's longest node name.
+pub const NODE_NAME_MAX: usize = 31;
+
+/// The first name for a synthesized node made from a host label `base` (ASCII) that is not
+/// `taken`: `base`, then `base-1`, `base-2`..., each cut to [`NODE_NAME_MAX`].
+pub fn free_node_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    (0..)
+        .map(|i| numbered_node_name(base, i))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| base.to_string())
+}
+
+/// `base` (ASCII), with "-i" for `i` > 0, cut to [`NODE_NAME_MAX`].
+fn numbered_node_name(base: &str, i: usize) -> String {
+    let suffix = if i == 0 {
+        String::new()
+    } else {
+        format!("-{i}")
+    };
+    let mut keep = NODE_NAME_MAX.saturating_sub(suffix.len()).min(base.len());
+    while !base.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", base[..keep].trim_end_matches('-'))
+}
+
+/// A fixed regulator node (`compatible = "regulator-fixed"`) standing for a host regulator a
+/// device takes power from: always on, at the host's voltage when that is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedRegulator {
+    /// Node name (`regulator-…`).
+    pub name: String,
+    /// `regulator-name`: the host's.
+    pub regulator_name: String,
+    pub microvolt: Option<u32>,
+    pub phandle: u32,
+}
+
+impl FixedRegulator {
+    /// The regulator as a guest node.
+    pub fn node(&self) -> GuestNode {
+        let mut props = vec![
+            ("compatible".into(), strings_prop(&["regulator-fixed"])),
+            (
+                "regulator-name".into(),
+                strings_prop(&[&self.regulator_name]),
+            ),
+        ];
+        if let Some(uv) = self.microvolt {
+            props.push(("regulator-min-microvolt".into(), cells_prop(&[uv])));
+            props.push(("regulator-max-microvolt".into(), cells_prop(&[uv])));
+        }
+        props.push(("regulator-always-on".into(), Vec::new()));
+        props.push(("regulator-boot-on".into(), Vec::new()));
+        props.push(("phandle".into(), cells_prop(&[self.phandle])));
+        GuestNode {
+            name: self.name.clone(),
+            props,
+            children: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_node_names_are_numbered_and_cut_to_31() {
+        let long = "regulator-vcc-efuse-pcie-hdmi-io";
+        assert_eq!(free_node_name(long, |_| false).len(), NODE_NAME_MAX);
+        let taken = ["clock-a", "clock-a-1"];
+        assert_eq!(
+            free_node_name("clock-a", |n| taken.contains(&n)),
+            "clock-a-2"
+        );
+        let cut = free_node_name(long, |n| n.len() == NODE_NAME_MAX && !n.ends_with("-1"));
+        assert!(cut.ends_with("-1") && cut.len() == NODE_NAME_MAX, "{cut}");
+    }
 
     #[test]
     fn writable_names_are_any_but_empty_nul_or_slash() {

@@ -206,7 +206,7 @@ fn each_handler(host: &HostNode, ctl: &Ctl, compatible: Option<&[String]>) {
                 size: u32::from(ctl.0[13] % 4),
             }),
             links: &node::NoLinks,
-            child_clocks: &[],
+            stand_ins: &[],
         };
         for h in HANDLERS {
             let mut g = h.generate(Some(host), &p);

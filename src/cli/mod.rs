@@ -85,7 +85,8 @@ pub struct Cli {
     /// children are added. handler= picks the guest-node handler (sata, usb, ethernet, mmc,
     /// serial, sec, generic) instead of letting the host compatible choose. clock-rates= gives
     /// the rate of host clocks (by clock-names entry, HZ with k/M/G) the host tree and
-    /// /sys/kernel/debug/clk do not tell; each becomes a guest fixed clock. mac= sets an Ethernet
+    /// /sys/kernel/debug/clk do not tell; each becomes a guest fixed clock; CHILD/NAME names a
+    /// clock of a descendant or group member (CHILD: its path from the device's node). mac= sets an Ethernet
     /// controller's local-mac-address; fixed-link= replaces a PHY the guest does not get.
     /// group=on also passes the device's children that are host platform devices of their
     /// own (each bound to vfio-platform), nested in its guest node behind translated ranges.

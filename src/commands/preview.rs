@@ -8,6 +8,7 @@
 //! Used to check the type handlers against real board trees and to validate their output with
 //! dt-schema (ci/dt-validate.sh), and by users before they bind anything to VFIO.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use devices::dt::GuestNode;
@@ -112,7 +113,20 @@ pub fn run(
         planner.add(d, &opts)?;
     }
     for m in &members {
-        planner.add(m, &DeviceOptions::default())?;
+        // `clock-rates=NODE/NAME:HZ` on the parent name a member's clocks.
+        let parent = nodes
+            .iter()
+            .zip(&descs)
+            .find(|(_, d)| m.member_of == Some(d.name.clone()));
+        let node = m.host_node.as_ref().map(|h| h.name.as_str()).unwrap_or("");
+        let rates = parent
+            .map(|(n, _)| devices::guest_node::clocks::scoped_rates(&n.clock_rates, node))
+            .unwrap_or_default();
+        let opts = DeviceOptions {
+            clock_rates: &rates,
+            ..DeviceOptions::default()
+        };
+        planner.add(m, &opts)?;
     }
     let plan = planner.finish(false)?;
     write_guest_dtb(&plan, out)?;
@@ -146,9 +160,10 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
         .map(|r| r.size.unwrap_or(0) as u64)
         .collect();
     let host = to_host(n);
-    let lookup = DtbTree(tree);
+    let lookup = DtbTree::new(tree);
     let clocks = devices::guest_node::clocks::resolve(&host, &lookup);
     let child_clocks = devices::guest_node::clocks::resolve_children(&host, &lookup);
+    let supplies = devices::guest_node::supplies::resolve(&host, &lookup);
     let ancestors = ancestors(tree, path);
     let parent = irqspec::effective_parent(std::iter::once(&host).chain(&ancestors));
     let irqs = irqspec::host_irqs(&host, parent, &lookup);
@@ -156,6 +171,7 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     d.host_parent = path.rsplit_once('/').map(|(p, _)| p.to_string());
     d.clocks = clocks;
     d.child_clocks = child_clocks;
+    d.supplies = supplies;
     d.host_bus = d
         .host_parent
         .as_deref()
@@ -227,13 +243,47 @@ pub fn group_members(
     Ok(v)
 }
 
-/// Phandle lookups in a host DTB (a node's name is its key: the fdt crate gives no paths).
-struct DtbTree<'a, 'b>(&'a ::fdt::Fdt<'b>);
+/// Phandle lookups in a host DTB, a node's path its key (found by one walk of the tree, on
+/// the first lookup: the fdt crate gives no paths).
+struct DtbTree<'a, 'b> {
+    tree: &'a ::fdt::Fdt<'b>,
+    paths: std::sync::OnceLock<HashMap<u32, String>>,
+}
+
+impl<'a, 'b> DtbTree<'a, 'b> {
+    fn new(tree: &'a ::fdt::Fdt<'b>) -> Self {
+        Self {
+            tree,
+            paths: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn index(n: ::fdt::node::FdtNode, path: &str, out: &mut HashMap<u32, String>) {
+        if let Some(ph) = n.property("phandle").and_then(|p| p.as_usize()) {
+            out.insert(ph as u32, path.to_string());
+        }
+        for c in n.children() {
+            let p = format!("{}/{}", path.trim_end_matches('/'), c.name);
+            Self::index(c, &p, out);
+        }
+    }
+}
 
 impl devices::guest_node::clocks::PhandleLookup for DtbTree<'_, '_> {
     fn node(&self, phandle: u32) -> Option<(String, HostNode)> {
-        let n = self.0.find_phandle(phandle)?;
-        Some((format!("/{}", n.name), props_of(n)))
+        let n = self.tree.find_phandle(phandle)?;
+        let paths = self.paths.get_or_init(|| {
+            let mut m = HashMap::new();
+            if let Some(root) = self.tree.find_node("/") {
+                Self::index(root, "/", &mut m);
+            }
+            m
+        });
+        let key = paths
+            .get(&phandle)
+            .cloned()
+            .unwrap_or_else(|| format!("/{}", n.name));
+        Some((key, props_of(n)))
     }
 }
 

@@ -111,6 +111,8 @@ pub struct ProbedDevice {
     pub clocks: Vec<HostClock>,
     /// The host clocks its node's descendants reference.
     pub child_clocks: Vec<devices::guest_node::clocks::ChildClocks>,
+    /// The host regulators its node and descendants take power from.
+    pub supplies: Vec<devices::guest_node::supplies::HostSupply>,
     /// The group parent (device name) it is passed with, for a member of a `group=on` device.
     pub member_of: Option<String>,
 }
@@ -158,11 +160,16 @@ fn expand_groups(
                 spec.path.display().to_string(),
             ));
         }
-        v.extend(
-            members
-                .into_iter()
-                .map(|m| (VfioSpec::new(m), Some(parent.name.clone()))),
-        );
+        for m in members {
+            let mut member = VfioSpec::new(m);
+            // `clock-rates=NODE/NAME:HZ` on the parent name a member's clocks.
+            let node = HostDevice::probe(sysfs, &member.path)?.of_node;
+            if let Some(name) = node.as_deref().and_then(Path::file_name) {
+                member.clock_rates =
+                    clocks::scoped_rates(&spec.clock_rates, &name.to_string_lossy());
+            }
+            v.push((member, Some(parent.name.clone())));
+        }
     }
     Ok(v)
 }
@@ -198,6 +205,10 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .map(|h| clocks::resolve_children(h, &tree))
             .unwrap_or_default();
+        let supplies = host_node
+            .as_ref()
+            .map(|h| devices::guest_node::supplies::resolve(h, &tree))
+            .unwrap_or_default();
         let host_irqs = host_node
             .as_ref()
             .zip(host.of_node.as_deref())
@@ -210,6 +221,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             overlay,
             clocks,
             child_clocks,
+            supplies,
             member_of,
         });
     }
@@ -275,6 +287,7 @@ impl PassDevice {
         desc.host_bus = self.probed.host_bus();
         desc.member_of = self.probed.member_of.clone();
         desc.child_clocks = self.probed.child_clocks.clone();
+        desc.supplies = self.probed.supplies.clone();
         desc
     }
 }
@@ -473,6 +486,7 @@ pub mod test_support {
             overlay: None,
             clocks: Vec::new(),
             child_clocks: Vec::new(),
+            supplies: Vec::new(),
             member_of: None,
         }
     }

@@ -57,6 +57,22 @@ pub struct ClockRate {
     pub hz: u32,
 }
 
+/// The rates of `rates` scoped to `scope`, a node under the passed device named by its path
+/// from it (`usb@ff400000`, `clk@4f`): entries `SCOPE/NAME` as `NAME`. A group's members and a
+/// device's descendants get their rates this way from the device's `clock-rates=`.
+pub fn scoped_rates(rates: &[ClockRate], scope: &str) -> Vec<ClockRate> {
+    rates
+        .iter()
+        .filter_map(|r| {
+            let name = r.name.strip_prefix(scope)?.strip_prefix('/')?;
+            Some(ClockRate {
+                name: name.to_string(),
+                hz: r.hz,
+            })
+        })
+        .collect()
+}
+
 /// One clock of a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostClock {
@@ -279,6 +295,23 @@ impl PhandleLookup for SysfsTree {
 mod tests {
     use super::*;
     use crate::dt::{cells_prop, strings_prop};
+
+    #[test]
+    fn scoped_rates_are_the_entries_under_a_node_path() {
+        let r = |n: &str, hz| ClockRate { name: n.into(), hz };
+        let rates = [
+            r("ref", 1),
+            r("usb@ff400000/otg", 2),
+            r("usb@ff400000x/otg", 3),
+            r("usb@ff400000/phy@0/ref", 4),
+        ];
+        assert_eq!(
+            scoped_rates(&rates, "usb@ff400000"),
+            [r("otg", 2), r("phy@0/ref", 4)]
+        );
+        assert_eq!(scoped_rates(&rates, "usb@ff400000/phy@0"), [r("ref", 4)]);
+        assert!(scoped_rates(&rates, "ref").is_empty());
+    }
 
     use crate::guest_node::test_support::{node, Tree};
 

@@ -28,6 +28,7 @@ pub mod irqspec;
 pub mod policy;
 pub mod ranges;
 pub mod refs;
+pub mod supplies;
 
 /// One guest interrupt: SPI number and trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +62,9 @@ pub struct NodeParams<'a> {
     pub host_bus: Option<BusCells>,
     /// The other devices of the VM and the guest phandles of host nodes.
     pub links: &'a dyn Links,
-    /// Guest fixed clocks for descendants' `clocks`, by path (see [`clocks::ChildClocks`]).
-    pub child_clocks: &'a [(String, Vec<u32>)],
+    /// Guest providers standing in for host references: fixed clocks for descendants'
+    /// `clocks` ([`clocks::ChildClocks`]), fixed regulators for `*-supply` ([`supplies`]).
+    pub stand_ins: &'a [policy::StandIn],
 }
 
 /// An Ethernet fixed link (no PHY): speed in Mb/s and duplex.
@@ -125,7 +127,7 @@ pub fn generate(host: Option<&HostNode>, p: &NodeParams) -> Generated {
 fn copy_host(h: &HostNode, p: &NodeParams, warnings: &mut Vec<String>) -> (GuestNode, Vec<u32>) {
     // Resolved clocks are rewritten by the caller: dropping the host's is then no news.
     let rewritten = |n: &str| p.clocks.is_some() && n == "clocks";
-    let mut copier = policy::Copier::new(h, &rewritten, p.links, p.child_clocks);
+    let mut copier = policy::Copier::new(h, &rewritten, p.links, p.stand_ins);
     let mut node = copier.copy(h);
     warnings.append(&mut copier.warnings);
     let addr = p.regs.first().map(|r| r.0).unwrap_or(0);
@@ -281,7 +283,7 @@ pub(crate) mod test_support {
             fixed_link: None,
             host_bus: Some(ranges::GUEST_BUS),
             links: &NoLinks,
-            child_clocks: &[],
+            stand_ins: &[],
         }
     }
 }

@@ -43,6 +43,18 @@ const TOP_SILENT: &[&str] = &[
     "ranges",
 ];
 
+/// A guest provider standing in for a host reference the guest cannot have: a fixed clock
+/// for a descendant's `clocks`, a fixed regulator for a `*-supply` (planned by the caller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StandIn {
+    /// The node's path from the device's node, its name first (`i2c@e6510000/clk@4f`).
+    pub path: String,
+    /// The reference property (`clocks`, `vmmc-supply`).
+    pub prop: String,
+    /// The guest phandles it gets, one per entry.
+    pub phandles: Vec<u32>,
+}
+
 /// The other devices passed to the same VM, and the guest phandles of host nodes.
 pub trait Links: std::fmt::Debug {
     /// A node of another passed device (its top node or one inside it), by host phandle.
@@ -71,8 +83,8 @@ pub struct Copier<'a> {
     /// The subtree's nodes by phandle (providers' `#…-cells` for decoding).
     local: HashMap<u32, &'a HostNode>,
     links: &'a dyn Links,
-    /// Guest fixed clocks standing for the `clocks` of descendants, by path.
-    child_clocks: &'a [(String, Vec<u32>)],
+    /// Guest providers standing in for host references, by node path and property.
+    stand_ins: &'a [StandIn],
     /// Host phandles the kept references point at.
     referenced: HashSet<u32>,
     pub warnings: Vec<String>,
@@ -98,7 +110,7 @@ impl<'a> Copier<'a> {
         top: &'a HostNode,
         rewritten: &'a dyn Fn(&str) -> bool,
         links: &'a dyn Links,
-        child_clocks: &'a [(String, Vec<u32>)],
+        stand_ins: &'a [StandIn],
     ) -> Self {
         let mut local = HashMap::new();
         top.children.iter().for_each(|c| index(c, &mut local));
@@ -106,7 +118,7 @@ impl<'a> Copier<'a> {
             rewritten,
             local,
             links,
-            child_clocks,
+            stand_ins,
             referenced: HashSet::new(),
             warnings: Vec::new(),
         }
@@ -196,16 +208,18 @@ impl<'a> Copier<'a> {
         let Some(r) = refs::reference(name).filter(|_| !hog) else {
             return Some(value.to_vec());
         };
-        if !top && name == "clocks" {
-            let fixed = self.child_clocks.iter().find(|(p, _)| p == path);
-            if let Some((_, phandles)) = fixed {
-                return Some(phandles.iter().flat_map(|p| p.to_be_bytes()).collect());
-            }
-        }
         let linked = self.linked(value, r.layout);
         if linked.is_some() || (name == "interrupt-parent" && !top) {
             // A child's interrupt parent outside goes silently with the interrupts it serves.
             return linked;
+        }
+        // A provider inside or passed along is better than a stand-in: checked first.
+        let stand_in = self
+            .stand_ins
+            .iter()
+            .find(|s| s.path == path && s.prop == name);
+        if let Some(s) = stand_in.filter(|_| !top || name != "clocks") {
+            return Some(s.phandles.iter().flat_map(|p| p.to_be_bytes()).collect());
         }
         if !(self.rewritten)(name) {
             let why = refs::drop_advice(name, r.kind);
@@ -388,5 +402,60 @@ mod tests {
         assert!(g.prop("freq-table-hz").is_some());
         assert!(g.prop("clocks").is_none(), "the caller writes its own");
         assert!(warnings.is_empty());
+    }
+
+    /// Stand-ins replace the references they stand for (at their node only); a provider
+    /// inside the device wins over a stand-in.
+    #[test]
+    fn stand_ins_replace_supplies_and_child_clocks() {
+        let mut h = host(
+            "mmc@11240000",
+            &[
+                ("vmmc-supply", &cells_prop(&[0x50])),
+                ("vqmmc-supply", &cells_prop(&[0x51])),
+                ("clocks", &cells_prop(&[0x40, 1])),
+            ],
+        );
+        let mut card = host(
+            "card@0",
+            &[
+                ("vcc-supply", &cells_prop(&[0x50])),
+                ("clocks", &cells_prop(&[0x40, 3])),
+                ("vio-supply", &cells_prop(&[0x60])),
+            ],
+        );
+        card.children
+            .push(host("ldo@1", &[("phandle", &cells_prop(&[0x60]))]));
+        h.children.push(card);
+        let stand = |path: &str, prop: &str, ph: u32| StandIn {
+            path: path.into(),
+            prop: prop.into(),
+            phandles: vec![ph],
+        };
+        let stand_ins = [
+            stand("mmc@11240000", "vmmc-supply", 7),
+            stand("mmc@11240000", "clocks", 8),
+            stand("mmc@11240000/card@0", "vcc-supply", 7),
+            stand("mmc@11240000/card@0", "clocks", 9),
+            stand("mmc@11240000/card@0", "vio-supply", 10),
+        ];
+        let mut c = Copier::new(&h, NONE, &NoLinks, &stand_ins);
+        let g = c.copy(&h);
+        assert_eq!(g.prop("vmmc-supply").unwrap(), cells_prop(&[7]));
+        assert!(g.prop("vqmmc-supply").is_none(), "no stand-in: dropped");
+        assert!(
+            g.prop("clocks").is_none(),
+            "the device's own clocks are the caller's"
+        );
+        let card = &g.children[0];
+        assert_eq!(card.prop("vcc-supply").unwrap(), cells_prop(&[7]));
+        assert_eq!(card.prop("clocks").unwrap(), cells_prop(&[9]));
+        assert_eq!(
+            card.prop("vio-supply").unwrap(),
+            cells_prop(&[0x60]),
+            "the regulator inside the device, not the stand-in"
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("'vqmmc-supply'")));
     }
 }

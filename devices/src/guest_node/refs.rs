@@ -159,6 +159,9 @@ pub fn reference(name: &str) -> Option<RefProp> {
     if name.ends_with("-handle") || name.ends_with("-phandle") {
         return Some(r(RefKind::Other, Phandles));
     }
+    if vendor::VENDOR_PHANDLE_LISTS.binary_search(&name).is_ok() {
+        return Some(r(RefKind::Other, Phandles));
+    }
     let vendor = vendor::VENDOR_REFS.binary_search(&name).is_ok();
     let refish = name.ends_with("syscon") || name.ends_with("-grf") || name.ends_with(",grf");
     (vendor || refish).then_some(r(RefKind::Other, Opaque))
@@ -364,8 +367,13 @@ mod tests {
 
     #[test]
     fn vendor_list_is_sorted_for_binary_search() {
-        assert!(vendor::VENDOR_REFS.windows(2).all(|w| w[0] < w[1]));
-        assert!(vendor::VENDOR_REFS.len() > 200);
+        for list in [vendor::VENDOR_PHANDLE_LISTS, vendor::VENDOR_REFS] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]));
+        }
+        assert!(vendor::VENDOR_PHANDLE_LISTS.len() + vendor::VENDOR_REFS.len() > 200);
+        assert!(vendor::VENDOR_PHANDLE_LISTS
+            .iter()
+            .all(|n| vendor::VENDOR_REFS.binary_search(n).is_err()));
     }
 
     #[test]
@@ -382,6 +390,10 @@ mod tests {
         assert_eq!(k("fsl,usbphy"), Some(RefKind::Other), "from the bindings");
         assert_eq!(k("altr,sysmgr-syscon"), Some(RefKind::Other));
         assert_eq!(k("phy-handle"), Some(RefKind::Other));
+        // A vendor list of bare phandles decodes entry by entry; one with arguments does not.
+        let layout = |n: &str| reference(n).map(|p| p.layout);
+        assert_eq!(layout("fsl,fman-ports"), Some(Layout::Phandles));
+        assert_eq!(layout("mediatek,gce-client-reg"), Some(Layout::Opaque));
         // Plain data stays data.
         for n in [
             "#dma-cells",

@@ -2,7 +2,7 @@
 //! rate (the host tree's or the user's), shared by every device that references it, and the
 //! `apb_pclk` stand-in AMBA devices get.
 
-use devices::dt::{FixedClock, GuestNode};
+use devices::dt::{free_node_name, FixedClock, GuestNode};
 use devices::guest_node::clocks::{ClockRate, HostClock};
 
 use super::desc::DeviceDesc;
@@ -108,18 +108,14 @@ fn add_clock(
             }
         })
         .collect();
-    // Two host clocks with one label get distinct node names.
-    let n = guest.iter().filter(|g| g.clock.output == c.label).count();
-    // "clock-<label>", without doubling a label that already says "clock".
+    // "clock-<label>", without doubling a label that already says "clock"; two host clocks
+    // with one label (or one cut to the same length) get distinct node names.
     let base = if safe.starts_with("clock") {
         safe
     } else {
         format!("clock-{safe}")
     };
-    let name = match n {
-        0 => base,
-        _ => format!("{base}-{n}"),
-    };
+    let name = free_node_name(&base, |n| guest.iter().any(|g| g.clock.name == n));
     guest.push(GuestClock {
         key: c.key.clone(),
         clock: FixedClock {

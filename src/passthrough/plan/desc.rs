@@ -13,6 +13,7 @@ use devices::guest_node::clocks::{ChildClocks, ClockRate, HostClock};
 use devices::guest_node::hostdt::HostNode;
 use devices::guest_node::irqspec::{HostIrqs, SpecTrigger};
 use devices::guest_node::ranges::BusCells;
+use devices::guest_node::supplies::HostSupply;
 use devices::guest_node::FixedLink;
 use devices::vfio::device::{DeviceKind, IrqInfo, RegionInfo};
 
@@ -60,6 +61,8 @@ pub struct DeviceDesc {
     pub member_of: Option<String>,
     /// The host clocks its descendants' `clocks` reference, resolved where possible.
     pub child_clocks: Vec<ChildClocks>,
+    /// The host regulators it and its descendants take power from (`*-supply`).
+    pub supplies: Vec<HostSupply>,
 }
 
 impl DeviceDesc {
@@ -100,6 +103,7 @@ impl DeviceDesc {
             host_bus: None,
             member_of: None,
             child_clocks: Vec::new(),
+            supplies: Vec::new(),
         }
     }
 
@@ -152,6 +156,7 @@ impl DeviceDesc {
             host_bus: None,
             member_of: None,
             child_clocks: Vec::new(),
+            supplies: Vec::new(),
         }
     }
 }

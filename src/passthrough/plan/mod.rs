@@ -14,8 +14,10 @@
 //! the SEC controller and its job rings ([`sec`]), the DMA hint (`dma.rs`).
 
 use devices::dt::{FixedClock, GuestNode};
+use devices::guest_node::clocks::ClockRate;
 use devices::guest_node::handlers::{self, RegWrite, TypeHandler};
 use devices::guest_node::irqspec::HostIrq;
+use devices::guest_node::policy::StandIn;
 use devices::guest_node::{self as node, GuestIrq, NodeParams};
 
 use crate::resources::{Exhausted, Resources};
@@ -26,11 +28,13 @@ mod dma;
 pub mod group;
 mod links;
 pub mod sec;
+mod supplies;
 
 pub use clocks::{references_phandle, GuestClock, APB_PCLK_HZ};
 pub use desc::{DeviceDesc, DeviceOptions, IrqDesc, RegionDesc};
 pub use dma::looks_dma_capable;
 use sec::JobRing;
+pub use supplies::GuestRegulator;
 
 /// Why a plan cannot be made. Each names the device.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +64,9 @@ pub enum PlanError {
     /// A group member whose registers lie inside its parent's own.
     #[error("{dev}: its registers lie inside those {parent} already passes: pass {parent} without group=on (its region holds the child's registers)")]
     GroupOverlap { dev: String, parent: String },
+    /// A PCI host bridge: what a guest would need of it is not a platform-device resource.
+    #[error("{dev} is a PCI host bridge: the windows its 'ranges' open onto the PCI bus are not resources of the platform device (only its 'reg' is), so vfio-platform cannot give them to a guest; keep the bridge on the host and pass the PCI devices behind it with VFIO-PCI (a VMM with PCI passthrough)")]
+    PciHostBridge { dev: String },
     /// A job ring whose register page would reach past the SEC block (over other devices).
     #[error("{dev}: a SEC job ring of {size:#x} bytes at offset {offset:#x} does not fit the {:#x}-byte SEC block", sec::SEC_BLOCK_SIZE)]
     SecRingOutsideBlock { dev: String, offset: u32, size: u64 },
@@ -167,6 +174,8 @@ pub struct VmPlan {
     pub amba_clock: u32,
     /// Host clocks given to the guest as fixed clocks, each once however many devices use it.
     pub clocks: Vec<GuestClock>,
+    /// Host regulators given to the guest as fixed regulators, each once.
+    pub regulators: Vec<GuestRegulator>,
 }
 
 /// Plans devices one by one against a VM's [`Resources`].
@@ -193,6 +202,7 @@ impl<'r> Planner<'r> {
                 sec_controller: None,
                 amba_clock,
                 clocks: Vec::new(),
+                regulators: Vec::new(),
             },
             sec: sec::Rings::default(),
             links: links::PeerLinks::default(),
@@ -216,6 +226,11 @@ impl<'r> Planner<'r> {
             dev: d.name.clone(),
             source,
         };
+        if d.host_node.as_ref().is_some_and(is_pci_host_bridge) {
+            return Err(PlanError::PciHostBridge {
+                dev: d.name.clone(),
+            });
+        }
         let (handler, why) = match o.handler.and_then(handlers::by_name) {
             Some(h) => (h, "chosen by the user".to_string()),
             None => handlers::select(d.host_node.as_ref()),
@@ -231,7 +246,7 @@ impl<'r> Planner<'r> {
         let host_clocks = clocks::with_user_rates(d, o.clock_rates);
         let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
             .map_err(ex)?;
-        let child_clocks = self.child_clocks(d).map_err(ex)?;
+        let stand_ins = self.stand_ins(d, o.clock_rates).map_err(ex)?;
         let inputs = NodeInputs {
             d,
             o,
@@ -245,7 +260,7 @@ impl<'r> Planner<'r> {
                 })
                 .collect(),
             clocks: clocks.phandles(),
-            child_clocks: &child_clocks.phandles,
+            stand_ins: &stand_ins.stand_ins,
             amba_clock: self.plan.amba_clock,
         };
         // First with every host phandle standing for itself, to learn which ones the kept
@@ -256,8 +271,8 @@ impl<'r> Planner<'r> {
         generated.warnings.extend(irq_warnings);
         generated.warnings.extend(clocks.note);
         synthesized.extend(clocks.made);
-        generated.warnings.extend(child_clocks.notes);
-        synthesized.extend(child_clocks.made);
+        generated.warnings.extend(stand_ins.notes);
+        synthesized.extend(stand_ins.made);
         synthesized.extend(given.iter().map(|&(h, g)| self.phandle_note(&d.name, h, g)));
         self.overlays.push(o.overlay.cloned());
         self.plan.devices.push(DevicePlan {
@@ -382,24 +397,41 @@ impl<'r> Planner<'r> {
         Ok(v)
     }
 
-    /// Guest fixed clocks for the `clocks` of `d`'s descendants that all have a rate (the
-    /// others are dropped by the property policy, said).
-    fn child_clocks(&mut self, d: &DeviceDesc) -> Result<ChildFixed, Exhausted> {
-        let mut out = ChildFixed::default();
+    /// Guest providers for `d`: fixed clocks for the `clocks` of its descendants that all
+    /// have a rate (the others are dropped by the property policy, said), fixed regulators for
+    /// the supplies of it and its descendants.
+    fn stand_ins(&mut self, d: &DeviceDesc, rates: &[ClockRate]) -> Result<StandIns, Exhausted> {
+        let mut out = StandIns::default();
         for cc in &d.child_clocks {
-            let c = clocks::guest_clocks(self.res, &mut self.plan.clocks, &cc.path, &cc.clocks)?;
-            if let Some(no_rate) = cc.clocks.iter().find(|c| c.hz.is_none()) {
+            // `clock-rates=CHILD/NAME:HZ` names a descendant's clock (CHILD: its path from the
+            // device's node).
+            let scope = cc.path.split_once('/').map_or("", |(_, s)| s);
+            let scoped = node::clocks::scoped_rates(rates, scope);
+            let mut host = cc.clocks.clone();
+            for (i, c) in host.iter_mut().enumerate() {
+                c.apply_user_rate(i, &scoped);
+            }
+            let c = clocks::guest_clocks(self.res, &mut self.plan.clocks, &cc.path, &host)?;
+            if let Some((i, no_rate)) = host.iter().enumerate().find(|(_, c)| c.hz.is_none()) {
+                let id = no_rate.name.clone().unwrap_or_else(|| i.to_string());
                 out.notes.push(format!(
                     "{}: its 'clocks' stay out: no rate for host clock {} ({}) in the host tree \
-                     or /sys/kernel/debug/clk (clock-rates= names the device's own clocks only)",
+                     or /sys/kernel/debug/clk; give clock-rates={scope}/{id}:HZ on the device",
                     cc.path, no_rate.label, no_rate.key
                 ));
             }
             out.made.extend(c.made);
             if let Some(p) = c.phandles {
-                out.phandles.push((cc.path.clone(), p));
+                out.stand_ins.push(StandIn {
+                    path: cc.path.clone(),
+                    prop: "clocks".into(),
+                    phandles: p,
+                });
             }
         }
+        let s = supplies::guest_supplies(self.res, &mut self.plan.regulators, &d.supplies)?;
+        out.stand_ins.extend(s.stand_ins);
+        out.made.extend(s.made);
         Ok(out)
     }
 
@@ -417,10 +449,10 @@ impl<'r> Planner<'r> {
     }
 }
 
-/// The guest fixed clocks of a device's descendants, by path, and what was said.
+/// The guest providers standing in for a device's host references, and what was said.
 #[derive(Default)]
-struct ChildFixed {
-    phandles: Vec<(String, Vec<u32>)>,
+struct StandIns {
+    stand_ins: Vec<StandIn>,
     notes: Vec<String>,
     made: Vec<String>,
 }
@@ -433,7 +465,7 @@ struct NodeInputs<'a> {
     regs: Vec<(u64, u64)>,
     irqs: Vec<GuestIrq>,
     clocks: Option<&'a [u32]>,
-    child_clocks: &'a [(String, Vec<u32>)],
+    stand_ins: &'a [StandIn],
     amba_clock: u32,
 }
 
@@ -453,10 +485,17 @@ impl NodeInputs<'_> {
                 fixed_link: self.o.fixed_link,
                 host_bus: self.d.host_bus,
                 links,
-                child_clocks: self.child_clocks,
+                stand_ins: self.stand_ins,
             },
         )
     }
+}
+
+/// A node the DT specification's PCI bus binding describes (`device_type = "pci"`; "pciex"
+/// on some older trees).
+fn is_pci_host_bridge(h: &devices::guest_node::hostdt::HostNode) -> bool {
+    h.strings("device_type")
+        .is_some_and(|t| t.iter().any(|t| t == "pci" || t == "pciex"))
 }
 
 /// How many of the device's IRQs have lines (vfio-platform gives each exactly one).
@@ -531,15 +570,17 @@ impl VmPlan {
     }
 
     /// The guest's root nodes for these devices, in order: the fixed clocks they need
-    /// ([`VmPlan::fixed_clocks`]), their nodes ([`VmPlan::device_nodes`]), then the children
+    /// ([`VmPlan::fixed_clocks`]), the fixed regulators, their nodes ([`VmPlan::device_nodes`]), then the children
     /// of `dt_overlays`' roots.
     pub fn guest_nodes(&self, dt_overlays: &[GuestNode]) -> Vec<GuestNode> {
         let nodes = self.device_nodes();
         let clocks = self.fixed_clocks(&nodes);
         let overlays = dt_overlays.iter().flat_map(|o| o.children.iter().cloned());
+        let regulators = self.regulators.iter().map(|r| r.regulator.node());
         clocks
             .iter()
             .map(FixedClock::node)
+            .chain(regulators)
             .chain(nodes)
             .chain(overlays)
             .collect()
@@ -691,7 +732,6 @@ mod tests {
     use super::*;
     use crate::arch::aarch64::layout;
     use devices::dt::cells_prop;
-    use devices::guest_node::clocks::ClockRate;
 
     /// R-Car's I2C with a CS2000 clock multiplier on it (r8a77951-salvator-xs): the child's
     /// `clocks` become guest fixed clocks like the device's own; a child clock without a rate
@@ -745,7 +785,57 @@ mod tests {
         assert!(plan.devices[0]
             .warnings
             .iter()
-            .any(|w| w.contains("codec@10: its 'clocks' stay out") && w.contains("/sound-3")));
+            .any(|w| w.contains("codec@10: its 'clocks' stay out")
+                && w.contains("/sound-3")
+                && w.contains("clock-rates=codec@10/mclk:HZ")));
+        // The rate the note asks for, on the device's option line.
+        let rates = [ClockRate {
+            name: "codec@10/mclk".into(),
+            hz: 11_289_600,
+        }];
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let o = DeviceOptions {
+            clock_rates: &rates,
+            ..DeviceOptions::default()
+        };
+        p.add(&d, &o).unwrap();
+        let plan = p.finish(false).unwrap();
+        assert_eq!(plan.clocks.len(), 3);
+        assert_eq!(plan.clocks[2].clock.hz, 11_289_600);
+        let codec = &plan.devices[0].node.children[1];
+        assert_eq!(
+            codec.prop("clocks").unwrap(),
+            cells_prop(&[plan.clocks[2].clock.phandle])
+        );
+    }
+
+    /// A PCI host bridge is refused with the reason: its windows are not device resources.
+    #[test]
+    fn pci_host_bridges_are_refused() {
+        let h = host(
+            "pcie@f8000000",
+            &[
+                ("compatible", b"rockchip,rk3399-pcie\0".to_vec()),
+                ("device_type", b"pci\0".to_vec()),
+            ],
+        );
+        let d = dt_desc("f8000000.pcie", h, &[0x40], 4096);
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let e = p.add(&d, &DeviceOptions::default()).unwrap_err();
+        assert!(matches!(e, PlanError::PciHostBridge { .. }), "{e}");
+        assert!(
+            e.to_string().contains("vfio-platform cannot give them"),
+            "{e}"
+        );
+        let mut d = d;
+        d.host_node
+            .as_mut()
+            .unwrap()
+            .props
+            .retain(|(n, _)| n != "device_type");
+        assert!(p.add(&d, &DeviceOptions::default()).is_ok());
     }
 
     /// On the VFIO path VFIO's IRQs rule: with as many host interrupts as VFIO IRQs, a line
