@@ -22,6 +22,8 @@ COMPAT_CLASS) is given to `platvmm preview-dt` twice, with no options and "given
     (REFS, referenced());
   - group=on when the node has `ranges` and an enabled child with `compatible`, `reg` and
     `interrupts` or `interrupts-extended` (group()): its MMIO children are passed too.
+preview-dt runs with its default `--scmi auto`: a node with resets or power domains gets
+platvmm's SCMI system controller, and its `resets`/`power-domains` point at it.
 When preview-dt refuses that, the run falls back to less, in this order: without the
 referenced devices, without group=on, with neither (clock rates only); the first accepted
 counts, so something passed along never becomes a refusal of the node under test (the count

@@ -41,14 +41,14 @@ check() {
     fi
     # dt-validate names nodes without the leading slash ("usb@40000000: ..."); a job ring's
     # errors come under its controller's name. The fixed clocks and regulators platvmm adds
-    # for the device are checked with it.
+    # for the device, and its SCMI controller's nodes, are checked with it.
     local top=${gnode#/}
     top=${top%%/*}
-    errs=$(grep -E -A3 "^[^ ]+: (${top//./\\.}|clock-[^:]+|regulator-[0-9a-z-]+):" <<<"$all" || true)
+    errs=$(grep -E -A3 "^[^ ]+: (${top//./\\.}|clock-[^:]+|regulator-[0-9a-z-]+|mailbox@[0-9a-f]+|sram@[0-9a-f]+|scmi-sram@0|scmi|protocol@1[146]|firmware):" <<<"$all" || true)
     if [ -n "$errs" ]; then
         failed=$((failed + 1)); echo "FAIL $name ($node → $gnode)"; indent "$errs"
     else
-        passed=$((passed + 1)); echo "PASS $name ($node → $gnode, $(head -1 <<<"$report" | sed 's/.*: \([a-z]*\) handler.*/\1 handler/'))"
+        passed=$((passed + 1)); echo "PASS $name ($node → $gnode, $(grep -m1 " handler (" <<<"$report" | sed 's/.*: \([a-z]*\) handler.*/\1 handler/'))"
     fi
 }
 
@@ -83,6 +83,10 @@ check zcu102-usb-xhci xilinx/zynqmp-zcu102-rev1.0.dts /axi/usb@ff9d0000/usb@fe20
 # clock-rates=, as a user without debugfs would), PHYs and queue configurations inside the
 # device's own subtree (phandles renumbered), resets/power domains/pinctrl dropped.
 check zcu102-gem3 xilinx/zynqmp-zcu102-rev1.0.dts \
+    "/axi/ethernet@ff0e0000,clock-rates=pclk:100M;hclk:125M;tx_clk:125M;rx_clk:125M;tsu_clk:250M" --scmi off
+# The same GEM with its reset line, power domain and clocks served by platvmm's SCMI
+# controller (--scmi auto: it has resets): its binding's resets and power-domains present.
+check zcu102-gem3-scmi xilinx/zynqmp-zcu102-rev1.0.dts \
     "/axi/ethernet@ff0e0000,clock-rates=pclk:100M;hclk:125M;tx_clk:125M;rx_clk:125M;tsu_clk:250M"
 check zcu102-sdhci1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/mmc@ff170000,clock-rates=clk_xin:200M;clk_ahb:100M"
 check imx8mp-evk-eqos freescale/imx8mp-evk.dts \

@@ -26,10 +26,26 @@ pub struct VmConfig {
     pub identity_ram: bool,
     pub sec_controller: bool,
     pub seccomp: SeccompMode,
+    pub scmi: ScmiMode,
     pub jail: JailConfig,
     pub virtio: VirtioConfig,
     /// Test only: SIGUSR1 makes the event loop call a syscall the sandbox denies.
     pub test_denied_syscall: bool,
+}
+
+/// `--scmi`: whether the guest gets platvmm's SCMI system controller, which serves the passed
+/// devices' clocks, reset lines and power domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ScmiMode {
+    /// When a passed device (or a descendant) references a reset line or a power domain:
+    /// nothing else can give the guest those. Otherwise fixed clocks, which every guest
+    /// kernel has (the default).
+    #[default]
+    Auto,
+    /// Always: clocks too come from it.
+    On,
+    /// Never: fixed clocks; resets and power domains are dropped.
+    Off,
 }
 
 /// `--seccomp`: what the sandbox does with a syscall outside a thread's allowlist.

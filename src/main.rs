@@ -75,6 +75,7 @@ fn subcommand(cmd: Command) {
             mut spec,
             compatible,
             handler,
+            scmi,
         } => {
             let compatible = compatible
                 .as_deref()
@@ -83,13 +84,14 @@ fn subcommand(cmd: Command) {
                 .unwrap_or_else(|e| fail(2, e));
             spec.compatible = compatible.or(spec.compatible);
             spec.handler = handler.or(spec.handler);
-            inspect::run(spec).unwrap_or_else(|e| fail(1, e));
+            inspect::run(spec, scmi).unwrap_or_else(|e| fail(1, e));
         }
         Command::PreviewDt {
             host_dtb,
             nodes,
             compatible,
             handler,
+            scmi,
             output,
         } => {
             let c = compatible
@@ -97,7 +99,7 @@ fn subcommand(cmd: Command) {
                 .map(parse_compatible)
                 .transpose()
                 .unwrap_or_else(|e| fail(2, e));
-            let report = preview::run(&host_dtb, &nodes, c, handler.as_deref(), &output)
+            let report = preview::run(&host_dtb, &nodes, c, handler.as_deref(), scmi, &output)
                 .unwrap_or_else(|e| fail(1, e));
             report.iter().for_each(|l| println!("{l}"));
         }

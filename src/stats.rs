@@ -138,11 +138,20 @@ pub fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What the guest asked of its SCMI system controller.
+#[derive(Clone)]
+pub struct ScmiStat {
+    pub messages: Arc<devices::scmi::Counters>,
+    pub mailbox: Arc<devices::scmi::mailbox::MailboxCounters>,
+}
+
 /// What the stats printer reads.
 pub struct StatsSources {
     pub exits: Arc<ExitCounters>,
     pub devices: Vec<(String, Arc<devices::vfio::region::Counters>)>,
     pub virtio: Vec<VirtioStat>,
+    /// The SCMI system controller's counters, when the guest has one.
+    pub scmi: Option<ScmiStat>,
     pub startup: Arc<Startup>,
 }
 
@@ -168,6 +177,13 @@ impl StatsSources {
         }
         for v in &self.virtio {
             out.push(format!("platvmm stats: virtio {}", v.line()));
+        }
+        if let Some(s) = &self.scmi {
+            out.push(format!(
+                "platvmm stats: scmi {} {}",
+                pairs(&s.messages.snapshot()),
+                pairs(&s.mailbox.snapshot())
+            ));
         }
         out
     }
@@ -255,10 +271,18 @@ mod tests {
                 counters: virtio,
                 tap: None,
             }],
+            scmi: Some(ScmiStat {
+                messages: Arc::default(),
+                mailbox: Arc::default(),
+            }),
             startup: Arc::new(Startup::new()),
         };
+        let scmi = s.scmi.as_ref().unwrap();
+        bump(&scmi.messages.clock_messages);
+        bump(&scmi.messages.resets_acknowledged);
+        bump(&scmi.mailbox.doorbells);
         let lines = s.lines();
-        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(lines.len(), 5, "{lines:?}");
         assert!(
             lines[0].starts_with("platvmm stats: startup exec->main="),
             "{}",
@@ -273,6 +297,12 @@ mod tests {
                  out_of_bounds_dropped=1 io_errors=0",
                 "platvmm stats: virtio vda block backend=user requests=1 read_bytes=0 \
                  write_bytes=0 userspace_notifies=0 interrupts=0 dropped=0",
+                "platvmm stats: scmi base_messages=0 power_messages=0 clock_messages=1 \
+                 reset_messages=0 unknown_protocol_messages=0 refused=0 error_replies=0 \
+                 clock_enables=0 clock_disables=0 clock_rate_sets=0 clock_rate_sets_denied=0 \
+                 resets_done=0 resets_acknowledged=1 power_state_changes=0 backend_errors=0 \
+                 doorbells=1 spurious_doorbells=0 interrupts=0 bad_accesses=0 \
+                 replies_dropped=0",
             ]
         );
     }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use platvmm::config::{
     parse_disk, parse_handler, parse_net, parse_size, parse_user, parse_vfio, parse_vsock,
-    DiskSpec, JailConfig, NetSpec, SeccompMode, UserSpec, VfioSpec, VirtioConfig, VmConfig,
-    VsockSpec,
+    DiskSpec, JailConfig, NetSpec, ScmiMode, SeccompMode, UserSpec, VfioSpec, VirtioConfig,
+    VmConfig, VsockSpec,
 };
 
 pub mod config_file;
@@ -119,6 +119,15 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = SeccompMode::On)]
     pub seccomp: SeccompMode,
 
+    /// The guest's SCMI system controller (Arm SCMI over a mailbox platvmm emulates): the
+    /// passed devices' clocks, reset lines and power domains point at it. `auto` gives it when
+    /// a device references a reset line or power domain (nothing else can), `on` always,
+    /// `off` never (fixed clocks; resets and power domains dropped). The guest kernel needs
+    /// ARM_SCMI_PROTOCOL, ARM_SCMI_TRANSPORT_MAILBOX, BCM2835_MBOX and the SCMI clock, reset
+    /// and power-domain drivers (Debian's arm64 kernels build them in).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = ScmiMode::Auto)]
+    pub scmi: ScmiMode,
+
     /// Drop to this user (numbers; GID defaults to UID) once every device, image and KVM fd is
     /// open: platvmm enters an empty root (or --chroot DIR), sets no_new_privs, empties every
     /// capability set and switches user before any vCPU runs. The user needs nothing on the
@@ -223,6 +232,9 @@ pub enum Command {
         /// As for --vfio-platform.
         #[arg(long, value_name = "NAME", value_parser = parse_handler)]
         handler: Option<String>,
+        /// As for a VM (the SCMI identifiers the device would get).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = ScmiMode::Auto)]
+        scmi: ScmiMode,
     },
     /// Write the guest device tree platvmm would build for nodes of a host DTB (e.g. a board's
     /// upstream tree compiled with dtc), without VFIO or KVM; prints the handler chosen for each.
@@ -240,6 +252,9 @@ pub enum Command {
         /// Use this handler for every node.
         #[arg(long, value_name = "NAME", value_parser = parse_handler)]
         handler: Option<String>,
+        /// As for a VM: the guest's SCMI system controller (auto, on, off).
+        #[arg(long, value_enum, value_name = "MODE", default_value_t = ScmiMode::Auto)]
+        scmi: ScmiMode,
         /// Where to write the guest DTB.
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
@@ -261,6 +276,7 @@ impl From<Cli> for VmConfig {
             identity_ram: c.identity_map_ram,
             sec_controller: c.sec_controller,
             seccomp: c.seccomp,
+            scmi: c.scmi,
             jail: JailConfig {
                 user: c.user,
                 chroot: c.chroot,

@@ -9,7 +9,7 @@ use devices::guest_node::hostdt::HostNode;
 use devices::vfio::device::VfioDevice;
 
 use crate::arch::aarch64::layout;
-use crate::config::VfioSpec;
+use crate::config::{ScmiMode, VfioSpec};
 use crate::passthrough::plan::{Access, DevicePlan, PlanError, Planner, Trigger};
 use crate::passthrough::{self, open, Passthrough, PassthroughError, ProbedDevice};
 use crate::resources::{page_size, Resources};
@@ -62,7 +62,7 @@ fn host_to_guest(h: &HostNode) -> GuestNode {
 
 /// Prints the report for `path`: the device is opened through VFIO (no KVM) and planned as
 /// the only passed-through device of a VM, with the same planner `setup` uses.
-pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
+pub fn run(spec: VfioSpec, scmi: ScmiMode) -> Result<(), PassthroughError> {
     let sysfs = crate::passthrough::sysfs_root();
     let probed = passthrough::probe(&sysfs, std::slice::from_ref(&spec))?;
     let host = &probed[0].host;
@@ -87,6 +87,9 @@ pub fn run(spec: VfioSpec) -> Result<(), PassthroughError> {
     // The device and, with group=on, its members: planned together as `setup` would.
     let descs: Vec<_> = pt.devices.iter().map(|x| x.desc(page)).collect();
     planner.peers(&descs);
+    if let Some(why) = planner.scmi(scmi, &descs)? {
+        println!("SCMI system controller: on ({why})");
+    }
     for (x, desc) in pt.devices.iter().zip(&descs) {
         planner.add(desc, &x.probed.options())?;
     }

@@ -19,7 +19,7 @@ use devices::guest_node::ranges::BusCells;
 use crate::arch::aarch64::fdt::{self, FdtConfig};
 use crate::arch::aarch64::layout::{self, MIB};
 use crate::arch::aarch64::GicVersion;
-use crate::config::VfioSpec;
+use crate::config::{ScmiMode, VfioSpec};
 use crate::passthrough::plan::{DeviceDesc, DeviceOptions, PlanError, Planner, VmPlan};
 use crate::resources::{Exhausted, Resources};
 
@@ -77,6 +77,7 @@ pub fn run(
     nodes: &[VfioSpec],
     compatible: Option<Vec<String>>,
     handler: Option<&str>,
+    scmi: ScmiMode,
     out: &Path,
 ) -> Result<Vec<String>, PreviewError> {
     let read_err = |msg: String| PreviewError::Read {
@@ -106,6 +107,8 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let members = group_members(&tree, nodes, &descs)?;
     planner.peers(descs.iter().chain(&members));
+    let all: Vec<DeviceDesc> = descs.iter().chain(&members).cloned().collect();
+    let scmi_why = planner.scmi(scmi, &all)?;
     for ((n, ov), d) in nodes.iter().zip(&overlays).zip(&descs) {
         let mut opts = DeviceOptions::from_spec(n, ov.as_ref());
         opts.compatible = opts.compatible.or(compatible.as_deref());
@@ -130,7 +133,17 @@ pub fn run(
     }
     let plan = planner.finish(false)?;
     write_guest_dtb(&plan, out)?;
-    Ok(report(&plan))
+    let mut lines = Vec::new();
+    if let (Some(why), Some(s)) = (scmi_why, &plan.scmi) {
+        lines.push(format!(
+            "SCMI system controller: on ({why}): {} clocks, {} reset domains, {} power domains",
+            s.clocks.len(),
+            s.resets.len(),
+            s.power_domains.len()
+        ));
+    }
+    lines.extend(report(&plan));
+    Ok(lines)
 }
 
 fn plan_err(dev: &'static str) -> impl Fn(Exhausted) -> PreviewError {
@@ -164,6 +177,7 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     let clocks = devices::guest_node::clocks::resolve(&host, &lookup);
     let child_clocks = devices::guest_node::clocks::resolve_children(&host, &lookup);
     let supplies = devices::guest_node::supplies::resolve(&host, &lookup);
+    let providers = devices::guest_node::providers::resolve_all(&host, &lookup);
     let ancestors = ancestors(tree, path);
     let parent = irqspec::effective_parent(std::iter::once(&host).chain(&ancestors));
     let irqs = irqspec::host_irqs(&host, parent, &lookup);
@@ -172,6 +186,7 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     d.clocks = clocks;
     d.child_clocks = child_clocks;
     d.supplies = supplies;
+    d.providers = providers;
     d.host_bus = d
         .host_parent
         .as_deref()
@@ -435,7 +450,7 @@ mod tests {
             VfioSpec::new("/bus@0/rtc@c2a0000".into()),
             VfioSpec::new("/bus@0/display-bridge@32fc4000".into()),
         ];
-        let report = run(&host, &nodes, None, None, &out).unwrap();
+        let report = run(&host, &nodes, None, None, ScmiMode::Auto, &out).unwrap();
         assert!(
             report.iter().any(|l| l.contains("host specifier <12> of /interrupt-controller@32fc2000 does not tell the trigger: level assumed")),
             "{report:?}"
@@ -514,7 +529,7 @@ mod tests {
             VfioSpec::new("/crypto@1700000/jr@10000".into()),
             VfioSpec::new("/crypto@1700000/jr@20000".into()),
         ];
-        let report = run(&host, &nodes, None, None, &out).unwrap();
+        let report = run(&host, &nodes, None, None, ScmiMode::Auto, &out).unwrap();
         assert!(report[0].contains("sec handler"), "{report:?}");
         assert!(
             report[0].ends_with("/crypto@9100000/jr@10000"),
@@ -569,7 +584,7 @@ mod tests {
             VfioSpec::new("/serial@2000".into()),
             VfioSpec::new("/dma-controller@1000".into()),
         ];
-        let report = run(&host, &both, None, None, &out).unwrap();
+        let report = run(&host, &both, None, None, ScmiMode::Auto, &out).unwrap();
         assert!(
             report.iter().any(|l| l.contains("passed to the same VM")),
             "{report:?}"
@@ -588,7 +603,7 @@ mod tests {
         assert_eq!(uart.property("dma-names").unwrap().value, b"rx\0tx\0");
 
         let alone = [VfioSpec::new("/serial@2000".into())];
-        let report = run(&host, &alone, None, None, &out).unwrap();
+        let report = run(&host, &alone, None, None, ScmiMode::Auto, &out).unwrap();
         assert!(
             report
                 .iter()
@@ -638,7 +653,15 @@ mod tests {
         let (host, out) = (dir.join("host.dtb"), dir.join("guest.dtb"));
         std::fs::write(&host, versal_usb([0xff9d_0000, 0x1_0000])).unwrap();
         let spec = crate::config::parse_vfio("/usb@ff9d0000,group=on").unwrap();
-        let report = run(&host, std::slice::from_ref(&spec), None, None, &out).unwrap();
+        let report = run(
+            &host,
+            std::slice::from_ref(&spec),
+            None,
+            None,
+            ScmiMode::Auto,
+            &out,
+        )
+        .unwrap();
         assert!(
             report.iter().any(
                 |l| l.starts_with("/usb@ff9d0000/dwc3@fe200000: usb handler")
@@ -682,7 +705,7 @@ mod tests {
         assert!(g.find_node("/usb@40010000").is_none(), "not a root node");
         // A parent whose own region covers the child's cannot nest it.
         std::fs::write(&host, versal_usb([0xfe00_0000, 0x200_0000])).unwrap();
-        let wide = run(&host, &[spec], None, None, &out)
+        let wide = run(&host, &[spec], None, None, ScmiMode::Auto, &out)
             .unwrap_err()
             .to_string();
         assert!(wide.contains("without group=on"), "{wide}");
@@ -700,6 +723,7 @@ mod tests {
             &[VfioSpec::new("/soc/sata@3200000".into())],
             None,
             None,
+            ScmiMode::Auto,
             &out,
         )
         .unwrap();
@@ -724,6 +748,7 @@ mod tests {
             &[VfioSpec::new("/soc/nope".into())],
             None,
             None,
+            ScmiMode::Auto,
             &out
         )
         .is_err());

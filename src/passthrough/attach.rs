@@ -14,6 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::plan::{Access, DevicePlan, IrqRoute, Placement, Planner, Trigger, VmPlan};
 use super::{open, sysfs_root, IrqFds, PassDevice, Passthrough, PassthroughError, ProbedDevice};
+use crate::config::ScmiMode;
 use crate::hypervisor::{kvm_err, AttachContext, KvmError};
 
 /// The user's choices that concern every passed-through device.
@@ -23,6 +24,8 @@ pub struct AttachOptions {
     pub sec_controller: bool,
     /// Guest RAM is identity-mapped (`--identity-map-ram`): DMA without an IOMMU works.
     pub identity_ram: bool,
+    /// Whether the guest gets the SCMI system controller (`--scmi`).
+    pub scmi: ScmiMode,
 }
 
 /// Opens, plans and wires the probed devices; adds the emulated SEC controller when job
@@ -38,13 +41,16 @@ pub fn attach(
         let first = pt.devices.first().map_or("", |d| d.dev.name());
         pt.kvm_vfio = Some(open::attach_kvm(ctx.vm, c, first)?);
     }
-    pt.plan = plan(ctx, &pt.devices, opts.sec_controller)?;
+    pt.plan = plan(ctx, &pt.devices, opts)?;
     let mode = pt.container.as_ref().map(|c| c.mode);
     for (d, dp) in pt.devices.iter_mut().zip(&pt.plan.devices) {
         warn_dma(dp, mode, opts.identity_ram);
         wire(ctx, d, dp)?;
     }
     attach_sec_controller(ctx, &pt.plan)?;
+    if let Some(s) = &pt.plan.scmi {
+        pt.scmi = Some(super::scmi::attach(ctx, s, &pt.devices)?);
+    }
     Ok(pt)
 }
 
@@ -52,15 +58,18 @@ pub fn attach(
 fn plan(
     ctx: &mut AttachContext<'_>,
     devices: &[PassDevice],
-    sec_controller: bool,
+    opts: AttachOptions,
 ) -> Result<VmPlan, PassthroughError> {
     let mut planner = Planner::new(ctx.res, ctx.page)?;
     let descs: Vec<_> = devices.iter().map(|d| d.desc(ctx.page)).collect();
     planner.peers(&descs);
+    if let Some(why) = planner.scmi(opts.scmi, &descs)? {
+        info!("SCMI system controller: on ({why})");
+    }
     for (d, desc) in devices.iter().zip(&descs) {
         planner.add(desc, &d.probed.options())?;
     }
-    let plan = planner.finish(sec_controller)?;
+    let plan = planner.finish(opts.sec_controller)?;
     plan.devices.iter().for_each(log_plan);
     Ok(plan)
 }
@@ -324,7 +333,7 @@ mod tests {
             .unwrap();
         let mut d = PassDevice::new(probed("d"), Box::new(dev));
         let ((r, dp), bus) = with_context(vm, |ctx| {
-            let plan = plan(ctx, std::slice::from_ref(&d), false).unwrap();
+            let plan = plan(ctx, std::slice::from_ref(&d), AttachOptions::default()).unwrap();
             let dp = plan.devices[0].clone();
             (wire(ctx, &mut d, &dp), dp)
         });
@@ -388,7 +397,7 @@ mod tests {
         let dev = FakeDevice::new("d", &[(0x18, false)], &[], log);
         let mut d = PassDevice::new(probed("d"), Box::new(dev));
         let (e, _) = with_context(&vm, |ctx| {
-            let plan = plan(ctx, std::slice::from_ref(&d), false).unwrap();
+            let plan = plan(ctx, std::slice::from_ref(&d), AttachOptions::default()).unwrap();
             let other = Arc::new(Mutex::new(devices::caam::CaamController::new()));
             let gpa = plan.devices[0].placements[0].gpa;
             ctx.bus.insert(gpa, 4096, other).unwrap();
@@ -402,7 +411,11 @@ mod tests {
     fn a_sec_controller_alone_gets_its_page_on_the_bus() {
         let vm = FakeVm::default();
         let (plan, bus) = with_context(&vm, |ctx| {
-            let plan = plan(ctx, &[], true).unwrap();
+            let sec = AttachOptions {
+                sec_controller: true,
+                ..AttachOptions::default()
+            };
+            let plan = plan(ctx, &[], sec).unwrap();
             attach_sec_controller(ctx, &plan).unwrap();
             plan
         });

@@ -18,6 +18,7 @@ pub mod attach;
 pub mod open;
 pub mod plan;
 pub mod quiesce;
+pub mod scmi;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -113,6 +114,8 @@ pub struct ProbedDevice {
     pub child_clocks: Vec<devices::guest_node::clocks::ChildClocks>,
     /// The host regulators its node and descendants take power from.
     pub supplies: Vec<devices::guest_node::supplies::HostSupply>,
+    /// The reset lines and power domains its node and descendants reference.
+    pub providers: Vec<devices::guest_node::providers::NodeEntries>,
     /// The group parent (device name) it is passed with, for a member of a `group=on` device.
     pub member_of: Option<String>,
 }
@@ -209,6 +212,10 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .map(|h| devices::guest_node::supplies::resolve(h, &tree))
             .unwrap_or_default();
+        let providers = host_node
+            .as_ref()
+            .map(|h| devices::guest_node::providers::resolve_all(h, &tree))
+            .unwrap_or_default();
         let host_irqs = host_node
             .as_ref()
             .zip(host.of_node.as_deref())
@@ -222,6 +229,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             clocks,
             child_clocks,
             supplies,
+            providers,
             member_of,
         });
     }
@@ -288,6 +296,7 @@ impl PassDevice {
         desc.member_of = self.probed.member_of.clone();
         desc.child_clocks = self.probed.child_clocks.clone();
         desc.supplies = self.probed.supplies.clone();
+        desc.providers = self.probed.providers.clone();
         desc
     }
 }
@@ -300,6 +309,8 @@ pub struct Passthrough {
     pub devices: Vec<PassDevice>,
     pub plan: VmPlan,
     pub container: Option<Container>,
+    /// The SCMI system controller's counters, when the guest has one.
+    pub scmi: Option<crate::stats::ScmiStat>,
     kvm_vfio: Option<KvmVfioDevice>,
     released: bool,
 }
@@ -487,6 +498,7 @@ pub mod test_support {
             clocks: Vec::new(),
             child_clocks: Vec::new(),
             supplies: Vec::new(),
+            providers: Vec::new(),
             member_of: None,
         }
     }

@@ -5,7 +5,7 @@
 //!
 //! | thread | ioctl requests |
 //! |---|---|
-//! | vCPU | `KVM_RUN`; what a guest register write can start or stop on a vhost device: `VHOST_SET_FEATURES`, `VHOST_SET_MEM_TABLE`, `VHOST_SET_VRING_{NUM,ADDR,BASE,CALL,KICK}`, `VHOST_NET_SET_BACKEND`, `VHOST_VSOCK_SET_RUNNING`, the tap's `TUNSETOFFLOAD` |
+//! | vCPU | `KVM_RUN`; what a guest register write can start or stop on a vhost device: `VHOST_SET_FEATURES`, `VHOST_SET_MEM_TABLE`, `VHOST_SET_VRING_{NUM,ADDR,BASE,CALL,KICK}`, `VHOST_NET_SET_BACKEND`, `VHOST_VSOCK_SET_RUNNING`, the tap's `TUNSETOFFLOAD`; a guest SCMI reset: `VFIO_DEVICE_RESET` (where VFIO offers it) |
 //! | event loop (main thread, teardown included) | `TCSETS`, `TCGETS` (the terminal restored), `VFIO_DEVICE_SET_IRQS` (interrupts disabled), `VFIO_DEVICE_RESET` (where VFIO offers it), `VFIO_IOMMU_UNMAP_DMA` |
 //! | virtio worker | none |
 //!
@@ -97,6 +97,10 @@ pub fn ioctls(kind: ThreadKind) -> Vec<Ioctl> {
             // devices::virtio::vsock::Vsock::activate starts the device (VhostVsock::start),
             // Vsock::reset stops it.
             ioctl!(vhost::VHOST_VSOCK_SET_RUNNING),
+            // A guest's SCMI RESET message (the mailbox doorbell write, served in the vCPU's
+            // MMIO exit: devices::scmi → devices::scmi::vfio::VfioResets::reset →
+            // ResetHandle::reset), where VFIO offers a reset for the device.
+            ioctl!(vfio::VFIO_DEVICE_RESET),
         ],
         ThreadKind::EventLoop => vec![
             // host::terminal::RawTerminal's drop (after teardown): tcsetattr(TCSANOW), which

@@ -74,6 +74,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         exits: exits.clone(),
         devices: dm.device_counters(),
         virtio: dm.take_virtio_stats(),
+        scmi: dm.scmi_counters(),
         startup: startup.clone(),
     });
     let mut el = EventLoop::new(
@@ -134,6 +135,7 @@ fn attach_devices(
     let opts = AttachOptions {
         sec_controller: p.cfg.sec_controller,
         identity_ram: p.cfg.identity_ram,
+        scmi: p.cfg.scmi,
     };
     dm.attach_passthrough(vm, devices, opts)?;
     startup.step("passthrough");

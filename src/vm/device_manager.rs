@@ -200,6 +200,11 @@ impl DeviceManager {
         nodes
     }
 
+    /// The SCMI system controller's counters, for the stats printer.
+    pub fn scmi_counters(&self) -> Option<crate::stats::ScmiStat> {
+        self.passthrough.scmi.clone()
+    }
+
     /// Per-device counters, for the stats printer.
     pub fn device_counters(&self) -> Vec<(String, Arc<devices::vfio::region::Counters>)> {
         self.passthrough
@@ -248,7 +253,7 @@ mod tests {
             .unwrap();
         let sec = AttachOptions {
             sec_controller: true,
-            identity_ram: false,
+            ..AttachOptions::default()
         };
         dm.attach_passthrough(&vm, Vec::new(), sec).unwrap();
         let rng = VirtioConfig {

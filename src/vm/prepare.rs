@@ -154,6 +154,7 @@ mod tests {
             identity_ram: false,
             sec_controller: false,
             seccomp: Default::default(),
+            scmi: Default::default(),
             jail: Default::default(),
             virtio: Default::default(),
             test_denied_syscall: false,

@@ -26,6 +26,7 @@ pub mod handlers;
 pub mod hostdt;
 pub mod irqspec;
 pub mod policy;
+pub mod providers;
 pub mod ranges;
 pub mod refs;
 pub mod supplies;

@@ -51,8 +51,8 @@ pub struct StandIn {
     pub path: String,
     /// The reference property (`clocks`, `vmmc-supply`).
     pub prop: String,
-    /// The guest phandles it gets, one per entry.
-    pub phandles: Vec<u32>,
+    /// The value it gets, in cells: phandles and their arguments.
+    pub cells: Vec<u32>,
 }
 
 /// The other devices passed to the same VM, and the guest phandles of host nodes.
@@ -219,7 +219,7 @@ impl<'a> Copier<'a> {
             .iter()
             .find(|s| s.path == path && s.prop == name);
         if let Some(s) = stand_in.filter(|_| !top || name != "clocks") {
-            return Some(s.phandles.iter().flat_map(|p| p.to_be_bytes()).collect());
+            return Some(s.cells.iter().flat_map(|p| p.to_be_bytes()).collect());
         }
         if !(self.rewritten)(name) {
             let why = refs::drop_advice(name, r.kind);
@@ -430,7 +430,7 @@ mod tests {
         let stand = |path: &str, prop: &str, ph: u32| StandIn {
             path: path.into(),
             prop: prop.into(),
-            phandles: vec![ph],
+            cells: vec![ph],
         };
         let stand_ins = [
             stand("mmc@11240000", "vmmc-supply", 7),

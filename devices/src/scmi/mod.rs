@@ -1,7 +1,8 @@
 //! An Arm SCMI platform (the server side of the System Control and Management Interface,
 //! DEN0056) for one guest agent: the guest's clocks, reset domains and power domains, served
-//! by platvmm instead of firmware. Pure: no transport and no VM wiring; [`process`] serves one
-//! message posted in a shared-memory channel, [`Server::handle`] one message.
+//! by platvmm instead of firmware. [`process`] serves one message posted in a shared-memory
+//! channel, [`Server::handle`] one message; [`mailbox`] is the transport the guest reaches
+//! them by (a doorbell and the channel in one MMIO window). No VM wiring here.
 //!
 //! Protocols and versions. Each is the version of SCMI v3.1, whose messages both Linux 6.1
 //! and 6.12 handle (drivers/firmware/arm_scmi/{base,clock,reset,power}.c): 6.1 reads every
@@ -37,10 +38,12 @@ mod backend;
 mod base;
 mod clock;
 mod config;
+pub mod mailbox;
 mod message;
 mod power;
 mod reset;
 mod shmem;
+pub mod vfio;
 
 #[cfg(test)]
 mod tests;

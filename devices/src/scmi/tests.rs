@@ -884,3 +884,165 @@ fn counters_print_under_their_names() {
     s.counters().clock_enables.fetch_add(2, Ordering::Relaxed);
     assert_eq!(counter(&s, "clock_enables"), 2);
 }
+
+/// The mailbox window driven as Linux's bcm2835 mailbox driver and SCMI mailbox transport
+/// drive it.
+mod mailbox_window {
+    use super::*;
+    use crate::bus::MmioDevice;
+    use crate::scmi::mailbox::{Interrupt, ScmiMailbox, MAILBOX_SIZE, SHMEM_OFFSET, SHMEM_SIZE};
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    const MAIL0_RD: u64 = 0x00;
+    const MAIL0_STA: u64 = 0x18;
+    const MAIL0_CNF: u64 = 0x1c;
+    const MAIL1_WRT: u64 = 0x20;
+    const MAIL1_STA: u64 = 0x38;
+    const EMPTY: u32 = 1 << 30;
+    const FULL: u32 = 1 << 31;
+
+    #[derive(Default, Clone)]
+    struct Raised(Arc<AtomicU64>);
+
+    impl Interrupt for Raised {
+        fn raise(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Raised {
+        fn count(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    fn window() -> (ScmiMailbox<Recorder, Raised>, Raised) {
+        let irq = Raised::default();
+        (ScmiMailbox::new(server(), irq.clone()), irq)
+    }
+
+    fn rd(m: &mut ScmiMailbox<Recorder, Raised>, offset: u64) -> u32 {
+        let mut b = [0u8; 4];
+        m.read(offset, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    fn wr(m: &mut ScmiMailbox<Recorder, Raised>, offset: u64, v: u32) {
+        m.write(offset, &v.to_le_bytes());
+    }
+
+    /// What shmem_tx_prepare writes, word by word as memcpy_toio would, then the doorbell
+    /// (its value is whatever the client passed: Linux's SCMI passes a pointer).
+    fn post(m: &mut ScmiMailbox<Recorder, Raised>, header: u32, args: &[u8], irq: bool) {
+        let area = posted(SHMEM_SIZE as usize, header, args);
+        let mut area = area;
+        let flags = if irq { INTR_ENABLED } else { 0 };
+        area[FLAGS..FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+        for at in (0..MSG_PAYLOAD + args.len()).step_by(4) {
+            m.write(SHMEM_OFFSET + at as u64, &area[at..at + 4]);
+        }
+        wr(m, MAIL1_WRT, 0xdead_beef);
+    }
+
+    fn shmem_word(m: &mut ScmiMailbox<Recorder, Raised>, at: usize) -> u32 {
+        rd(m, SHMEM_OFFSET + at as u64)
+    }
+
+    #[test]
+    fn a_message_is_answered_in_the_channel_and_signalled_by_a_reply_word() {
+        let (mut m, irq) = window();
+        assert_eq!(
+            shmem_word(&mut m, CHANNEL_STATUS),
+            CHANNEL_FREE,
+            "free at start"
+        );
+        assert_eq!(rd(&mut m, MAIL0_STA), EMPTY);
+        assert_eq!(rd(&mut m, MAIL1_STA), EMPTY, "the doorbell is never full");
+        wr(&mut m, MAIL0_CNF, 1);
+        let h = header(BASE, PROTOCOL_VERSION, 7);
+        post(&mut m, h, &[], true);
+        assert_eq!(irq.count(), 1);
+        assert_eq!(shmem_word(&mut m, CHANNEL_STATUS), CHANNEL_FREE);
+        assert_eq!(shmem_word(&mut m, MSG_HEADER), h);
+        assert_eq!(shmem_word(&mut m, MSG_PAYLOAD), SUCCESS as u32);
+        assert_eq!(shmem_word(&mut m, MSG_PAYLOAD + 4), 0x2_0000, "base v2.0");
+        // The guest's handler drains the queue: one word, the header, then EMPTY.
+        assert_eq!(rd(&mut m, MAIL0_STA), 1);
+        assert_eq!(rd(&mut m, MAIL0_RD), h);
+        assert_eq!(rd(&mut m, MAIL0_STA), EMPTY);
+        assert_eq!(rd(&mut m, MAIL0_RD), 0, "an empty queue reads 0");
+        let c = m.counters();
+        assert_eq!(c.doorbells.load(Ordering::Relaxed), 1);
+        assert_eq!(c.interrupts.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            m.server().counters().base_messages.load(Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[test]
+    fn polled_messages_and_spurious_doorbells_raise_nothing() {
+        let (mut m, irq) = window();
+        wr(&mut m, MAIL0_CNF, 1);
+        post(&mut m, header(CLOCK, PROTOCOL_VERSION, 1), &[], false);
+        assert_eq!(shmem_word(&mut m, MSG_PAYLOAD), SUCCESS as u32, "answered");
+        assert_eq!(irq.count(), 0, "the agent polls: no interrupt");
+        assert_eq!(rd(&mut m, MAIL0_STA), EMPTY);
+        wr(&mut m, MAIL1_WRT, 0);
+        assert_eq!(irq.count(), 0);
+        assert_eq!(m.counters().spurious_doorbells.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn replies_wait_for_the_interrupt_to_be_enabled_and_the_queue_is_bounded() {
+        let (mut m, irq) = window();
+        for t in 0..10 {
+            post(&mut m, header(BASE, PROTOCOL_VERSION, t), &[], true);
+        }
+        assert_eq!(irq.count(), 0, "CNF off: nothing raised");
+        assert_eq!(rd(&mut m, MAIL0_STA), FULL | 8);
+        assert_eq!(m.counters().replies_dropped.load(Ordering::Relaxed), 2);
+        wr(&mut m, MAIL0_CNF, 1);
+        assert_eq!(irq.count(), 1, "raised once enabled");
+        assert_eq!(
+            rd(&mut m, MAIL0_RD),
+            header(BASE, PROTOCOL_VERSION, 2),
+            "oldest kept"
+        );
+    }
+
+    /// Hostile accesses: odd sizes, past the channel, into unmapped registers, a posted
+    /// length past the channel. The window answers 0, drops writes, counts them, never
+    /// panics, and the next good message is served.
+    #[test]
+    fn hostile_accesses_are_dropped_and_counted() {
+        let (mut m, irq) = window();
+        let mut three = [0xffu8; 3];
+        m.read(0, &mut three);
+        assert_eq!(three, [0, 0, 0]);
+        m.write(MAIL1_WRT, &[1, 2, 3]);
+        let mut w = [0xffu8; 8];
+        m.read(SHMEM_OFFSET + SHMEM_SIZE - 4, &mut w);
+        assert_eq!(w, [0; 8], "an access across the channel's end");
+        m.write(SHMEM_OFFSET + SHMEM_SIZE, &[1, 2, 3, 4]);
+        m.write(u64::MAX - 3, &[1, 2, 3, 4]);
+        wr(&mut m, 0x40, 5);
+        assert_eq!(m.counters().bad_accesses.load(Ordering::Relaxed), 6);
+        assert_eq!(rd(&mut m, MAILBOX_SIZE - 4), 0);
+        wr(&mut m, MAIL0_CNF, 1);
+        // A length past the channel: refused, the channel freed with CHANNEL_ERROR, signalled.
+        post(&mut m, header(BASE, PROTOCOL_VERSION, 3), &[], true);
+        wr(&mut m, SHMEM_OFFSET + LENGTH as u64, 0);
+        wr(&mut m, SHMEM_OFFSET + CHANNEL_STATUS as u64, 0);
+        wr(&mut m, SHMEM_OFFSET + LENGTH as u64, 0x1000);
+        wr(&mut m, MAIL1_WRT, 0);
+        assert_eq!(
+            shmem_word(&mut m, CHANNEL_STATUS),
+            CHANNEL_ERROR | CHANNEL_FREE
+        );
+        assert_eq!(irq.count(), 2);
+        post(&mut m, header(BASE, PROTOCOL_VERSION, 4), &[], true);
+        assert_eq!(shmem_word(&mut m, MSG_PAYLOAD + 4), 0x2_0000);
+    }
+}

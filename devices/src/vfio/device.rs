@@ -248,6 +248,36 @@ pub trait VfioDevice: Send {
     fn irq_disable(&self, index: u32) -> Result<(), DeviceError>;
     /// Resets the device through VFIO, if VFIO offers a reset for it (`None` if not).
     fn reset(&self) -> Option<Result<(), DeviceError>>;
+    /// A handle another thread can reset the device with, if VFIO offers a reset for it.
+    fn reset_handle(&self) -> Option<ResetHandle> {
+        None
+    }
+}
+
+/// Resets one device through VFIO (`VFIO_DEVICE_RESET` on its fd), from any thread: what the
+/// guest's SCMI reset requests are carried out with.
+#[derive(Debug, Clone)]
+pub struct ResetHandle {
+    fd: Arc<File>,
+    name: String,
+}
+
+impl ResetHandle {
+    /// A handle resetting the device open at `fd`.
+    pub fn new(fd: Arc<File>, name: &str) -> Self {
+        Self {
+            fd,
+            name: name.to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn reset(&self) -> std::io::Result<()> {
+        ioctl::device_reset(&self.fd)
+    }
 }
 
 impl VfioDevice for VfioPlatformDevice {
@@ -289,6 +319,13 @@ impl VfioDevice for VfioPlatformDevice {
 
     fn irq_disable(&self, index: u32) -> Result<(), DeviceError> {
         VfioPlatformDevice::irq_disable(self, index)
+    }
+
+    fn reset_handle(&self) -> Option<ResetHandle> {
+        (self.flags & VFIO_DEVICE_FLAGS_RESET != 0).then(|| ResetHandle {
+            fd: self.fd.clone(),
+            name: self.host.name.clone(),
+        })
     }
 
     fn reset(&self) -> Option<Result<(), DeviceError>> {

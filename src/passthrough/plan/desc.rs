@@ -12,6 +12,7 @@ use devices::dt::GuestNode;
 use devices::guest_node::clocks::{ChildClocks, ClockRate, HostClock};
 use devices::guest_node::hostdt::HostNode;
 use devices::guest_node::irqspec::{HostIrqs, SpecTrigger};
+use devices::guest_node::providers::NodeEntries;
 use devices::guest_node::ranges::BusCells;
 use devices::guest_node::supplies::HostSupply;
 use devices::guest_node::FixedLink;
@@ -63,6 +64,8 @@ pub struct DeviceDesc {
     pub child_clocks: Vec<ChildClocks>,
     /// The host regulators it and its descendants take power from (`*-supply`).
     pub supplies: Vec<HostSupply>,
+    /// The reset lines and power domains it and its descendants reference.
+    pub providers: Vec<NodeEntries>,
 }
 
 impl DeviceDesc {
@@ -104,6 +107,7 @@ impl DeviceDesc {
             member_of: None,
             child_clocks: Vec::new(),
             supplies: Vec::new(),
+            providers: Vec::new(),
         }
     }
 
@@ -157,6 +161,7 @@ impl DeviceDesc {
             member_of: None,
             child_clocks: Vec::new(),
             supplies: Vec::new(),
+            providers: Vec::new(),
         }
     }
 }

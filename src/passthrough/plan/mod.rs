@@ -20,6 +20,7 @@ use devices::guest_node::irqspec::HostIrq;
 use devices::guest_node::policy::StandIn;
 use devices::guest_node::{self as node, GuestIrq, NodeParams};
 
+use crate::config::ScmiMode;
 use crate::resources::{Exhausted, Resources};
 
 mod clocks;
@@ -27,6 +28,7 @@ mod desc;
 mod dma;
 pub mod group;
 mod links;
+pub mod scmi;
 pub mod sec;
 mod supplies;
 
@@ -176,6 +178,9 @@ pub struct VmPlan {
     pub clocks: Vec<GuestClock>,
     /// Host regulators given to the guest as fixed regulators, each once.
     pub regulators: Vec<GuestRegulator>,
+    /// The guest's SCMI system controller, when it has one: the devices' clocks, reset lines
+    /// and power domains point at it.
+    pub scmi: Option<scmi::ScmiPlan>,
 }
 
 /// Plans devices one by one against a VM's [`Resources`].
@@ -203,6 +208,7 @@ impl<'r> Planner<'r> {
                 amba_clock,
                 clocks: Vec::new(),
                 regulators: Vec::new(),
+                scmi: None,
             },
             sec: sec::Rings::default(),
             links: links::PeerLinks::default(),
@@ -221,6 +227,41 @@ impl<'r> Planner<'r> {
     }
 
     /// Plans `d`; returns its plan.
+    /// Whether the guest gets an SCMI system controller under `mode`, given every device of
+    /// the VM, and why (`auto`: the first device that references a reset line or a power
+    /// domain); when it does, the controller is enabled ([`Planner::enable_scmi`]). Called
+    /// before the devices are added.
+    pub fn scmi(
+        &mut self,
+        mode: ScmiMode,
+        descs: &[DeviceDesc],
+    ) -> Result<Option<String>, PlanError> {
+        let why = match mode {
+            ScmiMode::Off => None,
+            ScmiMode::On => Some("--scmi on".to_string()),
+            ScmiMode::Auto => descs.iter().find_map(|d| {
+                let e = d.providers.first()?;
+                let (prop, _, _) = e.kind.props();
+                Some(format!("--scmi auto: {} has '{prop}'", e.path))
+            }),
+        };
+        if why.is_some() {
+            self.enable_scmi()?;
+        }
+        Ok(why)
+    }
+
+    /// Gives the guest an SCMI system controller (its window, SPI and phandles now): the
+    /// devices added from here on get their clocks, reset lines and power domains from it.
+    pub fn enable_scmi(&mut self) -> Result<(), PlanError> {
+        let s = scmi::ScmiPlan::new(self.res).map_err(|source| PlanError::Exhausted {
+            dev: "the SCMI system controller".into(),
+            source,
+        })?;
+        self.plan.scmi = Some(s);
+        Ok(())
+    }
+
     pub fn add(&mut self, d: &DeviceDesc, o: &DeviceOptions) -> Result<&DevicePlan, PlanError> {
         let ex = |source| PlanError::Exhausted {
             dev: d.name.clone(),
@@ -244,8 +285,11 @@ impl<'r> Planner<'r> {
         let (irq_warnings, mut synthesized) = irq_notes(d);
         synthesized.extend(shared_irq_notes(&irqs));
         let host_clocks = clocks::with_user_rates(d, o.clock_rates);
-        let clocks = clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
-            .map_err(ex)?;
+        let clocks = match self.plan.scmi.as_mut() {
+            Some(s) => s.clocks(&d.name, &host_clocks),
+            None => clocks::guest_clocks(self.res, &mut self.plan.clocks, &d.name, &host_clocks)
+                .map_err(ex)?,
+        };
         let stand_ins = self.stand_ins(d, o.clock_rates).map_err(ex)?;
         let inputs = NodeInputs {
             d,
@@ -411,7 +455,10 @@ impl<'r> Planner<'r> {
             for (i, c) in host.iter_mut().enumerate() {
                 c.apply_user_rate(i, &scoped);
             }
-            let c = clocks::guest_clocks(self.res, &mut self.plan.clocks, &cc.path, &host)?;
+            let c = match self.plan.scmi.as_mut() {
+                Some(s) => s.clocks(&cc.path, &host),
+                None => clocks::guest_clocks(self.res, &mut self.plan.clocks, &cc.path, &host)?,
+            };
             if let Some((i, no_rate)) = host.iter().enumerate().find(|(_, c)| c.hz.is_none()) {
                 let id = no_rate.name.clone().unwrap_or_else(|| i.to_string());
                 out.notes.push(format!(
@@ -425,13 +472,21 @@ impl<'r> Planner<'r> {
                 out.stand_ins.push(StandIn {
                     path: cc.path.clone(),
                     prop: "clocks".into(),
-                    phandles: p,
+                    cells: p,
                 });
             }
         }
         let s = supplies::guest_supplies(self.res, &mut self.plan.regulators, &d.supplies)?;
         out.stand_ins.extend(s.stand_ins);
         out.made.extend(s.made);
+        if let Some(s) = self.plan.scmi.as_mut() {
+            let index = self.plan.devices.len() as u32;
+            for e in &d.providers {
+                let (stand_in, made) = s.entries(e, index);
+                out.stand_ins.push(stand_in);
+                out.made.extend(made);
+            }
+        }
         Ok(out)
     }
 
@@ -570,17 +625,19 @@ impl VmPlan {
     }
 
     /// The guest's root nodes for these devices, in order: the fixed clocks they need
-    /// ([`VmPlan::fixed_clocks`]), the fixed regulators, their nodes ([`VmPlan::device_nodes`]), then the children
+    /// ([`VmPlan::fixed_clocks`]), the fixed regulators, the SCMI controller's, their nodes ([`VmPlan::device_nodes`]), then the children
     /// of `dt_overlays`' roots.
     pub fn guest_nodes(&self, dt_overlays: &[GuestNode]) -> Vec<GuestNode> {
         let nodes = self.device_nodes();
         let clocks = self.fixed_clocks(&nodes);
         let overlays = dt_overlays.iter().flat_map(|o| o.children.iter().cloned());
         let regulators = self.regulators.iter().map(|r| r.regulator.node());
+        let scmi = self.scmi.iter().flat_map(scmi::ScmiPlan::nodes);
         clocks
             .iter()
             .map(FixedClock::node)
             .chain(regulators)
+            .chain(scmi)
             .chain(nodes)
             .chain(overlays)
             .collect()

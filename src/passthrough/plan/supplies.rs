@@ -47,7 +47,7 @@ pub(super) fn guest_supplies(
         out.stand_ins.push(StandIn {
             path: s.path.clone(),
             prop: s.prop.clone(),
-            phandles: vec![r.phandle],
+            cells: vec![r.phandle],
         });
     }
     Ok(out)
@@ -130,8 +130,8 @@ mod tests {
             ["regulator-vdd-3v3", "regulator-ldo5", "regulator-vdd-3v3-1"]
         );
         assert_eq!(s.stand_ins.len(), 4);
-        assert_eq!(s.stand_ins[0].phandles, s.stand_ins[2].phandles, "shared");
-        assert_ne!(s.stand_ins[0].phandles, s.stand_ins[1].phandles);
+        assert_eq!(s.stand_ins[0].cells, s.stand_ins[2].cells, "shared");
+        assert_ne!(s.stand_ins[0].cells, s.stand_ins[1].cells);
         assert_eq!(s.stand_ins[2].path, "mmc@1/card@0");
         assert!(s.made[1].contains("no fixed voltage"), "{}", s.made[1]);
         let node = guest[0].regulator.node();
@@ -147,6 +147,6 @@ mod tests {
         // A second device's supply of the same host regulator adds nothing.
         let again = guest_supplies(&mut res, &mut guest, &host[..1]).unwrap();
         assert_eq!(guest.len(), 3);
-        assert_eq!(again.stand_ins[0].phandles, s.stand_ins[0].phandles);
+        assert_eq!(again.stand_ins[0].cells, s.stand_ins[0].cells);
     }
 }

@@ -8,16 +8,11 @@
 . /scenarios/lib/common.sh
 status=0
 DEV=ff170000.mmc
-md5=$(sed -n 's/.*platvmm.disk_md5=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
-token=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
-
-# Baseline: L1's own sdhci-arasan (loaded at boot).
-l1_disk_baseline mmcblk0 "$md5" || exit 1
-
-vfio_bind platform $DEV vfio-platform || { reason "cannot bind $DEV to vfio-platform"; exit 1; }
+# Baseline: L1's own sdhci-arasan (loaded at boot); then SDHCI1 to vfio-platform.
+sdhci1_to_vfio || exit 1
 RUST_LOG=info run_l2 mmc --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --identity-map-ram --vfio-platform /sys/bus/platform/devices/$DEV \
-    --cmdline "console=ttyS0 panic=-1 platvmm.check=disk platvmm.disk_modules=sdhci_of_arasan,mmc_block platvmm.disk_dev=mmcblk0 platvmm.disk_md5=$md5 platvmm.dma_token=$token"
+    --cmdline "console=ttyS0 panic=-1 platvmm.check=disk platvmm.disk_modules=sdhci_of_arasan,mmc_block platvmm.disk_dev=mmcblk0 platvmm.disk_md5=$SD_MD5 platvmm.dma_token=$SD_TOKEN"
 if ! l2_passed; then
     status=1
 else

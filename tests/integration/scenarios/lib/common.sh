@@ -173,3 +173,14 @@ vfio_bind() {
     echo "$2" >"/sys/bus/$1/drivers/$3/bind" || return 1
     [ "$(basename "$(readlink "$_dev/driver")")" = "$3" ]
 }
+
+# sdhci1_to_vfio: the ZCU102's SD card (host file mmc.sh): sets SD_MD5 and SD_TOKEN from the
+# command line, has L1's own sdhci-arasan read the card (baseline), then hands SDHCI1 to
+# vfio-platform; returns 1 (with the reason) if any of it fails.
+sdhci1_to_vfio() {
+    SD_MD5=$(sed -n 's/.*platvmm.disk_md5=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
+    SD_TOKEN=$(sed -n 's/.*platvmm.dma_token=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
+    l1_disk_baseline mmcblk0 "$SD_MD5" || return 1
+    vfio_bind platform ff170000.mmc vfio-platform ||
+        { reason "cannot bind ff170000.mmc to vfio-platform"; return 1; }
+}
