@@ -4,7 +4,8 @@
 //! one (`preview::host_tree`, `preview::desc`: host node, region sizes from `reg`, IRQs from
 //! `interrupts-extended` or `interrupts` under the interrupt parent found by walking from the
 //! root, of any `#interrupt-cells`, cyclic or absent parents included; clocks resolved through
-//! the tree's phandles); the control bytes pick the node
+//! the tree's phandles, resets and power domains given to the SCMI controller as preview-dt's
+//! `--scmi auto` does); the control bytes pick the node
 //! and the user's options (clock-rates=, mac=, fixed-link=, compatible=, the SEC controller)
 //! and vary the regions and interrupts. Then:
 //! - the planner (as preview-dt and the VMM plan a device) with the handler the host
@@ -28,6 +29,7 @@ use devices::vfio::device::DeviceKind;
 use libfuzzer_sys::fuzz_target;
 use platvmm::arch::aarch64::layout;
 use platvmm::commands::preview::{self, PREVIEW_PAGE};
+use platvmm::config::ScmiMode;
 use platvmm::passthrough::plan::{DeviceDesc, DeviceOptions, Planner};
 use platvmm::resources::Resources;
 
@@ -119,6 +121,12 @@ fn plan_and_write(
     let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
     let mut planner = Planner::new(&mut res, PREVIEW_PAGE).expect("a fresh VM has phandles");
     planner.peers(std::iter::once(d).chain(members));
+    // As preview-dt does by default: the SCMI controller when the node has resets or power
+    // domains (their identifiers, its nodes in the guest DTB).
+    let all: Vec<DeviceDesc> = std::iter::once(d).chain(members).cloned().collect();
+    if planner.scmi(ScmiMode::Auto, &all).is_err() {
+        return;
+    }
     if planner.add(d, o).is_err() {
         return;
     }
