@@ -136,7 +136,9 @@ impl ScmiPlan {
         if host.is_empty() {
             return out;
         }
-        if let Some((i, c)) = host.iter().enumerate().find(|(_, c)| c.hz.is_none()) {
+        // A rate of 0 Hz (a fixed-clock saying so) is no rate: SCMI serves none.
+        let no_rate = |c: &&HostClock| !c.hz.is_some_and(|hz| hz > 0);
+        if let Some((i, c)) = host.iter().enumerate().find(|(_, c)| no_rate(c)) {
             let id = c.name.clone().unwrap_or_else(|| i.to_string());
             out.note = Some(format!(
                 "{path}: dropped 'clocks': no rate for host clock {} ({}) to serve as an SCMI \
@@ -450,10 +452,13 @@ mod tests {
         );
         let protocols: Vec<&str> = scmi.children.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(protocols, ["protocol@14"], "clocks only");
-        // A clock without a rate: no SCMI clock, a note with the fix.
-        let none = s.clocks("d", &[clock("x", "/x", None)]);
-        assert!(none.phandles.is_none());
-        assert!(none.note.unwrap().contains("clock-rates=x:HZ"));
+        // A clock without a rate, or at 0 Hz: no SCMI clock, a note with the fix.
+        for hz in [None, Some(0)] {
+            let none = s.clocks("d", &[clock("x", "/x", hz)]);
+            assert!(none.phandles.is_none());
+            assert!(none.note.unwrap().contains("clock-rates=x:HZ"));
+        }
+        s.config().validate().unwrap();
     }
 
     #[test]
