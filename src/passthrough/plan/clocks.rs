@@ -4,6 +4,7 @@
 
 use devices::dt::{free_node_name, FixedClock, GuestNode};
 use devices::guest_node::clocks::{ClockRate, HostClock};
+use devices::guest_node::hostdt::HostNode;
 
 use super::desc::DeviceDesc;
 use crate::resources::{Exhausted, Resources};
@@ -34,6 +35,51 @@ impl Clocks {
     pub(super) fn phandles(&self) -> Option<&[u32]> {
         self.phandles.as_deref()
     }
+}
+
+/// The names `clock-rates=` can give device `d`'s clocks: each host clock's `clock-names`
+/// entry, else its index; a descendant's (or group member's) as `CHILD/NAME`, CHILD its path
+/// from the device's node. From the host node, so that a clock whose provider could not be
+/// resolved can still be named.
+pub(super) fn rate_names(d: &DeviceDesc) -> Vec<String> {
+    fn names_of(n: Option<&HostNode>, resolved: &[HostClock], scope: &str, out: &mut Vec<String>) {
+        let names = n.and_then(|n| n.strings("clock-names")).unwrap_or_default();
+        for i in 0..names.len().max(resolved.len()) {
+            let name = (resolved.get(i).and_then(|c| c.name.clone()))
+                .or_else(|| names.get(i).cloned())
+                .unwrap_or_else(|| i.to_string());
+            out.push(format!("{scope}{name}"));
+        }
+    }
+    let mut out = Vec::new();
+    names_of(d.host_node.as_ref(), &d.clocks, "", &mut out);
+    let Some(h) = &d.host_node else {
+        return out;
+    };
+    // Breadth first, in the tree's order.
+    let mut queue: std::collections::VecDeque<(&HostNode, String)> =
+        h.children.iter().map(|c| (c, c.name.clone())).collect();
+    while let Some((n, scope)) = queue.pop_front() {
+        let path = format!("{}/{scope}", h.name);
+        let resolved = d.child_clocks.iter().find(|cc| cc.path == path);
+        let resolved = resolved.map_or(&[][..], |cc| &cc.clocks);
+        names_of(Some(n), resolved, &format!("{scope}/"), &mut out);
+        queue.extend(
+            n.children
+                .iter()
+                .map(|c| (c, format!("{scope}/{}", c.name))),
+        );
+    }
+    out
+}
+
+/// The first of `rates` that names none of `d`'s clocks, with the names it could give.
+pub(super) fn unknown_rate(d: &DeviceDesc, rates: &[ClockRate]) -> Option<(String, Vec<String>)> {
+    let known = rate_names(d);
+    rates
+        .iter()
+        .find(|r| !known.contains(&r.name))
+        .map(|r| (r.name.clone(), known))
 }
 
 /// The device's host clocks with the user's rates applied.

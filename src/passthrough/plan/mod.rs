@@ -66,12 +66,28 @@ pub enum PlanError {
     /// A group member whose registers lie inside its parent's own.
     #[error("{dev}: its registers lie inside those {parent} already passes: pass {parent} without group=on (its region holds the child's registers)")]
     GroupOverlap { dev: String, parent: String },
+    /// A `clock-rates=` entry that names no clock of the device.
+    #[error("{dev}: clock-rates: '{name}' names no clock of the device; its clocks: {}", known_names(.known))]
+    UnknownClockRate {
+        dev: String,
+        name: String,
+        known: Vec<String>,
+    },
     /// A PCI host bridge: what a guest would need of it is not a platform-device resource.
     #[error("{dev} is a PCI host bridge: the windows its 'ranges' open onto the PCI bus are not resources of the platform device (only its 'reg' is), so vfio-platform cannot give them to a guest; keep the bridge on the host and pass the PCI devices behind it with VFIO-PCI (a VMM with PCI passthrough)")]
     PciHostBridge { dev: String },
     /// A job ring whose register page would reach past the SEC block (over other devices).
     #[error("{dev}: a SEC job ring of {size:#x} bytes at offset {offset:#x} does not fit the {:#x}-byte SEC block", sec::SEC_BLOCK_SIZE)]
     SecRingOutsideBlock { dev: String, offset: u32, size: u64 },
+}
+
+/// The clock names a device has, as an error lists them.
+fn known_names(known: &[String]) -> String {
+    if known.is_empty() {
+        "none (its host node has no clocks)".into()
+    } else {
+        known.join(", ")
+    }
 }
 
 impl PlanError {
@@ -267,11 +283,7 @@ impl<'r> Planner<'r> {
             dev: d.name.clone(),
             source,
         };
-        if d.host_node.as_ref().is_some_and(is_pci_host_bridge) {
-            return Err(PlanError::PciHostBridge {
-                dev: d.name.clone(),
-            });
-        }
+        refusal(d, o)?;
         let (handler, why) = match o.handler.and_then(handlers::by_name) {
             Some(h) => (h, "chosen by the user".to_string()),
             None => handlers::select(d.host_node.as_ref()),
@@ -543,6 +555,19 @@ impl NodeInputs<'_> {
                 stand_ins: self.stand_ins,
             },
         )
+    }
+}
+
+/// Why device `d` cannot be planned with options `o`, if it cannot: a PCI host bridge, a
+/// `clock-rates=` name that matches none of its clocks.
+fn refusal(d: &DeviceDesc, o: &DeviceOptions) -> Result<(), PlanError> {
+    let dev = d.name.clone();
+    if d.host_node.as_ref().is_some_and(is_pci_host_bridge) {
+        return Err(PlanError::PciHostBridge { dev });
+    }
+    match clocks::unknown_rate(d, o.clock_rates) {
+        Some((name, known)) => Err(PlanError::UnknownClockRate { dev, name, known }),
+        None => Ok(()),
     }
 }
 
@@ -845,6 +870,23 @@ mod tests {
             .any(|w| w.contains("codec@10: its 'clocks' stay out")
                 && w.contains("/sound-3")
                 && w.contains("clock-rates=codec@10/mclk:HZ")));
+        // A rate for a clock the device does not have: refused, naming the ones it has.
+        let typo = [ClockRate {
+            name: "codec@10/mclck".into(),
+            hz: 1,
+        }];
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 4096).unwrap();
+        let o = DeviceOptions {
+            clock_rates: &typo,
+            ..DeviceOptions::default()
+        };
+        let e = p.add(&d, &o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "e6510000.i2c: clock-rates: 'codec@10/mclck' names no clock of the device; its \
+             clocks: clk_multiplier@4f/clk_in, clk_multiplier@4f/ref_clk, codec@10/mclk"
+        );
         // The rate the note asks for, on the device's option line.
         let rates = [ClockRate {
             name: "codec@10/mclk".into(),
