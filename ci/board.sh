@@ -25,7 +25,10 @@ TARGET=aarch64-unknown-linux-gnu
 build() {
     "$ROOT/ci/setup-host.sh"
     "$ROOT/resources/fetch-debian.sh"
+    "$ROOT/resources/fetch-debian.sh" bpo
     "$ROOT/resources/vfio/build.sh"
+    "$ROOT/resources/vfio/build.sh" bpo
+    "$ROOT/resources/drivers/build.sh"
     if [ -z "${PLATVMM_BIN:-}" ]; then
         step "cargo build --release --target $TARGET (platvmm)"
         # --target even on an aarch64 host: the +crt-static rustflags of .cargo/config.toml
@@ -36,6 +39,7 @@ build() {
     fi
     "$ROOT/resources/l2/build.sh"
     "$ROOT/resources/l1/build.sh"
+    "$ROOT/resources/l1/build.sh" bpo
     step "board built"
 }
 
@@ -60,7 +64,8 @@ run() {
         *) [ -f "$ROOT/tests/integration/scenarios/$name.sh" ] ||
                die "unknown scenario '$name' (no tests/integration/scenarios/$name.sh)" ;;
     esac
-    if [ ! -f "$CACHE/debian.env" ] || [ ! -f "$CACHE/l1/initramfs.cpio" ]; then
+    if [ ! -f "$CACHE/debian.env" ] || [ ! -f "$CACHE/l1/initramfs.cpio" ] ||
+       [ ! -f "$CACHE/debian-bpo.env" ] || [ ! -f "$CACHE/l1-bpo/initramfs.cpio" ]; then
         die "board not built: run ci/board.sh build"
     fi
     # shellcheck source=/dev/null
@@ -82,8 +87,8 @@ run() {
     L1_APPEND=(console=ttyAMA0 initcall_blacklist=pl061_gpio_driver_init "platvmm.scenario=$name")
     if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi
 
-    # use_board NAME (from a scenario's host file): another emulated board, described by
-    # resources/boards/NAME.dts, instead of virt.
+    # use_board NAME [ARGS] (from a scenario's host file): another emulated board instead
+    # of virt.
     use_board() {
         local dtb=$CACHE/boards/$1.dtb
         mkdir -p "$CACHE/boards"
@@ -125,6 +130,24 @@ run() {
                     die "QEMU's virt tree has no /smmuv3@9050000"
                 fdtput -t x "$dtb" /pl031@9010000 iommus "$smmu" 0xff00
                 QEMU_ARGS+=(-dtb "$dtb") ;;
+            imx8mp)
+                # NXP's i.MX 8M Plus EVK (QEMU >= 10). L1 runs bookworm-backports' 6.12 (the
+                # 6.1 kernel predates parts of this SoC's support) on its own upstream
+                # imx8mp-evk.dtb, unchanged: clocks come from the CCM, power domains from the
+                # GPC, resets from the SRC, as on the board. Serial ports: UART1 (the one
+                # scenarios pass through) goes to ARGS' chardev (default null), UART2 is the
+                # console.
+                qemu-system-aarch64 -machine help 2>/dev/null | grep -q '^imx8mp-evk ' ||
+                    die "$(qemu-system-aarch64 --version | head -1) has no imx8mp-evk machine: install QEMU >= 10.0 (ci/setup-host.sh does on Debian 12)"
+                local bpo_image krel
+                bpo_image=$(sed -n 's/^VMLINUZ=//p' "$CACHE/debian-bpo.env")
+                krel=$(sed -n 's/^KREL=//p' "$CACHE/debian-bpo.env")
+                dtb=$(sed -n 's/^DEB_ROOT=//p' "$CACHE/debian-bpo.env")/usr/lib/linux-image-$krel/freescale/imx8mp-evk.dtb
+                [ -f "$dtb" ] || die "no imx8mp-evk.dtb in linux-image-$krel"
+                QEMU_ARGS=(-M imx8mp-evk -smp 2 -m 2G -display none -monitor none
+                           -serial "${2:-null}" -serial stdio -kernel "$bpo_image"
+                           -initrd "$CACHE/l1-bpo/initramfs.cpio" -dtb "$dtb")
+                L1_APPEND=(console=ttymxc1,115200 "platvmm.scenario=$name") ;;
             *) die "unknown board $1" ;;
         esac
         if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi

@@ -35,6 +35,28 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The i.MX 8M Plus board (imx8mp-evk) needs QEMU >= 10.0. Debian 12 ships 7.2 and has 10.0 in
+# bookworm-backports (same mirror); Debian 13 and Ubuntu 25.10 ship >= 10 themselves.
+have_imx8mp() { qemu-system-aarch64 -machine help 2>/dev/null | grep -q '^imx8mp-evk '; }
+if ! have_imx8mp; then
+    . /etc/os-release
+    if [ "${ID:-}" = debian ] && [ "${VERSION_CODENAME:-}" = bookworm ]; then
+        src=/etc/apt/sources.list.d/platvmm-bookworm-backports.sources
+        if ! apt-cache policy 2>/dev/null | grep -q 'bookworm-backports'; then
+            step "adding bookworm-backports to apt's sources ($src) for QEMU 10"
+            printf '%s\n' "Types: deb" "URIs: http://deb.debian.org/debian" \
+                "Suites: bookworm-backports" "Components: main" \
+                "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg" | $SUDO tee "$src" >/dev/null
+            $SUDO apt-get update -q >/dev/null
+        fi
+        step "installing qemu-system-arm from bookworm-backports (QEMU 10, for imx8mp-evk)"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends \
+            -t bookworm-backports qemu-system-arm >/dev/null
+    fi
+    have_imx8mp || step "warning: $(qemu-system-aarch64 --version | head -1) has no imx8mp-evk machine:" \
+        "the imx8mp scenarios will fail; install QEMU >= 10.0 (Debian 13, Debian 12 bookworm-backports, Ubuntu 25.10)"
+fi
+
 if ! command -v cargo >/dev/null; then
     die "cargo not found: install Rust with rustup (https://rustup.rs) and re-run"
 fi

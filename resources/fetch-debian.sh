@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Fetches the Debian bookworm arm64 kernel, its headers, kbuild, source and busybox-static,
-# and unpacks them under $CACHE/debian. Writes $CACHE/debian.env for the other build scripts.
+# Fetches a Debian arm64 kernel, its headers, kbuild, source and busybox-static, and unpacks
+# them for the other build scripts:
+#   resources/fetch-debian.sh               bookworm's kernel (6.1): $CACHE/debian, debian.env
+#   resources/fetch-debian.sh bpo           bookworm-backports' (6.12, the imx8mp board's L1):
+#                                           $CACHE/debian-bpo, debian-bpo.env
 #
 # The kernel ABI (6.1.0-NN) is read from the linux-image-arm64 meta package every run, and
 # every kernel package is pinned to the image's exact version: the out-of-tree vfio modules
@@ -15,15 +18,21 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # apt needs the :arm64 qualifier only when arm64 is a foreign architecture.
 if [ "$(uname -m)" = aarch64 ]; then A=""; else A=":arm64"; fi
 
+case ${1:-} in
+    "") SUFFIX="" REL="" ;;
+    bpo) SUFFIX=-bpo REL=/bookworm-backports ;;
+    *) die "usage: resources/fetch-debian.sh [bpo]" ;;
+esac
+
 DEBS=$CACHE/debs
-ROOTFS=$CACHE/debian
-ENVFILE=$CACHE/debian.env
+ROOTFS=$CACHE/debian$SUFFIX
+ENVFILE=$CACHE/debian$SUFFIX.env
 
 # Prints "name arch-qualifier version" lines for every package we need, or fails if apt's
 # lists don't know them.
 resolve() {
     local img
-    img=$(apt-cache depends "linux-image-arm64$A" 2>/dev/null |
+    img=$(apt-cache depends "linux-image-arm64$A$REL" 2>/dev/null |
           sed -n 's/^ *Depends: \(linux-image-[0-9][^:]*-arm64\)\(:arm64\)\{0,1\}$/\1/p' | head -1)
     [ -n "$img" ] || return 1
     # One apt-cache call for both: each one re-reads all package lists (~1.5 s).
@@ -34,11 +43,14 @@ resolve() {
     bbver=$(awk '$1 == "busybox-static" {print $2; exit}' <<<"$versions")
     [ -n "$ver" ] && [ -n "$bbver" ] || return 1
     local abi=${img#linux-image-}; abi=${abi%-arm64}
-    local kbranch=${abi%.*}                       # 6.1.0-56 -> 6.1
+    local kbranch=${abi%.*}                       # 6.1.0-56 -> 6.1, 6.12.95+deb12 -> 6.12
+    # kbuild is per branch in bookworm (linux-kbuild-6.1), per ABI in backports.
+    local kbuild=linux-kbuild-$kbranch
+    if apt-cache show "linux-kbuild-$abi=$ver" >/dev/null 2>&1; then kbuild=linux-kbuild-$abi; fi
     echo "$img $A $ver"
     echo "linux-headers-$abi-arm64 $A $ver"
     echo "linux-headers-$abi-common - $ver"
-    echo "linux-kbuild-$kbranch - $ver"
+    echo "$kbuild - $ver"
     echo "linux-source-$kbranch - $ver"
     echo "busybox-static $A $bbver"
 }
@@ -46,7 +58,7 @@ resolve() {
 if ! wanted=$(resolve); then
     step "apt-cache does not know the arm64 kernel packages: apt-get update"
     $SUDO apt-get update -q >/dev/null
-    wanted=$(resolve) || die "apt cannot find linux-image-arm64$A (is the arm64 architecture added? run ci/setup-host.sh)"
+    wanted=$(resolve) || die "apt cannot find linux-image-arm64$A$REL (is the arm64 architecture added, and bookworm-backports in apt's sources? run ci/setup-host.sh)"
 fi
 
 # The stamp holds the unpack path too: the headers' Makefile embeds it.
@@ -93,8 +105,8 @@ while read -r name q ver; do
 done <<<"$wanted"
 
 img=$(head -1 <<<"$wanted" | cut -d' ' -f1)
-KREL=${img#linux-image-}                 # 6.1.0-56-arm64
-ABI=${KREL%-arm64}                       # 6.1.0-56
+KREL=${img#linux-image-}                 # 6.1.0-56-arm64, 6.12.95+deb12-arm64
+ABI=${KREL%-arm64}                       # 6.1.0-56, 6.12.95+deb12
 KBRANCH=$(sed -n 's/^linux-source-\([^ ]*\) .*/\1/p' <<<"$wanted")
 KVER=$(head -1 <<<"$wanted" | cut -d' ' -f3)
 

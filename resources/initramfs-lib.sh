@@ -28,7 +28,7 @@ spec_busybox_base() {
 # STAGE/lib/modules/$KREL with fresh indexes, so busybox modprobe finds them at boot.
 stage_stock_modules() {
     local stage=$1; shift
-    local dst=$stage/lib/modules/$KREL name dep
+    local dst=$stage/lib/modules/$KREL name dep rel
     rm -rf "$stage" && mkdir -p "$dst"
     [ $# -gt 0 ] || return 0
     for name in "$@"; do
@@ -39,11 +39,25 @@ stage_stock_modules() {
                 "$KMODULES"/*) ;;
                 *) continue ;;   # "builtin NAME" lines: nothing to copy
             esac
-            mkdir -p "$dst/$(dirname "${dep#"$KMODULES"/}")"
-            cp "$dep" "$dst/${dep#"$KMODULES"/}"
+            rel=${dep#"$KMODULES"/}
+            mkdir -p "$dst/$(dirname "$rel")"
+            case $rel in
+                # 6.12's modules are xz-compressed; busybox modprobe loads plain ELF only.
+                *.ko.xz) xz -dc "$dep" >"$dst/${rel%.xz}" ;;
+                *) cp "$dep" "$dst/$rel" ;;
+            esac
         done <<<"$deps"
     done
     cp "$KMODULES"/modules.{order,builtin,builtin.modinfo} "$dst/"
+    depmod -b "$stage" "$KREL"
+}
+
+# Adds the out-of-tree modules of DIR (resources/drivers/build.sh) to STAGE's module tree as
+# extra/*.ko and re-indexes it, so modprobe finds them by name.
+stage_extra_modules() {
+    local stage=$1 dir=$2 dst=$1/lib/modules/$KREL/extra
+    mkdir -p "$dst"
+    cp "$dir"/*.ko "$dst/"
     depmod -b "$stage" "$KREL"
 }
 

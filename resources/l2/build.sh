@@ -17,7 +17,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block)
 
 OUT=$CACHE/l2
-hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$BUSYBOX" "$MKCPIO" \
+[ -f "$CACHE/drivers/.stamp" ] || die "no extra drivers in $CACHE/drivers: run resources/drivers/build.sh"
+hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$CACHE/drivers" "$BUSYBOX" "$MKCPIO" \
        "$ROOT/resources/initramfs-lib.sh" "$HERE" "$ROOT/resources/net")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio.gz" ] &&
    [ -f "$OUT/rootfs.ext4.gz" ]; then
@@ -28,6 +29,7 @@ fi
 step "building the L2 initramfs"
 mkdir -p "$OUT"
 stage_stock_modules "$OUT/modules" "${L2_STOCK_MODULES[@]}"
+stage_extra_modules "$OUT/modules" "$CACHE/drivers"
 # Small static guest tools (tools/*.c): the cross compiler on x86_64, the native one on arm64.
 CC=aarch64-linux-gnu-gcc
 command -v $CC >/dev/null || CC=gcc

@@ -161,6 +161,23 @@ pub fn host_tree(blob: &[u8]) -> Result<::fdt::Fdt<'_>, String> {
     ::fdt::Fdt::new(blob).map_err(|e| format!("not a DTB: {e:?}"))
 }
 
+/// The names of the host tree's `/aliases` entries that name `path`.
+fn dtb_aliases(tree: &::fdt::Fdt, path: &str) -> Vec<String> {
+    let Some(aliases) = tree.find_node("/aliases") else {
+        return Vec::new();
+    };
+    let all: Vec<devices::guest_node::aliases::Alias> = aliases
+        .properties()
+        .filter_map(|p| {
+            Some(devices::guest_node::aliases::Alias {
+                name: p.name.to_string(),
+                path: p.as_str()?.to_string(),
+            })
+        })
+        .collect();
+    devices::guest_node::aliases::naming(&all, path)
+}
+
 /// The planner's view of host node `path`: VFIO would give one region per `reg` entry and one
 /// IRQ per host interrupt (`interrupts-extended` entry, else `interrupts` specifier).
 pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
@@ -187,6 +204,7 @@ pub fn desc(tree: &::fdt::Fdt, path: &str) -> Result<DeviceDesc, PreviewError> {
     d.child_clocks = child_clocks;
     d.supplies = supplies;
     d.providers = providers;
+    d.aliases = dtb_aliases(tree, path);
     d.host_bus = d
         .host_parent
         .as_deref()
@@ -337,6 +355,7 @@ pub fn guest_dtb(plan: &VmPlan, dt_overlays: &[GuestNode]) -> Result<Vec<u8>, fd
         cmdline: "console=ttyS0",
         initrd: None,
         nodes: &g,
+        aliases: &plan.aliases,
     })
 }
 

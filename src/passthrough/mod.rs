@@ -118,6 +118,8 @@ pub struct ProbedDevice {
     pub providers: Vec<devices::guest_node::providers::NodeEntries>,
     /// The group parent (device name) it is passed with, for a member of a `group=on` device.
     pub member_of: Option<String>,
+    /// The host's `/aliases` names for its node.
+    pub aliases: Vec<String>,
 }
 
 impl ProbedDevice {
@@ -184,6 +186,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
     // One phandle index of the live tree for every device's clocks and interrupt parents.
     let base = sysfs.join("firmware/devicetree/base");
     let tree = SysfsTree::new(&base, &sysfs.join("kernel/debug/clk"));
+    let host_aliases = devices::guest_node::aliases::read_sysfs(&base);
     for (spec, member_of) in expand_groups(sysfs, specs)? {
         let spec = &spec;
         let host = HostDevice::probe(sysfs, &spec.path)?;
@@ -220,6 +223,9 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .zip(host.of_node.as_deref())
             .map(|(h, of_node)| live_host_irqs(h, of_node, &base, &tree));
+        let aliases = node_path(&host, &base)
+            .map(|p| devices::guest_node::aliases::naming(&host_aliases, &p))
+            .unwrap_or_default();
         v.push(ProbedDevice {
             spec: spec.clone(),
             host,
@@ -231,6 +237,7 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             supplies,
             providers,
             member_of,
+            aliases,
         });
     }
     Ok(v)
@@ -244,6 +251,13 @@ pub fn live_host_irqs(h: &HostNode, of_node: &Path, base: &Path, tree: &SysfsTre
     // The node's own properties first (its directory's entry holds the same three).
     let parent = irqspec::effective_parent(std::iter::once(h).chain(ancestry.iter().skip(1)));
     irqspec::host_irqs(h, parent, tree)
+}
+
+/// The path of `host`'s node in the live tree at `base` (`/soc@0/serial@30860000`).
+fn node_path(host: &HostDevice, base: &Path) -> Option<String> {
+    let base = std::fs::canonicalize(base).ok()?;
+    let rel = host.of_node.as_deref()?.strip_prefix(&base).ok()?;
+    Some(format!("/{}", rel.display()))
 }
 
 fn read_host_node(host: &HostDevice) -> Option<HostNode> {
@@ -297,6 +311,7 @@ impl PassDevice {
         desc.child_clocks = self.probed.child_clocks.clone();
         desc.supplies = self.probed.supplies.clone();
         desc.providers = self.probed.providers.clone();
+        desc.aliases = self.probed.aliases.clone();
         desc
     }
 }
@@ -500,6 +515,7 @@ pub mod test_support {
             supplies: Vec::new(),
             providers: Vec::new(),
             member_of: None,
+            aliases: Vec::new(),
         }
     }
 }

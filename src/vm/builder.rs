@@ -358,6 +358,7 @@ fn write_dtb(
         cmdline: &p.cfg.cmdline,
         initrd: p.plan.initrd,
         nodes: &nodes,
+        aliases: &dm.passthrough_aliases(),
     })?;
     if let Some(path) = &p.cfg.dump_dtb {
         std::fs::write(path, &dtb).map_err(|source| Error::DumpDtb {

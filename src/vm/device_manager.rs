@@ -200,6 +200,11 @@ impl DeviceManager {
         nodes
     }
 
+    /// The guest's `/aliases` for passed devices.
+    pub fn passthrough_aliases(&self) -> Vec<devices::guest_node::aliases::Alias> {
+        self.passthrough.plan.aliases.clone()
+    }
+
     /// The SCMI system controller's counters, for the stats printer.
     pub fn scmi_counters(&self) -> Option<crate::stats::ScmiStat> {
         self.passthrough.scmi.clone()

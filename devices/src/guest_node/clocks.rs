@@ -127,11 +127,32 @@ fn specifiers(v: &[u8], tree: &dyn PhandleLookup) -> Option<Vec<Specifier>> {
     Some(out)
 }
 
-/// The provider's `clock-output-names` entry for `args` (index 0 without cells).
+/// The host clock's name in Linux's clock framework: the provider's `clock-output-names`
+/// entry for `args` (index 0 without cells), else, for a controller that does not name its
+/// outputs in the tree but whose driver Linux ships (the i.MX 8M CCMs), the driver's name for
+/// output `args[0]`.
 fn output_name(s: &Specifier) -> Option<String> {
-    let names = s.provider.prop("clock-output-names").map(string_list)?;
-    let idx = s.args.first().copied().unwrap_or(0) as usize;
-    names.get(if s.args.is_empty() { 0 } else { idx }).cloned()
+    let idx = s.args.first().copied().unwrap_or(0);
+    if let Some(names) = s.provider.prop("clock-output-names").map(string_list) {
+        return names
+            .get(if s.args.is_empty() { 0 } else { idx as usize })
+            .cloned();
+    }
+    let [index] = s.args[..] else {
+        return None;
+    };
+    let compatibles = s.provider.strings("compatible")?;
+    linux_output_name(&compatibles, index).map(str::to_string)
+}
+
+/// Linux's name for output `index` of a clock controller with one of `compatibles`, from the
+/// table `tools/clknames.py` generates.
+pub fn linux_output_name(compatibles: &[String], index: u32) -> Option<&'static str> {
+    let (_, outputs) = super::clock_ids::CONTROLLERS
+        .iter()
+        .find(|(c, _)| compatibles.iter().any(|x| x == c))?;
+    let at = outputs.binary_search_by_key(&index, |&(i, _)| i).ok()?;
+    Some(outputs[at].1)
 }
 
 /// The rate of one clock: a fixed clock's frequency, the host clock framework's current rate
@@ -471,6 +492,49 @@ mod tests {
             "no user rate for clk_xin"
         );
         assert!(SysfsTree::new(&d, &d).clock_rate("../x").is_none());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn an_imx8m_ccm_output_is_named_as_linux_names_it() {
+        let d = std::env::temp_dir().join(format!("platvmm-ccm-{}", std::process::id()));
+        std::fs::create_dir_all(d.join("uart1_root_clk")).unwrap();
+        std::fs::write(d.join("uart1_root_clk/clk_rate"), "80000000\n").unwrap();
+        let ccm = node(
+            "clock-controller",
+            vec![
+                ("compatible", strings_prop(&["fsl,imx8mp-ccm"])),
+                ("#clock-cells", cells_prop(&[1])),
+            ],
+        );
+        let t = Debugfs(
+            Tree(vec![(2, "/soc/clock-controller@30380000", ccm)]),
+            d.clone(),
+        );
+        // IMX8MP_CLK_UART1_ROOT (251), IMX8MP_CLK_USDHC2_ROOT (258), and an index the
+        // driver does not register (IMX8MP_CLK_END and beyond).
+        let dev = node(
+            "serial@30860000",
+            vec![
+                ("clocks", cells_prop(&[2, 251, 2, 258, 2, 9999])),
+                ("clock-names", strings_prop(&["ipg", "per", "x"])),
+            ],
+        );
+        let c = resolve(&dev, &t);
+        assert_eq!(c[0].label, "uart1_root_clk");
+        assert_eq!(
+            (c[0].hz, c[0].source),
+            (Some(80_000_000), Some(RateSource::Debugfs))
+        );
+        assert_eq!(
+            (c[1].label.as_str(), c[1].hz),
+            ("usdhc2_root_clk", None),
+            "named, but not in this debugfs"
+        );
+        assert_eq!(c[2].label, "clock-controller-9999");
+        let other = ["fsl,imx8mq-ccm".to_string()];
+        assert_eq!(linux_output_name(&other, 202), Some("uart1_root_clk"));
+        assert_eq!(linux_output_name(&["acme,ccm".to_string()], 1), None);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

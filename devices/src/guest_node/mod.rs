@@ -21,6 +21,8 @@ use hostdt::HostNode;
 pub use policy::{settle_phandles, Links, NoLinks};
 use ranges::BusCells;
 
+pub mod aliases;
+mod clock_ids;
 pub mod clocks;
 pub mod handlers;
 pub mod hostdt;

@@ -15,6 +15,7 @@ use devices::dt::{
     writable_prop_name, GuestNode, GIC_PPI, GIC_SPI, IRQ_TYPE_EDGE_RISING, IRQ_TYPE_LEVEL_HIGH,
     IRQ_TYPE_LEVEL_LOW,
 };
+use devices::guest_node::aliases::Alias;
 use longnames::LongNames;
 use vm_fdt::{FdtWriter, FdtWriterResult};
 
@@ -68,6 +69,8 @@ pub struct FdtConfig<'a> {
     pub initrd: Option<(u64, u64)>,
     /// The devices' nodes (fixed clocks, passed-through devices, virtio, overlays), in order.
     pub nodes: &'a [GuestNode],
+    /// Aliases of passed devices' nodes, after the console's `serial0`.
+    pub aliases: &'a [Alias],
 }
 
 /// Errors building the device tree.
@@ -100,7 +103,7 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     fdt.property_u32("interrupt-parent", GIC_PHANDLE)?;
 
     write_chosen(&mut fdt, cfg)?;
-    write_aliases(&mut fdt)?;
+    write_aliases(&mut fdt, cfg.aliases)?;
     write_cpus(&mut fdt, cfg.mpidrs)?;
     write_memory(&mut fdt, cfg.memory)?;
     write_gic(&mut fdt, cfg.gic, cfg.mpidrs.len() as u32)?;
@@ -130,9 +133,12 @@ fn write_chosen(fdt: &mut FdtWriter, cfg: &FdtConfig) -> FdtWriterResult<()> {
     fdt.end_node(chosen)
 }
 
-fn write_aliases(fdt: &mut FdtWriter) -> FdtWriterResult<()> {
+fn write_aliases(fdt: &mut FdtWriter, more: &[Alias]) -> FdtWriterResult<()> {
     let aliases = fdt.begin_node("aliases")?;
     fdt.property_string("serial0", &format!("/{}", uart_node_name()))?;
+    for a in more {
+        fdt.property_string(&a.name, &a.path)?;
+    }
     fdt.end_node(aliases)
 }
 
@@ -275,6 +281,7 @@ mod tests {
             cmdline: "",
             initrd: None,
             nodes,
+            aliases: &[],
         })
         .unwrap()
     }
@@ -288,6 +295,7 @@ mod tests {
             cmdline: "console=ttyS0 panic=-1",
             initrd,
             nodes: &[],
+            aliases: &[],
         })
         .unwrap()
     }
@@ -415,6 +423,28 @@ mod tests {
             fdt.aliases().unwrap().resolve("serial0"),
             Some("/serial@9000000")
         );
+    }
+
+    #[test]
+    fn passed_devices_aliases_follow_the_console_s() {
+        let aliases = [Alias {
+            name: "serial1".into(),
+            path: "/serial@40000000".into(),
+        }];
+        let blob = create_fdt(&FdtConfig {
+            mpidrs: &[0],
+            gic: GicVersion::V3,
+            memory: &[(RAM_BASE, 256 * MIB)],
+            cmdline: "",
+            initrd: None,
+            nodes: &[],
+            aliases: &aliases,
+        })
+        .unwrap();
+        let fdt = fdt::Fdt::new(&blob).unwrap();
+        let a = fdt.aliases().unwrap();
+        assert_eq!(a.resolve("serial0"), Some("/serial@9000000"));
+        assert_eq!(a.resolve("serial1"), Some("/serial@40000000"));
     }
 
     #[test]

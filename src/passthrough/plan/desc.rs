@@ -66,6 +66,8 @@ pub struct DeviceDesc {
     pub supplies: Vec<HostSupply>,
     /// The reset lines and power domains it and its descendants reference.
     pub providers: Vec<NodeEntries>,
+    /// The host's `/aliases` names for its node (`serial0`, `mmc1`).
+    pub aliases: Vec<String>,
 }
 
 impl DeviceDesc {
@@ -108,6 +110,7 @@ impl DeviceDesc {
             child_clocks: Vec::new(),
             supplies: Vec::new(),
             providers: Vec::new(),
+            aliases: Vec::new(),
         }
     }
 
@@ -162,6 +165,7 @@ impl DeviceDesc {
             child_clocks: Vec::new(),
             supplies: Vec::new(),
             providers: Vec::new(),
+            aliases: Vec::new(),
         }
     }
 }

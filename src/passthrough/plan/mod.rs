@@ -23,6 +23,7 @@ use devices::guest_node::{self as node, GuestIrq, NodeParams};
 use crate::config::ScmiMode;
 use crate::resources::{Exhausted, Resources};
 
+mod aliases;
 mod clocks;
 mod desc;
 mod dma;
@@ -169,6 +170,8 @@ pub struct DevicePlan {
     pub member: Option<group::Membership>,
     /// Its node's name inside its group parent's node, once the group is assembled.
     pub nested_in: Option<String>,
+    /// The host's `/aliases` names for its node; the guest's are in [`VmPlan::aliases`].
+    pub host_aliases: Vec<String>,
 }
 
 /// What the hardware is: the host node's compatible, else the user's `compatible=`.
@@ -197,6 +200,8 @@ pub struct VmPlan {
     /// The guest's SCMI system controller, when it has one: the devices' clocks, reset lines
     /// and power domains point at it.
     pub scmi: Option<scmi::ScmiPlan>,
+    /// The guest's `/aliases` for passed devices (the host's, renumbered where taken).
+    pub aliases: Vec<devices::guest_node::aliases::Alias>,
 }
 
 /// Plans devices one by one against a VM's [`Resources`].
@@ -224,6 +229,7 @@ impl<'r> Planner<'r> {
                 amba_clock,
                 clocks: Vec::new(),
                 regulators: Vec::new(),
+                aliases: Vec::new(),
                 scmi: None,
             },
             sec: sec::Rings::default(),
@@ -349,6 +355,7 @@ impl<'r> Planner<'r> {
                 .zip(d.host_node.as_ref())
                 .map(|(p, h)| group::Membership::new(p, h, d.host_bus)),
             nested_in: None,
+            host_aliases: d.aliases.clone(),
         });
         Ok(self.plan.devices.last().expect("just pushed"))
     }
@@ -365,6 +372,7 @@ impl<'r> Planner<'r> {
             }
         }
         group::assemble(&mut self.plan.devices)?;
+        self.plan.aliases = aliases::assign(&mut self.plan);
         if sec_controller || self.plan.sec_block.is_some() {
             let at = self
                 .res
@@ -814,6 +822,54 @@ mod tests {
     use super::*;
     use crate::arch::aarch64::layout;
     use devices::dt::cells_prop;
+
+    /// The host's aliases follow the passed nodes into the guest: `serial0` (the guest
+    /// console's) moves to the lowest free number, `mmc1` stays.
+    #[test]
+    fn host_aliases_name_the_guest_nodes() {
+        let uart = host(
+            "serial@30860000",
+            &[
+                ("compatible", b"fsl,imx8mp-uart\0".to_vec()),
+                ("reg", vec![0; 16]),
+            ],
+        );
+        let mmc = host(
+            "mmc@30b50000",
+            &[
+                ("compatible", b"fsl,imx8mp-usdhc\0".to_vec()),
+                ("reg", vec![0; 16]),
+            ],
+        );
+        let mut a = dt_desc("30860000.serial", uart, &[0x1_0000], 0x1000);
+        a.aliases = vec!["serial0".into()];
+        let mut b = dt_desc("30b50000.mmc", mmc, &[0x1_0000], 0x1000);
+        b.aliases = vec!["mmc1".into()];
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut p = Planner::new(&mut res, 0x1000).unwrap();
+        p.peers([&a, &b]);
+        p.add(&a, &DeviceOptions::default()).unwrap();
+        p.add(&b, &DeviceOptions::default()).unwrap();
+        let plan = p.finish(false).unwrap();
+        let got: Vec<(&str, &str)> = plan
+            .aliases
+            .iter()
+            .map(|x| (x.name.as_str(), x.path.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [("serial1", "/serial@40000000"), ("mmc1", "/mmc@40010000")]
+        );
+        assert!(plan.devices[0]
+            .synthesized
+            .iter()
+            .any(|s| s
+                == "alias serial1 → /serial@40000000 (the host's serial0: taken in the guest)"));
+        assert!(plan.devices[1]
+            .synthesized
+            .iter()
+            .any(|s| s == "alias mmc1 → /mmc@40010000 (as on the host)"));
+    }
 
     /// R-Car's I2C with a CS2000 clock multiplier on it (r8a77951-salvator-xs): the child's
     /// `clocks` become guest fixed clocks like the device's own; a child clock without a rate

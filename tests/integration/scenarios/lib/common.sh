@@ -25,7 +25,9 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # it), L2_T_INIT (seconds from start to L2 /init's first output "L2-INIT", or "none") and
 # L2_T_EXIT (seconds from start to exit), L2_RSS (vmm_rss when the guest reached /init) and
 # L2_VMPIN (platvmm's pinned memory then, kB: VmPin of /proc/PID/status).
-# With L2_PROBE_SANDBOX set, /tmp/NAME.sandbox gets thread_sandbox at L2 /init.
+# With L2_PROBE_SANDBOX set, /tmp/NAME.sandbox gets thread_sandbox at L2 /init. With
+# L2_TERM_ON_RESULT set, platvmm gets SIGTERM once the guest prints its L2-RESULT line (for a
+# guest that cannot power off by itself) and l2_passed expects exit status 143.
 run_l2() {
     _name=$1; shift
     L2_LOG=/tmp/$_name.log
@@ -36,6 +38,7 @@ run_l2() {
         while IFS= read -r _line || [ -n "$_line" ]; do
             case $_line in
                 *L2-SIGNAL-USR1*) kill -USR1 "$(pidof platvmm)" ;;
+                *L2-RESULT*) [ -z "${L2_TERM_ON_RESULT:-}" ] || kill -TERM "$(pidof platvmm)" ;;
                 *L2-CTXT*)
                     _l=$(printf '%s' "${_line##*L2-CTXT }" | tr -d '\r')
                     thread_switches "$_l" >>"/tmp/$_name.ctxt" ;;
@@ -95,7 +98,9 @@ l2_result() {
 l2_passed() {
     timing "start->L2-INIT=${L2_T_INIT}s start->exit=${L2_T_EXIT}s exit=$L2_RC"
     _r=$(l2_result)
-    if [ "$L2_RC" != 0 ]; then
+    if [ -n "${L2_TERM_ON_RESULT:-}" ] && [ "$L2_RC" = 143 ]; then
+        : # stopped by SIGTERM after the result, as asked
+    elif [ "$L2_RC" != 0 ]; then
         reason "platvmm exited with $L2_RC${_r:+ ($_r)}"; return 1
     fi
     case $_r in "L2-RESULT: PASS"*) return 0 ;; esac

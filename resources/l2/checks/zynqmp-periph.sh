@@ -1,0 +1,43 @@
+# shellcheck shell=sh
+# check "zynqmp-periph": ZynqMP peripherals passed together, each by its upstream driver
+# (built from Debian's own kernel source: Debian's config leaves them out).
+#   RTC (rtc-zynqmp): reports its time (rtc_time=, L1 compares it with its clock); it must
+#   advance 1-4 s over a 2 s sleep. (QEMU's model has no alarm timer: no alarm interrupt.)
+#   GDMA channel (zynqmp_dma): dmatest runs platvmm.dmatest_iterations memcpy tests on it
+#   over identity-mapped RAM and checks every byte; 0 failures wanted; reports its KB/s.
+# Sourced by /init, which provides arg, expect, detail and fail.
+modprobe rtc_zynqmp || fail "cannot load rtc_zynqmp"
+rtc=""
+for r in /sys/class/rtc/rtc*; do
+    case $(readlink -f "$r/device") in *.rtc) rtc=$r ;; esac
+done
+if [ -z "$rtc" ]; then
+    fail "rtc-zynqmp registered no RTC ($(echo /sys/class/rtc/*))"
+else
+    # QEMU's model keeps time but has no alarm timer (its ALARM register is storage only):
+    # the time is what can be checked, read twice 2 s apart.
+    t0=$(cat "$rtc/since_epoch")
+    sleep 2
+    t1=$(cat "$rtc/since_epoch")
+    detail "rtc_time=$t1 rtc_advance=$((t1 - t0))s"
+    if [ $((t1 - t0)) -lt 1 ] || [ $((t1 - t0)) -gt 4 ]; then fail "the RTC went from $t0 to $t1 in 2 s"; fi
+fi
+
+iterations=$(expect dmatest_iterations) || return 0
+modprobe zynqmp_dma || fail "cannot load zynqmp_dma"
+chan=$(basename "$(echo /sys/class/dma/dma*chan* | cut -d' ' -f1)")
+if [ ! -e "/sys/class/dma/$chan" ]; then
+    fail "zynqmp_dma registered no DMA channel"
+    return 0
+fi
+modprobe dmatest timeout=5000 iterations="$iterations" channel="$chan" || fail "cannot load dmatest"
+echo 1 >/sys/module/dmatest/parameters/run
+i=0
+while [ $i -lt 120 ] && ! dmesg | grep -q "dmatest: .*summary"; do sleep 0.5; i=$((i + 1)); done
+summary=$(dmesg | grep "dmatest: .*summary" | tail -1 | sed 's/.*summary //')
+[ -n "$summary" ] || { fail "dmatest on $chan gave no summary"; return 0; }
+detail "dma_chan=$chan dmatest=\"$summary\""
+case $summary in
+    "$iterations tests, 0 failures"*) ;;
+    *) fail "dmatest on $chan: $summary" ;;
+esac
