@@ -69,9 +69,44 @@ pub trait Hypervisor {
     ) -> Result<(), kvm_ioctls::Error>;
     /// Creates the KVM-VFIO device and adds every group (`groups`: their fds) to it.
     fn add_vfio_groups(&self, groups: &[RawFd]) -> Result<KvmVfioDevice, KvmError>;
+    /// Has KVM forward the guest's SMCCC calls to `function` to platvmm (an exit per call):
+    /// `false` when this KVM has no SMCCC filter (Linux before 6.4, or not arm64).
+    fn forward_smccc(&self, function: u32) -> Result<bool, kvm_ioctls::Error>;
+}
+
+/// The SMCCC filter entry forwarding `function` to userspace, as a device attribute of the
+/// VM (`addr` points at `filter`, which must outlive the ioctl).
+#[cfg(target_arch = "aarch64")]
+fn smccc_filter_attr(filter: &kvm_bindings::kvm_smccc_filter) -> kvm_bindings::kvm_device_attr {
+    kvm_bindings::kvm_device_attr {
+        flags: 0,
+        group: kvm_bindings::KVM_ARM_VM_SMCCC_CTRL,
+        attr: u64::from(kvm_bindings::KVM_ARM_VM_SMCCC_FILTER),
+        addr: filter as *const _ as u64,
+    }
 }
 
 impl Hypervisor for VmFd {
+    #[cfg(target_arch = "aarch64")]
+    fn forward_smccc(&self, function: u32) -> Result<bool, kvm_ioctls::Error> {
+        let filter = kvm_bindings::kvm_smccc_filter {
+            base: function,
+            nr_functions: 1,
+            action: kvm_bindings::kvm_smccc_filter_action_KVM_SMCCC_FILTER_FWD_TO_USER as u8,
+            pad: [0; 15],
+        };
+        let attr = smccc_filter_attr(&filter);
+        if self.has_device_attr(&attr).is_err() {
+            return Ok(false);
+        }
+        self.set_device_attr(&attr).map(|_| true)
+    }
+
+    #[cfg(not(target_arch = "aarch64"))]
+    fn forward_smccc(&self, _function: u32) -> Result<bool, kvm_ioctls::Error> {
+        Ok(false)
+    }
+
     fn register_irqfd(&self, fd: &EventFd, gsi: u32) -> Result<(), kvm_ioctls::Error> {
         VmFd::register_irqfd(self, fd, gsi)
     }
@@ -170,6 +205,9 @@ pub mod fake {
         VfioGroups {
             count: usize,
         },
+        SmcccFilter {
+            function: u32,
+        },
     }
 
     /// Records every call; `fail_irqfd` makes irqfd registration fail (EINVAL).
@@ -177,6 +215,8 @@ pub mod fake {
     pub struct FakeVm {
         pub calls: Mutex<Vec<Call>>,
         pub fail_irqfd: bool,
+        /// Whether this KVM has the SMCCC filter.
+        pub smccc_filter: bool,
     }
 
     impl FakeVm {
@@ -240,6 +280,13 @@ pub mod fake {
                 count: groups.len(),
             });
             Ok(KvmVfioDevice(None))
+        }
+
+        fn forward_smccc(&self, function: u32) -> Result<bool, kvm_ioctls::Error> {
+            if self.smccc_filter {
+                self.push(Call::SmcccFilter { function });
+            }
+            Ok(self.smccc_filter)
         }
     }
 }

@@ -128,6 +128,8 @@ devices::counter_set! {
         /// Console transmit bytes that reached platvmm through the coalesced-MMIO ring (no exit).
         pub console_coalesced,
         pub system_event,
+        /// SMCCC calls KVM forwarded (the SCMI SMC transport's doorbell).
+        pub smccc,
         pub interrupted,
         pub other,
     }
@@ -292,7 +294,7 @@ mod tests {
             lines[1..],
             [
                 "platvmm stats: vm exits mmio_read=2 mmio_write=0 mmio_console=0 \
-                 mmio_unclaimed=0 console_coalesced=0 system_event=0 interrupted=0 other=1",
+                 mmio_unclaimed=0 console_coalesced=0 system_event=0 smccc=0 interrupted=0 other=1",
                 "platvmm stats: device uart0 trapped_reads=0 trapped_writes=0 \
                  out_of_bounds_dropped=1 io_errors=0",
                 "platvmm stats: virtio vda block backend=user requests=1 read_bytes=0 \

@@ -119,12 +119,13 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "MODE", default_value_t = SeccompMode::On)]
     pub seccomp: SeccompMode,
 
-    /// The guest's SCMI system controller (Arm SCMI over a mailbox platvmm emulates): the
-    /// passed devices' clocks, reset lines and power domains point at it. `auto` gives it when
-    /// a device references a reset line or power domain (nothing else can), `on` always,
-    /// `off` never (fixed clocks; resets and power domains dropped). The guest kernel needs
-    /// ARM_SCMI_PROTOCOL, ARM_SCMI_TRANSPORT_MAILBOX, BCM2835_MBOX and the SCMI clock, reset
-    /// and power-domain drivers (Debian's arm64 kernels build them in).
+    /// The guest's SCMI system controller (Arm SCMI over SMC where the host's KVM forwards it,
+    /// Linux 6.4 and later, else over a mailbox platvmm emulates): the passed devices' clocks,
+    /// reset lines and power domains point at it. `auto` gives it when a device references a
+    /// reset line or power domain (nothing else can), `on` always, `off` never (fixed clocks;
+    /// resets and power domains dropped). The guest kernel needs ARM_SCMI_PROTOCOL, the SMC or
+    /// mailbox transport (ARM_SCMI_TRANSPORT_SMC; ARM_SCMI_TRANSPORT_MAILBOX and BCM2835_MBOX)
+    /// and the SCMI clock, reset and power-domain drivers (Debian's arm64 kernels build them in).
     #[arg(long, value_enum, value_name = "MODE", default_value_t = ScmiMode::Auto)]
     pub scmi: ScmiMode,
 

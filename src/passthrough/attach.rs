@@ -65,6 +65,7 @@ fn plan(
     planner.peers(&descs);
     if let Some(why) = planner.scmi(opts.scmi, &descs)? {
         info!("SCMI system controller: on ({why})");
+        planner.scmi_transport(super::scmi::transport(ctx.vm)?);
     }
     for (d, desc) in devices.iter().zip(&descs) {
         planner.add(desc, &d.probed.options())?;
@@ -388,6 +389,33 @@ mod tests {
         assert!(
             e.starts_with("--vfio-platform: d: cannot register a level irqfd: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn the_scmi_transport_is_smc_where_kvm_forwards_the_call() {
+        use super::super::plan::scmi::{ScmiTransport, SMC_FUNCTION};
+        let old = FakeVm::default();
+        assert_eq!(
+            super::super::scmi::transport(&old).unwrap(),
+            ScmiTransport::Mailbox
+        );
+        assert!(old.calls().is_empty());
+        let new = FakeVm {
+            smccc_filter: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            super::super::scmi::transport(&new).unwrap(),
+            ScmiTransport::Smc {
+                function: SMC_FUNCTION
+            }
+        );
+        assert_eq!(
+            new.calls(),
+            [Call::SmcccFilter {
+                function: SMC_FUNCTION
+            }]
         );
     }
 

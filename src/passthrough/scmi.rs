@@ -11,9 +11,9 @@ use devices::scmi::Server;
 use log::{info, warn};
 use vmm_sys_util::eventfd::EventFd;
 
-use super::plan::scmi::ScmiPlan;
+use super::plan::scmi::{ScmiPlan, ScmiTransport, SMC_FUNCTION};
 use super::{PassDevice, PassthroughError};
-use crate::hypervisor::{kvm_err, AttachContext};
+use crate::hypervisor::{kvm_err, AttachContext, Hypervisor};
 use crate::stats::ScmiStat;
 
 const DEV: &str = "SCMI system controller";
@@ -26,6 +26,21 @@ impl Interrupt for IrqFd {
         if let Err(e) = self.0.write(1) {
             warn!("SCMI: cannot signal the mailbox interrupt: {e}");
         }
+    }
+}
+
+/// The transport the guest gets: SMC where this KVM forwards [`SMC_FUNCTION`] to platvmm
+/// (the filter is set here, before any vCPU runs: KVM refuses it later), else the mailbox.
+pub fn transport(vm: &dyn Hypervisor) -> Result<ScmiTransport, PassthroughError> {
+    match vm.forward_smccc(SMC_FUNCTION) {
+        Ok(true) => Ok(ScmiTransport::Smc {
+            function: SMC_FUNCTION,
+        }),
+        Ok(false) => Ok(ScmiTransport::Mailbox),
+        Err(e) => Err(PassthroughError::Kvm {
+            dev: DEV.into(),
+            source: kvm_err("cannot set KVM's SMCCC filter")(e),
+        }),
     }
 }
 
@@ -66,11 +81,20 @@ pub fn attach(
             dev: DEV.into(),
             source,
         })?;
+    let how = match plan.transport {
+        ScmiTransport::Mailbox => format!(
+            "mailbox transport (brcm,bcm2835-mbox doorbell, arm,scmi-shmem channel) at guest \
+             {:#x}, SPI {}",
+            plan.window, plan.spi
+        ),
+        ScmiTransport::Smc { function } => format!(
+            "SMC transport (arm,scmi-smc: function {function:#x} forwarded by KVM's SMCCC \
+             filter; arm,scmi-shmem channel at guest {:#x})",
+            plan.window + devices::scmi::mailbox::SHMEM_OFFSET
+        ),
+    };
     info!(
-        "{DEV}: mailbox transport (brcm,bcm2835-mbox doorbell, arm,scmi-shmem channel) at guest \
-         {:#x}, SPI {}; {} clocks, {} reset domains, {} power domains",
-        plan.window,
-        plan.spi,
+        "{DEV}: {how}; {} clocks, {} reset domains, {} power domains",
         plan.clocks.len(),
         plan.resets.len(),
         plan.power_domains.len()

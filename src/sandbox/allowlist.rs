@@ -5,7 +5,7 @@
 //!
 //! | thread | ioctl requests |
 //! |---|---|
-//! | vCPU | `KVM_RUN`; what a guest register write can start or stop on a vhost device: `VHOST_SET_FEATURES`, `VHOST_SET_MEM_TABLE`, `VHOST_SET_VRING_{NUM,ADDR,BASE,CALL,KICK}`, `VHOST_NET_SET_BACKEND`, `VHOST_VSOCK_SET_RUNNING`, the tap's `TUNSETOFFLOAD`; a guest SCMI reset: `VFIO_DEVICE_RESET` (where VFIO offers it) |
+//! | vCPU | `KVM_RUN`; what a guest register write can start or stop on a vhost device: `VHOST_SET_FEATURES`, `VHOST_SET_MEM_TABLE`, `VHOST_SET_VRING_{NUM,ADDR,BASE,CALL,KICK}`, `VHOST_NET_SET_BACKEND`, `VHOST_VSOCK_SET_RUNNING`, the tap's `TUNSETOFFLOAD`; a guest SCMI reset: `VFIO_DEVICE_RESET` (where VFIO offers it); an SCMI SMC's result: `KVM_SET_ONE_REG` |
 //! | event loop (main thread, teardown included) | `TCSETS`, `TCGETS` (the terminal restored), `VFIO_DEVICE_SET_IRQS` (interrupts disabled), `VFIO_DEVICE_RESET` (where VFIO offers it), `VFIO_IOMMU_UNMAP_DMA` |
 //! | virtio worker | none |
 //!
@@ -19,7 +19,7 @@ use devices::vfio::ioctl as vfio;
 use devices::virtio::tap;
 use seccompiler::{BackendError, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use vhost::vhost_kern::vhost_binding as vhost;
-use vmm_sys_util::ioctl_io_nr;
+use vmm_sys_util::{ioctl_io_nr, ioctl_iow_nr};
 
 /// The kinds of thread, each with its own allowlist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +46,12 @@ impl ThreadKind {
 
 // kvm-ioctls keeps its request numbers private: KVM_RUN from KVMIO, as the kernel defines it.
 ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
+ioctl_iow_nr!(
+    KVM_SET_ONE_REG,
+    kvm_bindings::KVMIO,
+    0xac,
+    kvm_bindings::kvm_one_reg
+);
 
 /// An `ioctl` request a thread may issue: its name and number (as the code passes it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +107,9 @@ pub fn ioctls(kind: ThreadKind) -> Vec<Ioctl> {
             // MMIO exit: devices::scmi → devices::scmi::vfio::VfioResets::reset →
             // ResetHandle::reset), where VFIO offers a reset for the device.
             ioctl!(vfio::VFIO_DEVICE_RESET),
+            // The SCMI SMC transport: a forwarded SMC's result goes into the guest's x0
+            // (vstate::vcpu::run_loop → arch::aarch64::regs::set_x0).
+            ioctl!(KVM_SET_ONE_REG),
         ],
         ThreadKind::EventLoop => vec![
             // host::terminal::RawTerminal's drop (after teardown): tcsetattr(TCSANOW), which

@@ -99,6 +99,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         console,
         startup,
         seccomp: seccomp.clone(),
+        smc: dm.smc_doorbells(),
     });
     let handles = start_vcpus(vcpus, &ctx)?;
     if let Err(e) = seccomp.apply(ThreadKind::EventLoop) {

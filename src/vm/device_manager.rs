@@ -200,6 +200,16 @@ impl DeviceManager {
         nodes
     }
 
+    /// The SMCCC calls KVM forwards to platvmm, each a doorbell on the bus (the SCMI SMC
+    /// transport's, when the guest has it).
+    pub fn smc_doorbells(&self) -> Vec<crate::vstate::handle::SmcDoorbell> {
+        let scmi = self.passthrough.plan.scmi.as_ref();
+        scmi.and_then(|s| s.smc_doorbell())
+            .map(|(function, addr)| crate::vstate::handle::SmcDoorbell { function, addr })
+            .into_iter()
+            .collect()
+    }
+
     /// The guest's `/aliases` for passed devices.
     pub fn passthrough_aliases(&self) -> Vec<devices::guest_node::aliases::Alias> {
         self.passthrough.plan.aliases.clone()

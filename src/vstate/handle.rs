@@ -24,8 +24,22 @@ pub enum VmExit<'a> {
     MmioWrite { addr: u64, data: &'a [u8] },
     /// A system event (`KVM_SYSTEM_EVENT_*`): PSCI SYSTEM_OFF, SYSTEM_RESET, a crash report.
     SystemEvent { kind: u32 },
+    /// An SMCCC call KVM's filter forwarded (`KVM_EXIT_HYPERCALL`): `function` is the
+    /// guest's x0; `x0` receives the result to put back in it.
+    Smccc { function: u64, x0: &'a mut u64 },
     /// Any other exit: platvmm cannot continue from it. The text says which (for the log).
     Unexpected(String),
+}
+
+/// SMCCC's result for a function it does not know (-1).
+pub const SMCCC_NOT_SUPPORTED: u64 = u64::MAX;
+
+/// An SMCCC function ID that rings a doorbell: KVM forwards the guest's call, and the exit
+/// writes 1 (32 bits) at `addr` on the bus, then returns SMCCC success (0) in x0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmcDoorbell {
+    pub function: u32,
+    pub addr: u64,
 }
 
 /// The console UART as exit handling sees it: which guest addresses are its registers (its
@@ -43,13 +57,15 @@ pub trait VcpuConsole: ConsoleRange + Send + Sync {
     fn drain(&self, counters: &ExitCounters);
 }
 
-/// Handles one exit of vCPU `id`; `Some` when the guest has stopped.
+/// Handles one exit of vCPU `id` (`smc`: the SMCCC functions that ring doorbells); `Some`
+/// when the guest has stopped.
 pub fn handle_exit<C: ConsoleRange + ?Sized>(
     exit: VmExit<'_>,
     id: usize,
     bus: &Bus,
     counters: &ExitCounters,
     console: &C,
+    smc: &[SmcDoorbell],
 ) -> Option<GuestExit> {
     let c = counters;
     match exit {
@@ -81,6 +97,17 @@ pub fn handle_exit<C: ConsoleRange + ?Sized>(
                     GuestExit::Crash
                 }
             })
+        }
+        VmExit::Smccc { function, x0 } => {
+            bump(&c.smccc);
+            *x0 = match smc.iter().find(|d| u64::from(d.function) == function) {
+                Some(d) if bus.write(d.addr, &1u32.to_le_bytes()) => 0,
+                _ => {
+                    warn!("vcpu{id}: SMCCC function {function:#x} has no doorbell: NOT_SUPPORTED");
+                    SMCCC_NOT_SUPPORTED
+                }
+            };
+            None
         }
         VmExit::Unexpected(what) => {
             bump(&c.other);
@@ -164,7 +191,7 @@ mod tests {
     }
 
     fn handle(bus: &Bus, c: &ExitCounters, exit: VmExit<'_>) -> Option<GuestExit> {
-        handle_exit(exit, 0, bus, c, &FakeConsole)
+        handle_exit(exit, 0, bus, c, &FakeConsole, &[])
     }
 
     /// The counters that are not zero, by name: any other counter bumped fails the compare.
@@ -206,6 +233,32 @@ mod tests {
         assert_eq!(r, None);
         assert_eq!(data, [0; 8]);
         assert_eq!(bumped(&c), [("mmio_read", 1), ("mmio_unclaimed", 1)]);
+    }
+
+    #[test]
+    fn a_forwarded_smc_rings_its_doorbell_and_returns_success() {
+        let (bus, probe, c) = rig();
+        let smc = [SmcDoorbell {
+            function: 0x8200_0010,
+            addr: DEV + 0x20,
+        }];
+        let mut x0 = 7;
+        let exit = VmExit::Smccc {
+            function: 0x8200_0010,
+            x0: &mut x0,
+        };
+        assert_eq!(handle_exit(exit, 0, &bus, &c, &FakeConsole, &smc), None);
+        assert_eq!(x0, 0, "SMCCC success");
+        assert_eq!(probe.lock().unwrap().writes, [(0x20, vec![1, 0, 0, 0])]);
+        let mut x0 = 7;
+        let other = VmExit::Smccc {
+            function: 0xc200_0010,
+            x0: &mut x0,
+        };
+        assert_eq!(handle_exit(other, 0, &bus, &c, &FakeConsole, &smc), None);
+        assert_eq!(x0, SMCCC_NOT_SUPPORTED, "a function without a doorbell");
+        assert_eq!(probe.lock().unwrap().writes.len(), 1, "rang nothing");
+        assert_eq!(bumped(&c), [("smccc", 2)]);
     }
 
     #[test]

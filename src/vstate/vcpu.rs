@@ -23,7 +23,7 @@ use kvm_ioctls::{VcpuExit, VcpuFd};
 use log::{error, warn};
 
 use super::exit::{ExitSignal, GuestExit};
-use super::handle::{handle_exit, VcpuConsole, VmExit};
+use super::handle::{handle_exit, SmcDoorbell, VcpuConsole, VmExit};
 use crate::sandbox::seccomp::{Filters, ThreadKind};
 use crate::stats::Startup;
 use crate::stats::{bump, ExitCounters};
@@ -38,6 +38,8 @@ pub struct VcpuContext {
     pub startup: Arc<Startup>,
     /// The sandbox each vCPU thread installs on itself before its first `KVM_RUN`.
     pub seccomp: Arc<Filters>,
+    /// The SMCCC functions KVM forwards, each ringing a doorbell on the bus.
+    pub smc: Vec<SmcDoorbell>,
 }
 
 /// A running vCPU thread.
@@ -168,10 +170,20 @@ fn run_loop(
         let r = vcpu.run();
         // Coalesced console bytes were written before this exit: hand them over first.
         ctx.console.drain(&ctx.counters);
+        // A forwarded SMCCC call: its result goes into x0, which needs the vCPU back.
+        if let Ok(VcpuExit::Hypercall(h)) = &r {
+            let function = h.nr;
+            if let Some(o) = smccc(vcpu, id, ctx, function) {
+                return Some(o);
+            }
+            continue;
+        }
         match r {
             Ok(exit) => {
                 let exit = VmExit::from(exit);
-                if let Some(o) = handle_exit(exit, id, &ctx.bus, &ctx.counters, &*ctx.console) {
+                if let Some(o) =
+                    handle_exit(exit, id, &ctx.bus, &ctx.counters, &*ctx.console, &ctx.smc)
+                {
                     return Some(o);
                 }
             }
@@ -185,6 +197,24 @@ fn run_loop(
             }
         }
     }
+}
+
+/// Serves forwarded SMCCC call `function` and puts its result in x0; `Some` on failure.
+fn smccc(vcpu: &mut VcpuFd, id: usize, ctx: &VcpuContext, function: u64) -> Option<GuestExit> {
+    let mut x0 = 0;
+    let exit = VmExit::Smccc {
+        function,
+        x0: &mut x0,
+    };
+    let c = &*ctx.console;
+    if let Some(o) = handle_exit(exit, id, &ctx.bus, &ctx.counters, c, &ctx.smc) {
+        return Some(o);
+    }
+    if let Err(e) = crate::arch::aarch64::regs::set_x0(vcpu, x0) {
+        error!("vcpu{id}: cannot return the SMCCC result: {e}");
+        return Some(GuestExit::Crash);
+    }
+    None
 }
 
 impl<'a> From<VcpuExit<'a>> for VmExit<'a> {

@@ -49,6 +49,9 @@ const MAIL0_RD: u64 = 0x00;
 const MAIL0_STA: u64 = 0x18;
 const MAIL0_CNF: u64 = 0x1c;
 const MAIL1_WRT: u64 = 0x20;
+/// The doorbell register's offset in the window: the SMC transport rings it for the guest
+/// (a write of 1 when KVM forwards the guest's SMC), so both transports serve one way.
+pub const DOORBELL: u64 = MAIL1_WRT;
 const MAIL1_STA: u64 = 0x38;
 const STA_FULL: u32 = 1 << 31;
 const STA_EMPTY: u32 = 1 << 30;

@@ -46,6 +46,11 @@ pub fn set_boot_regs(vcpu: &VcpuFd, entry: u64, dtb: u64) -> Result<(), kvm_ioct
     Ok(())
 }
 
+/// Sets x0: a forwarded SMCCC call's result.
+pub fn set_x0(vcpu: &VcpuFd, value: u64) -> Result<(), kvm_ioctls::Error> {
+    vcpu.set_one_reg(X0, &value.to_le_bytes()).map(|_| ())
+}
+
 /// Reads a vCPU's MPIDR_EL1.
 pub fn read_mpidr(vcpu: &VcpuFd) -> Result<u64, kvm_ioctls::Error> {
     let mut buf = [0u8; 8];

@@ -273,6 +273,14 @@ impl<'r> Planner<'r> {
         Ok(why)
     }
 
+    /// Reaches the SCMI system controller, if the guest has one, through `t` (the default is
+    /// the mailbox, which works with any host kernel).
+    pub fn scmi_transport(&mut self, t: scmi::ScmiTransport) {
+        if let Some(s) = self.plan.scmi.as_mut() {
+            s.transport = t;
+        }
+    }
+
     /// Gives the guest an SCMI system controller (its window, SPI and phandles now): the
     /// devices added from here on get their clocks, reset lines and power domains from it.
     pub fn enable_scmi(&mut self) -> Result<(), PlanError> {

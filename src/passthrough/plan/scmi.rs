@@ -45,6 +45,8 @@ pub struct ScmiPower {
 /// Where the SCMI platform sits and what it serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScmiPlan {
+    /// How the guest reaches it.
+    pub transport: ScmiTransport,
     /// Guest address of the doorbell page; the channel's page follows it.
     pub window: u64,
     /// The doorbell's SPI.
@@ -57,6 +59,22 @@ pub struct ScmiPlan {
     pub clocks: Vec<ScmiClock>,
     pub resets: Vec<ScmiReset>,
     pub power_domains: Vec<ScmiPower>,
+}
+
+/// The SMCCC function the SMC transport uses: a fast call in the SiP service range, which
+/// KVM's SMCCC filter may forward to userspace (its own ranges, PSCI and the KVM vendor
+/// services, it keeps).
+pub const SMC_FUNCTION: u32 = 0x8200_0010;
+
+/// How the guest's SCMI agent reaches the platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScmiTransport {
+    /// `arm,scmi` over the emulated `brcm,bcm2835-mbox` doorbell, its completion an
+    /// interrupt: works with any host kernel.
+    Mailbox,
+    /// `arm,scmi-smc`: the guest's SMC with `function`, forwarded by KVM's SMCCC filter
+    /// (Linux 6.4 and later), rings the doorbell; the reply is ready when the SMC returns.
+    Smc { function: u32 },
 }
 
 /// An SCMI entity with the host key it stands for.
@@ -116,6 +134,7 @@ impl ScmiPlan {
     /// A platform with its window, SPI and phandles from `res`, serving nothing yet.
     pub(super) fn new(res: &mut Resources) -> Result<Self, Exhausted> {
         Ok(Self {
+            transport: ScmiTransport::Mailbox,
             window: res.emulated(WINDOW_SIZE, MAILBOX_SIZE)?,
             spi: res.emulated_spi()?,
             mailbox_phandle: res.phandle()?,
@@ -245,7 +264,23 @@ impl ScmiPlan {
 
     /// The guest's root nodes: the doorbell, the channel's page, `/firmware/scmi`.
     pub fn nodes(&self) -> Vec<GuestNode> {
-        vec![self.mailbox_node(), self.sram_node(), self.firmware_node()]
+        match self.transport {
+            ScmiTransport::Mailbox => {
+                vec![self.mailbox_node(), self.sram_node(), self.firmware_node()]
+            }
+            ScmiTransport::Smc { .. } => vec![self.sram_node(), self.firmware_node()],
+        }
+    }
+
+    /// The guest address the SMC transport's calls ring (the doorbell register), if it is
+    /// the transport.
+    pub fn smc_doorbell(&self) -> Option<(u32, u64)> {
+        match self.transport {
+            ScmiTransport::Smc { function } => {
+                Some((function, self.window + devices::scmi::mailbox::DOORBELL))
+            }
+            ScmiTransport::Mailbox => None,
+        }
     }
 
     fn mailbox_node(&self) -> GuestNode {
@@ -313,15 +348,25 @@ impl ScmiPlan {
         if !self.resets.is_empty() {
             children.push(protocol(0x16, "#reset-cells", self.reset_provider));
         }
-        let scmi = GuestNode {
-            name: "scmi".into(),
-            props: vec![
+        let transport = match self.transport {
+            ScmiTransport::Mailbox => vec![
                 ("compatible".into(), strings_prop(&["arm,scmi"])),
                 ("mboxes".into(), cells_prop(&[self.mailbox_phandle])),
-                ("shmem".into(), cells_prop(&[self.shmem_phandle])),
-                ("#address-cells".into(), cells_prop(&[1])),
-                ("#size-cells".into(), cells_prop(&[0])),
             ],
+            ScmiTransport::Smc { function } => vec![
+                ("compatible".into(), strings_prop(&["arm,scmi-smc"])),
+                ("arm,smc-id".into(), cells_prop(&[function])),
+            ],
+        };
+        let mut props = transport;
+        props.extend([
+            ("shmem".into(), cells_prop(&[self.shmem_phandle])),
+            ("#address-cells".into(), cells_prop(&[1])),
+            ("#size-cells".into(), cells_prop(&[0])),
+        ]);
+        let scmi = GuestNode {
+            name: "scmi".into(),
+            props,
             children,
         };
         GuestNode {
@@ -459,6 +504,32 @@ mod tests {
             assert!(none.note.unwrap().contains("clock-rates=x:HZ"));
         }
         s.config().validate().unwrap();
+    }
+
+    #[test]
+    fn the_smc_transport_has_no_mailbox_and_names_its_function() {
+        let mut res = Resources::new(layout::PASSTHROUGH_MMIO_BASE);
+        let mut s = ScmiPlan::new(&mut res).unwrap();
+        assert_eq!(s.smc_doorbell(), None, "the mailbox by default");
+        s.clocks("d", &[clock("pclk", "/c", Some(1))]);
+        s.transport = ScmiTransport::Smc {
+            function: SMC_FUNCTION,
+        };
+        let n = s.nodes();
+        assert_eq!(n.len(), 2, "sram and firmware: {n:?}");
+        assert_eq!(n[0].children[0].strings("compatible"), ["arm,scmi-shmem"]);
+        let scmi = &n[1].children[0];
+        assert_eq!(scmi.strings("compatible"), ["arm,scmi-smc"]);
+        assert_eq!(
+            scmi.prop("arm,smc-id").unwrap(),
+            cells_prop(&[SMC_FUNCTION])
+        );
+        assert!(scmi.prop("mboxes").is_none());
+        assert_eq!(scmi.prop("shmem").unwrap(), cells_prop(&[s.shmem_phandle]));
+        assert_eq!(
+            s.smc_doorbell(),
+            Some((SMC_FUNCTION, s.window + devices::scmi::mailbox::DOORBELL))
+        );
     }
 
     #[test]

@@ -407,6 +407,7 @@ fn ioctls_are_allowed_by_exact_number_per_thread() {
                 ("VHOST_NET_SET_BACKEND", 0x4008_af30),
                 ("VHOST_VSOCK_SET_RUNNING", 0x4004_af61),
                 ("VFIO_DEVICE_RESET", 0x3b6f),
+                ("KVM_SET_ONE_REG", 0x4010_aeac),
             ],
         ),
         (

@@ -9,6 +9,9 @@
 #       the console in the guest, becomes serial1; mmc1 stays).
 #   L2: the fixed clocks carry L1's rates, the aliases name the passed nodes, and the stock
 #       serial_imx probes the UART as ttymxc1.
+#   Then again with --scmi on: the SCMI controller on the SMC transport (L1's 6.12 KVM
+#       forwards the call); L2's arm-scmi reaches it, its clock framework reads the four CCM
+#       clocks at L1's rates through SCMI, serial_imx probes with them.
 # What it cannot check: any driver that waits for an interrupt or a timer. QEMU 10.0.2's
 # imx8mp-evk wires the GIC to the Cortex-A53s' IRQ and FIQ inputs only, not to their virtual
 # IRQ/FIQ inputs, so no virtual interrupt ever reaches a KVM guest: L1's "kvm guest vtimer"
@@ -48,4 +51,22 @@ l2_log_has "$MMC: synthesized alias mmc1 → /mmc@[0-9a-f]* (as on the host)" "u
 l2_log_has "$MMC: synthesized mmc@30b50000 'vmmc-supply': host regulator /regulator-usdhc2 (3300 mV) → guest fixed regulator" \
     "uSDHC2's supply as a fixed regulator" || status=1
 grep -q "dropped 'clocks'" "$L2_LOG" && { reason "platvmm dropped clocks"; status=1; }
+
+# The same two devices with --scmi on: L1's 6.12 KVM has the SMCCC filter, so the guest's
+# SCMI agent reaches platvmm by SMC (arm,scmi-smc), which needs no interrupt: the reply is
+# ready when the SMC returns. serial_imx probes with its clocks served over SCMI.
+RUST_LOG=info run_l2 imx8mp-probe-scmi --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
+    --scmi on --vfio-platform /sys/bus/platform/devices/$UART --vfio-platform /sys/bus/platform/devices/$MMC \
+    --cmdline "console=ttyS0 panic=-1 quiet platvmm.check=imx8mp-probe platvmm.expect_scmi_clocks=$clocks platvmm.expect_aliases=serial1,mmc1 platvmm.expect_tty=ttymxc1"
+l2_passed || status=1
+l2_log_has "SCMI system controller: SMC transport (arm,scmi-smc: function 0x82000010 forwarded by KVM's SMCCC filter; arm,scmi-shmem channel at guest 0x[0-9a-f]*); 4 clocks, 0 reset domains, 0 power domains" \
+    "the SCMI controller on the SMC transport with the four CCM clocks" || status=1
+smccc=$(grep -o 'platvmm stats: vm exits .*' "$L2_LOG" | tail -1 | sed -n 's/.* smccc=\([0-9]*\).*/\1/p')
+scmi=$(grep -o 'platvmm stats: scmi .*' "$L2_LOG" | tail -1)
+timing "SCMI over SMC: smccc_exits=${smccc:-?}$(echo "$scmi" | grep -o -E ' ((base|clock)_messages|clock_enables|doorbells|interrupts)=[0-9]+' | tr -d '\n')"
+[ "${smccc:-0}" -gt 0 ] || { reason "no forwarded SMC counted (smccc=${smccc:-missing})"; status=1; }
+for k in base_messages clock_messages clock_enables doorbells; do
+    v=$(echo "$scmi" | sed -n "s/.* $k=\([0-9]*\).*/\1/p")
+    [ "${v:-0}" -gt 0 ] || { reason "platvmm stats: $k=${v:-missing} (want > 0): $scmi"; status=1; }
+done
 exit $status
