@@ -5,5 +5,15 @@ CACHE=${PLATVMM_CACHE:-$ROOT/target/board}
 T0=${T0:-$(date +%s)}
 export T0
 
+# kernel_suffix ARG USAGE: sets SUFFIX for the kernel a resources/ script builds for: "" for
+# bookworm's (no ARG), "-bpo" for bookworm-backports' (ARG "bpo"); dies with USAGE otherwise.
+kernel_suffix() {
+    case $1 in
+        "") SUFFIX="" ;;
+        bpo) SUFFIX=-bpo ;;
+        *) die "usage: $2" ;;
+    esac
+}
+
 step() { printf '[%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -18,11 +18,9 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # apt needs the :arm64 qualifier only when arm64 is a foreign architecture.
 if [ "$(uname -m)" = aarch64 ]; then A=""; else A=":arm64"; fi
 
-case ${1:-} in
-    "") SUFFIX="" REL="" ;;
-    bpo) SUFFIX=-bpo REL=/bookworm-backports ;;
-    *) die "usage: resources/fetch-debian.sh [bpo]" ;;
-esac
+kernel_suffix "${1:-}" "resources/fetch-debian.sh [bpo]"
+REL=""
+[ -z "$SUFFIX" ] || REL=/bookworm-backports
 
 DEBS=$CACHE/debs
 ROOTFS=$CACHE/debian$SUFFIX

@@ -11,11 +11,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=ci/lib.sh
 . "$HERE/../../ci/lib.sh"
-case ${1:-} in
-    "") SUFFIX="" ;;
-    bpo) SUFFIX=-bpo ;;
-    *) die "usage: resources/l1/build.sh [bpo]" ;;
-esac
+kernel_suffix "${1:-}" "resources/l1/build.sh [bpo]"
 [ -f "$CACHE/debian.env" ] || "$ROOT/resources/fetch-debian.sh"
 # shellcheck source=/dev/null
 . "$CACHE/debian.env"

@@ -11,11 +11,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=ci/lib.sh
 . "$HERE/../../ci/lib.sh"
 
-case ${1:-} in
-    "") SUFFIX="" ;;
-    bpo) SUFFIX=-bpo ;;
-    *) die "usage: resources/vfio/build.sh [bpo]" ;;
-esac
+kernel_suffix "${1:-}" "resources/vfio/build.sh [bpo]"
 [ -f "$CACHE/debian$SUFFIX.env" ] || "$ROOT/resources/fetch-debian.sh" ${SUFFIX:+bpo}
 # shellcheck source=/dev/null
 . "$CACHE/debian$SUFFIX.env"

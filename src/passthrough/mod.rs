@@ -187,6 +187,8 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
     let base = sysfs.join("firmware/devicetree/base");
     let tree = SysfsTree::new(&base, &sysfs.join("kernel/debug/clk"));
     let host_aliases = devices::guest_node::aliases::read_sysfs(&base);
+    // Node paths are of_node links resolved against the canonical tree root, read once.
+    let canonical_base = std::fs::canonicalize(&base).ok();
     for (spec, member_of) in expand_groups(sysfs, specs)? {
         let spec = &spec;
         let host = HostDevice::probe(sysfs, &spec.path)?;
@@ -223,7 +225,9 @@ pub fn probe(sysfs: &Path, specs: &[VfioSpec]) -> Result<Vec<ProbedDevice>, Pass
             .as_ref()
             .zip(host.of_node.as_deref())
             .map(|(h, of_node)| live_host_irqs(h, of_node, &base, &tree));
-        let aliases = node_path(&host, &base)
+        let aliases = canonical_base
+            .as_deref()
+            .and_then(|b| node_path(&host, b))
             .map(|p| devices::guest_node::aliases::naming(&host_aliases, &p))
             .unwrap_or_default();
         v.push(ProbedDevice {
@@ -253,10 +257,9 @@ pub fn live_host_irqs(h: &HostNode, of_node: &Path, base: &Path, tree: &SysfsTre
     irqspec::host_irqs(h, parent, tree)
 }
 
-/// The path of `host`'s node in the live tree at `base` (`/soc@0/serial@30860000`).
+/// The path of `host`'s node in the live tree at `base`, canonical (`/soc@0/serial@30860000`).
 fn node_path(host: &HostDevice, base: &Path) -> Option<String> {
-    let base = std::fs::canonicalize(base).ok()?;
-    let rel = host.of_node.as_deref()?.strip_prefix(&base).ok()?;
+    let rel = host.of_node.as_deref()?.strip_prefix(base).ok()?;
     Some(format!("/{}", rel.display()))
 }
 
