@@ -89,6 +89,8 @@ pub struct ScmiMailbox<B, I> {
     replies: VecDeque<u32>,
     irq: I,
     counters: Arc<MailboxCounters>,
+    /// Whether a refused message was logged: the first one is, the rest only counted.
+    refusal_logged: bool,
 }
 
 impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
@@ -104,6 +106,7 @@ impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
             replies: VecDeque::new(),
             irq,
             counters: Arc::default(),
+            refusal_logged: false,
         }
     }
 
@@ -160,7 +163,11 @@ impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
                 bump(&self.counters.spurious_doorbells);
                 return;
             }
-            Outcome::Answered { interrupt, .. } | Outcome::Refused { interrupt, .. } => interrupt,
+            Outcome::Answered { interrupt, .. } => interrupt,
+            Outcome::Refused { reason, interrupt } => {
+                self.log_refusal(&reason);
+                interrupt
+            }
         };
         if interrupt {
             if self.replies.len() >= QUEUE_DEPTH {
@@ -169,6 +176,13 @@ impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
             }
             self.replies.push_back(header);
             self.interrupt();
+        }
+    }
+
+    fn log_refusal(&mut self, reason: &super::Refusal) {
+        if !self.refusal_logged {
+            self.refusal_logged = true;
+            log::warn!("SCMI: refused a guest message: {reason}; later ones are only counted (--stats: refused=)");
         }
     }
 

@@ -7,7 +7,9 @@
 # framework reads the host rates through SCMI, then that sdhci-arasan, clocked through SCMI,
 # reads the card (md5 equal to the host's) and writes a token the host finds in the image.
 # platvmm's --stats must count the clock messages, the guest's clock enables and the mailbox
-# interrupts. Resets and power domains: the rig's boards have no provider for them in L1
+# interrupts. Before the disk is read, L2 posts hostile messages through /dev/mem (a length
+# past the channel, an unknown protocol, a clock it was not given, a write outside the
+# window): each is answered as the transport says, counted, and the VM goes on. Resets and power domains: the rig's boards have no provider for them in L1
 # (unit tests and preview-dt cover them).
 # shellcheck source=tests/integration/scenarios/lib/common.sh
 . /scenarios/lib/common.sh
@@ -16,7 +18,7 @@ DEV=ff170000.mmc
 sdhci1_to_vfio || exit 1
 RUST_LOG=info run_l2 scmi --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --identity-map-ram --scmi on --vfio-platform /sys/bus/platform/devices/$DEV \
-    --cmdline "console=ttyS0 panic=-1 platvmm.check=scmi platvmm.scmi_clocks=sdio1_ref:200000000,lpd_lsbus:100000000 platvmm.disk_modules=sdhci_of_arasan,mmc_block platvmm.disk_dev=mmcblk0 platvmm.disk_md5=$SD_MD5 platvmm.dma_token=$SD_TOKEN"
+    --cmdline "console=ttyS0 panic=-1 iomem=relaxed platvmm.check=scmi platvmm.scmi_hostile=1 platvmm.scmi_clocks=sdio1_ref:200000000,lpd_lsbus:100000000 platvmm.disk_modules=sdhci_of_arasan,mmc_block platvmm.disk_dev=mmcblk0 platvmm.disk_md5=$SD_MD5 platvmm.dma_token=$SD_TOKEN"
 if ! l2_passed; then
     status=1
 else
@@ -29,6 +31,8 @@ for c in clk_xin clk_ahb; do
     l2_log_has "$DEV: synthesized clock $c: host /clock-[a-z0-9-]* at [0-9]* Hz → SCMI clock [01]" \
         "an SCMI clock for $c" || status=1
 done
+l2_log_has "SCMI: refused a guest message: the guest posted an SCMI message of length 4294967295" \
+    "the hostile length said once in the log" || status=1
 # The guest used it: messages per protocol, clock enables, doorbells answered by interrupts.
 stats=$(grep -o 'platvmm stats: scmi .*' "$L2_LOG" | tail -1)
 timing "SCMI:$(echo "$stats" | grep -o -E ' ((base|clock)_messages|clock_enables|doorbells|interrupts|error_replies)=[0-9]+' | tr -d '\n')"
@@ -36,6 +40,10 @@ for k in base_messages clock_messages clock_enables doorbells interrupts; do
     v=$(echo "$stats" | sed -n "s/.* $k=\([0-9]*\).*/\1/p")
     [ "${v:-0}" -gt 0 ] || { reason "platvmm stats: $k=${v:-missing} (want > 0): $stats"; status=1; }
 done
-v=$(echo "$stats" | sed -n 's/.* refused=\([0-9]*\).*/\1/p')
-[ "${v:-1}" = 0 ] || { reason "platvmm refused SCMI messages: $stats"; status=1; }
+# Exactly what the hostile messages caused: the guest's own driver causes none of these.
+for kv in refused=1 unknown_protocol_messages=1 error_replies=2 bad_accesses=1; do
+    k=${kv%=*}
+    v=$(echo "$stats" | sed -n "s/.* $k=\([0-9]*\).*/\1/p")
+    [ "$v" = "${kv#*=}" ] || { reason "platvmm stats: $k=${v:-missing} (want ${kv#*=}): $stats"; status=1; }
+done
 exit $status
