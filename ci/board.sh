@@ -29,6 +29,7 @@ build() {
     "$ROOT/resources/vfio/build.sh"
     "$ROOT/resources/vfio/build.sh" bpo
     "$ROOT/resources/drivers/build.sh"
+    "$ROOT/resources/qemu/build.sh"
     if [ -z "${PLATVMM_BIN:-}" ]; then
         step "cargo build --release --target $TARGET (platvmm)"
         # --target even on an aarch64 host: the +crt-static rustflags of .cargo/config.toml
@@ -65,7 +66,8 @@ run() {
                die "unknown scenario '$name' (no tests/integration/scenarios/$name.sh)" ;;
     esac
     if [ ! -f "$CACHE/debian.env" ] || [ ! -f "$CACHE/l1/initramfs.cpio" ] ||
-       [ ! -f "$CACHE/debian-bpo.env" ] || [ ! -f "$CACHE/l1-bpo/initramfs.cpio" ]; then
+       [ ! -f "$CACHE/debian-bpo.env" ] || [ ! -f "$CACHE/l1-bpo/initramfs.cpio" ] ||
+       [ ! -f "$CACHE/qemu.env" ]; then
         die "board not built: run ci/board.sh build"
     fi
     # shellcheck source=/dev/null
@@ -77,6 +79,8 @@ run() {
     mkdir -p "$(dirname "$log")"
     : >"$log"
 
+    # The QEMU binary: the installed one, but for boards that need another (use_board).
+    QEMU=qemu-system-aarch64
     # -cpu max,pauth=off: pointer-auth emulation triples TCG's cost. -nic none: QEMU 7.2
     # would look for efi-virtio.rom. gic-version=3: KVM's vGICv3 in L1.
     # shellcheck disable=SC2054 # commas inside QEMU option values
@@ -137,8 +141,11 @@ run() {
                 # GPC, resets from the SRC, as on the board. Serial ports: UART1 (the one
                 # scenarios pass through) goes to ARGS' chardev (default null), UART2 is the
                 # console.
-                qemu-system-aarch64 -machine help 2>/dev/null | grep -q '^imx8mp-evk ' ||
-                    die "$(qemu-system-aarch64 --version | head -1) has no imx8mp-evk machine: install QEMU >= 10.0 (ci/setup-host.sh does on Debian 12)"
+                # QEMU >= 10.0.3: resources/qemu/build.sh builds it when the installed one
+                # is older.
+                QEMU=$(sed -n 's/^QEMU_IMX8MP=//p' "$CACHE/qemu.env")
+                qemu_imx8mp_virq "$QEMU" ||
+                    die "$QEMU is not QEMU >= 10.0.3 (imx8mp-evk's virtual interrupts): run ci/board.sh build"
                 local bpo_image krel
                 bpo_image=$(sed -n 's/^VMLINUZ=//p' "$CACHE/debian-bpo.env")
                 krel=$(sed -n 's/^KREL=//p' "$CACHE/debian-bpo.env")
@@ -177,11 +184,11 @@ run() {
     if [ $interactive = 1 ]; then
         # --foreground: QEMU keeps the terminal (^A x, ^C to the guest) when it is one.
         set +e
-        timeout --foreground -k 10 "$timeout" qemu-system-aarch64 "${QEMU_ARGS[@]}" 2>&1 | tee -a "$log"
+        timeout --foreground -k 10 "$timeout" "$QEMU" "${QEMU_ARGS[@]}" 2>&1 | tee -a "$log"
         rc=${PIPESTATUS[0]}
         set -e
     else
-        timeout -k 10 "$timeout" qemu-system-aarch64 "${QEMU_ARGS[@]}" </dev/null >>"$log" 2>&1 || rc=$?
+        timeout -k 10 "$timeout" "$QEMU" "${QEMU_ARGS[@]}" </dev/null >>"$log" 2>&1 || rc=$?
     fi
     local t1; t1=$(date +%s.%N)
     kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true

@@ -91,12 +91,15 @@ check zcu102-gem3-scmi xilinx/zynqmp-zcu102-rev1.0.dts \
 check zcu102-sdhci1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/mmc@ff170000,clock-rates=clk_xin:200M;clk_ahb:100M"
 check imx8mp-evk-eqos freescale/imx8mp-evk.dts \
     "/soc@0/bus@30800000/ethernet@30bf0000,clock-rates=stmmaceth:266M;pclk:266M"
-# The imx8mp-probe scenario's two devices (CCM clocks at the rates QEMU's L1 reads in debugfs),
-# with their aliases; uSDHC2's supply as a fixed regulator.
+# The imx8mp scenario's devices (CCM clocks at the rates QEMU's L1 reads in debugfs), with
+# their aliases; uSDHC2's supply as a fixed regulator; I2C2 with its HDMI bridge child.
 check imx8mp-evk-uart1 freescale/imx8mp-evk.dts \
     "/soc@0/bus@30800000/spba-bus@30800000/serial@30860000,clock-rates=ipg:80M;per:80M"
 check imx8mp-evk-usdhc2 freescale/imx8mp-evk.dts \
     "/soc@0/bus@30800000/mmc@30b50000,clock-rates=ipg:24M;ahb:24M;per:24M"
+check imx8mp-evk-i2c2 freescale/imx8mp-evk.dts \
+    "/soc@0/bus@30800000/i2c@30a30000,clock-rates=0:24M"
+check imx8mp-evk-wdog1 freescale/imx8mp-evk.dts "/soc@0/bus@30000000/watchdog@30280000,clock-rates=0:24M"
 check lx2160a-uart0 freescale/fsl-lx2160a-rdb.dts "/soc/serial@21c0000,clock-rates=uartclk:350M;apb_pclk:350M"
 # Supplies become guest fixed regulators at the host's voltage: the ADC's reference.
 check rk3399-saradc rockchip/rk3399-rockpro64.dts "/saradc@ff100000,clock-rates=saradc:24M;apb_pclk:100M"

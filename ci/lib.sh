@@ -15,5 +15,13 @@ kernel_suffix() {
     esac
 }
 
+# qemu_imx8mp_virq [BINARY]: whether this QEMU (default the installed one) wires the i.MX 8M
+# Plus A53s' virtual IRQ/FIQ inputs, which KVM's guests need for every interrupt: >= 10.0.3.
+qemu_imx8mp_virq() {
+    local v
+    v=$("${1:-qemu-system-aarch64}" --version 2>/dev/null | sed -n '1s/^QEMU emulator version \([0-9][0-9.]*\).*/\1/p')
+    [ -n "$v" ] && [ "$(printf '%s\n' 10.0.3 "$v" | sort -V | head -1)" = 10.0.3 ]
+}
+
 step() { printf '[%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

@@ -28,7 +28,11 @@ L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahc
 # The imx8mp board's L1 (6.12): the SD slot's supply (a fixed regulator: until it probes,
 # fw_devlink keeps every driver, vfio-platform too, off uSDHC2) and L1's own uSDHC driver for
 # the baseline read.
-[ -z "$SUFFIX" ] || L1_STOCK_MODULES=(fixed sdhci_esdhc_imx)
+[ -z "$SUFFIX" ] || L1_STOCK_MODULES=(fixed sdhci_esdhc_imx i2c_imx at24 nvmem_imx_ocotp fec)
+# Staged, not loaded at boot: the scenario loads them when it needs them (imx2_wdt cannot be
+# unbound once it has a device: the imx8mp scenario loads it to take the WDOG back from L2).
+L1_LATER_MODULES=()
+[ -z "$SUFFIX" ] || L1_LATER_MODULES=(imx2_wdt)
 
 PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
 VFIO=$CACHE/vfio$SUFFIX
@@ -52,7 +56,7 @@ fi
 # bookworm's L1 gets the extra drivers too (the ZynqMP peripherals' baseline); they are 6.1's.
 EXTRA=()
 [ -n "$SUFFIX" ] || EXTRA=("$CACHE/drivers")
-hash=$(inputs_hash "=$KREL $KVER" "$L2_IMAGE" "${EXTRA[@]}" "=${L1_STOCK_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
+hash=$(inputs_hash "=$KREL $KVER" "$L2_IMAGE" "${EXTRA[@]}" "=${L1_STOCK_MODULES[*]} ${L1_LATER_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
        "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$CACHE/l2/rootfs.ext4.gz" "$CACHE/l2/tools" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
     step "L1 initramfs up to date"
@@ -61,7 +65,7 @@ fi
 
 step "building the L1 initramfs"
 mkdir -p "$OUT"
-stage_stock_modules "$OUT/modules" "${L1_STOCK_MODULES[@]}"
+stage_stock_modules "$OUT/modules" "${L1_STOCK_MODULES[@]}" "${L1_LATER_MODULES[@]}"
 [ ${#EXTRA[@]} = 0 ] || stage_extra_modules "$OUT/modules" "${EXTRA[0]}"
 printf '%s\n' "${L1_STOCK_MODULES[@]}" >"$OUT/l1-modules"
 rm -rf "$OUT/overlays" && mkdir -p "$OUT/overlays"

@@ -23,8 +23,10 @@ wait_for() {
 }
 if_exists() { [ -e /sys/class/net/eth0 ]; }
 link_up() { [ "$(cat /sys/class/net/eth0/carrier 2>/dev/null)" = 1 ]; }
+# The MAC's interrupts, named after the interface (macb) or its device (fec).
 eth_irqs() {
-    awk '/eth0/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' \
+    awk -v dev="$(basename "$(readlink /sys/class/net/eth0/device)")" \
+        '/eth0/ || index($0, dev) { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }' \
         /proc/interrupts
 }
 

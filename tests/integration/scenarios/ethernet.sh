@@ -14,21 +14,7 @@ md5=$(sed -n 's/.*platvmm.net_md5=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 bytes=$(sed -n 's/.*platvmm.net_bytes=\([0-9]*\).*/\1/p' /proc/cmdline)
 
 # Baseline: L1's own macb (loaded at boot), the way L2 will download.
-i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 80 ]; do sleep 0.25; i=$((i + 1)); done
-[ -e /sys/class/net/eth0 ] || { reason "L1's macb did not probe $DEV"; exit 1; }
-ip link set eth0 up
-if ! udhcpc -i eth0 -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1; then
-    reason "L1 got no DHCP lease on eth0"; exit 1
-fi
-t0=$(now)
-got=$(wget -q -O - "$url" | md5sum | cut -d' ' -f1)
-t1=$(now)
-[ "$got" = "$md5" ] || { reason "L1's own download has md5 $got, the host's is $md5"; exit 1; }
-L1_RATE=$(awk -v b="$bytes" -v a="$t0" -v c="$t1" 'BEGIN { printf "%.2f", b / 1e6 / (c - a) }')
-timing "L1 native: HTTP download of $((bytes / 1048576)) MiB at ${L1_RATE} MB/s"
-ip addr flush dev eth0
-ip link set eth0 down
+l1_net_baseline "$url" "$md5" "$bytes" || exit 1
 
 vfio_bind platform $DEV vfio-platform || { reason "cannot bind $DEV to vfio-platform"; exit 1; }
 RUST_LOG=info run_l2 ethernet --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
@@ -37,9 +23,8 @@ RUST_LOG=info run_l2 ethernet --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" 
 if ! l2_passed; then
     status=1
 else
+    l2_net_report
     r=$(l2_result)
-    rate=$(echo "$r" | sed -n 's/.*net_MBps=\([0-9.]*\).*/\1/p')
-    timing "L2 passthrough: HTTP download at ${rate} MB/s = $(awk -v a="$rate" -v b="$L1_RATE" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$r" | grep -o 'irqs_per_MiB=[0-9.]*')"
     for want in driver=macb md5_ok=yes addr=10.0.2.; do
         case $r in *"$want"*) ;; *) reason "L2 result lacks $want: $r"; status=1 ;; esac
     done

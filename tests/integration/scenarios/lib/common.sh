@@ -124,6 +124,34 @@ l1_disk_baseline() {
     [ "$(md5sum "/dev/$1" | cut -d' ' -f1)" = "$2" ] || { reason "L1 itself reads a different md5"; return 1; }
 }
 
+# l1_net_baseline URL MD5 BYTES: L1's own driver for eth0 downloads URL the way L2's net check
+# will (DHCP, then wget), then gives the interface up: sets L1_NET_RATE (MB/s) and reports it;
+# fails (returns 1, with the reason) if eth0 never appears, DHCP does not answer or the md5
+# is not the host's.
+l1_net_baseline() {
+    _i=0
+    while [ ! -e /sys/class/net/eth0 ] && [ $_i -lt 80 ]; do sleep 0.25; _i=$((_i + 1)); done
+    [ -e /sys/class/net/eth0 ] || { reason "L1's own Ethernet driver made no eth0"; return 1; }
+    ip link set eth0 up
+    udhcpc -i eth0 -n -q -t 10 -T 2 -s /etc/udhcpc.script >/dev/null 2>&1 ||
+        { reason "L1 got no DHCP lease on eth0"; return 1; }
+    _t0=$(now)
+    _got=$(wget -q -O - "$1" | md5sum | cut -d' ' -f1)
+    _t1=$(now)
+    [ "$_got" = "$2" ] || { reason "L1's own download has md5 $_got, the host's is $2"; return 1; }
+    L1_NET_RATE=$(awk -v b="$3" -v a="$_t0" -v c="$_t1" 'BEGIN { printf "%.2f", b / 1e6 / (c - a) }')
+    timing "L1 native: HTTP download of $(($3 / 1048576)) MiB at ${L1_NET_RATE} MB/s"
+    ip addr flush dev eth0
+    ip link set eth0 down
+}
+
+# l2_net_report: the last run_l2's download rate (net check) against L1_NET_RATE.
+l2_net_report() {
+    _r=$(l2_result)
+    _rate=$(echo "$_r" | sed -n 's/.*net_MBps=\([0-9.]*\).*/\1/p')
+    timing "L2 passthrough: HTTP download at ${_rate} MB/s = $(awk -v a="$_rate" -v b="$L1_NET_RATE" 'BEGIN { printf "%.2f", a / b }') x L1; $(echo "$_r" | grep -o 'irqs_per_MiB=[0-9.]*' | tail -1)"
+}
+
 # l2_disk_report: the last run_l2's read rate (disk check) against L1_RATE.
 l2_disk_report() {
     _r=$(l2_result)
