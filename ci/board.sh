@@ -47,6 +47,25 @@ build() {
 # Seconds (2 decimals) between two `date +%s.%N` values.
 delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
+# For host files whose board's UART1 goes to "unix:$RUN_DIR/uart1.sock" (use_board NAME
+# CHARDEV): uart_peer_start serves it with tests/integration/host/uart-peer.py (started before
+# QEMU, which connects to it); uart_peer_check N (in host_after) stops the peer and fails
+# unless it answered at least N lines.
+uart_peer_start() {
+    python3 "$ROOT/tests/integration/host/uart-peer.py" "$RUN_DIR/uart1.sock" "$RUN_DIR/uart1.log" &
+    UART_PEER=$!
+    local _
+    for _ in $(seq 50); do [ -S "$RUN_DIR/uart1.sock" ] && return 0; sleep 0.1; done
+    die "tests/integration/host/uart-peer.py did not create $RUN_DIR/uart1.sock"
+}
+uart_peer_check() {
+    local lines
+    kill "$UART_PEER" 2>/dev/null
+    lines=$(grep -c '^platvmm-uart [0-9]* [0-9a-f]*$' "$RUN_DIR/uart1.log" 2>/dev/null)
+    [ "${lines:-0}" -ge "$1" ] || { echo "the UART peer answered ${lines:-0} lines (want $1: half from L1, half from L2)"; return 1; }
+    echo "host: the UART peer answered $lines lines (L1, then L2)"
+}
+
 run() {
     [ $# -ge 1 ] || usage
     local name=$1; shift
@@ -91,8 +110,8 @@ run() {
     L1_APPEND=(console=ttyAMA0 initcall_blacklist=pl061_gpio_driver_init "platvmm.scenario=$name")
     if [ "$(uname -m)" = aarch64 ]; then QEMU_ARGS+=(-accel tcg); fi
 
-    # use_board NAME [ARGS] (from a scenario's host file): another emulated board instead
-    # of virt.
+    # use_board NAME [CHARDEV] (from a scenario's host file): another emulated board instead
+    # of virt; CHARDEV (a QEMU -serial value) is where imx8mp's UART1 goes (default null).
     use_board() {
         local dtb=$CACHE/boards/$1.dtb
         mkdir -p "$CACHE/boards"

@@ -57,7 +57,7 @@ fi
 EXTRA=()
 [ -n "$SUFFIX" ] || EXTRA=("$CACHE/drivers")
 hash=$(inputs_hash "=$KREL $KVER" "$L2_IMAGE" "${EXTRA[@]}" "=${L1_STOCK_MODULES[*]} ${L1_LATER_MODULES[*]}" "$BUSYBOX" "$VMLINUZ" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$CACHE/l2/rootfs.ext4.gz" "$CACHE/l2/tools" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$VFIO" "$PLATVMM_BIN" "$L2_CPIO" "$CACHE/l2/rootfs.ext4.gz" "$CACHE/l2/tools" "$SCENARIOS" "$OVERLAYS" "$ROOT/resources/net" "$ROOT/resources/shared")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio" ]; then
     step "L1 initramfs up to date"
     exit 0
@@ -81,6 +81,8 @@ done
     echo "file etc/l1-modules $OUT/l1-modules 644"
     echo "file etc/udhcpc.script $ROOT/resources/net/udhcpc.script 755"
     echo "file bin/platvmm $PLATVMM_BIN 755"
+    echo "dir lib/platvmm 755"
+    echo "file lib/platvmm/uart-exchange.sh $ROOT/resources/shared/uart-exchange.sh 644"
     echo "dir lib/modules/vfio 755"
     for ko in "$VFIO"/*.ko; do echo "file lib/modules/vfio/$(basename "$ko") $ko 644"; done
     [ ${#L1_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules/$KREL $OUT/modules/lib/modules/$KREL"

@@ -19,7 +19,7 @@ L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk virtio_net virtio
 OUT=$CACHE/l2
 [ -f "$CACHE/drivers/.stamp" ] || die "no extra drivers in $CACHE/drivers: run resources/drivers/build.sh"
 hash=$(inputs_hash "=$KREL $KVER" "=${L2_STOCK_MODULES[*]}" "$CACHE/drivers" "$BUSYBOX" "$MKCPIO" \
-       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$ROOT/resources/net")
+       "$ROOT/resources/initramfs-lib.sh" "$HERE" "$ROOT/resources/net" "$ROOT/resources/shared")
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$hash" ] && [ -f "$OUT/initramfs.cpio.gz" ] &&
    [ -f "$OUT/rootfs.ext4.gz" ]; then
     step "L2 initramfs up to date"
@@ -45,6 +45,8 @@ l2_spec() {
     echo "file init $HERE/init 755"
     echo "file etc/udhcpc.script $ROOT/resources/net/udhcpc.script 755"
     echo "dir checks 755"
+    echo "dir lib/platvmm 755"
+    echo "file lib/platvmm/uart-exchange.sh $ROOT/resources/shared/uart-exchange.sh 644"
     for c in "$HERE"/checks/*.sh; do echo "file checks/$(basename "$c") $c 644"; done
     [ ${#L2_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules $OUT/modules/lib/modules"
     for t in "$OUT"/tools/*; do echo "file bin/$(basename "$t") $t 755"; done

@@ -50,33 +50,6 @@ scmi_checks() {
     detail "scmi_clocks_ok"
 }
 
-# uart_exchange TTY N: N lines out, N answers back, each checked; reports lines per second.
-uart_exchange() {
-    dev=/dev/$1 want=/tmp/uart.want got=/tmp/uart.got
-    stty -F "$dev" 115200 raw -echo -echoe -echok || { fail "stty on $dev failed"; return; }
-    cat "$dev" >"$got" & reader=$!
-    : >"$want"
-    t0=$(cut -d' ' -f1 /proc/uptime)
-    exec 3>"$dev"
-    i=0
-    while [ $i -lt "$2" ]; do
-        p=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-        printf 'platvmm-uart %s %s\n' $i "$p" >&3
-        printf 'platvmm-host %s %s\n' $i "$(printf %s "$p" | md5sum | cut -d' ' -f1)" >>"$want"
-        i=$((i + 1))
-    done
-    i=0
-    while [ "$(grep -c '^platvmm-host' "$got")" -lt "$2" ] && [ $i -lt 100 ]; do usleep 100000; i=$((i + 1)); done
-    t1=$(cut -d' ' -f1 /proc/uptime)
-    exec 3>&-
-    kill $reader
-    if tr -d '\r' <"$got" | grep '^platvmm-host' | cmp -s - "$want"; then
-        detail "$(awk -v n="$2" -v a="$t0" -v b="$t1" 'BEGIN { printf "uart_lines=%d uart_lines_per_s=%.0f", n, n / (b - a) }')"
-    else
-        fail "UART: $(grep -c '^platvmm-host' "$got") of $2 answers came back, or some were wrong"
-    fi
-}
-
 # eeprom_read MD5: the 24C32 behind the passed I2C adapter, through i2c_imx and at24.
 eeprom_read() {
     if ! modprobe i2c_imx || ! modprobe at24; then fail "cannot load i2c_imx/at24"; return; fi
@@ -116,7 +89,11 @@ if [ -e "/sys/class/tty/$tty" ]; then
 else
     fail "no /sys/class/tty/$tty: serial_imx did not probe the passed UART"
 fi
-[ -z "$(arg platvmm.uart_lines)" ] || uart_exchange "$tty" "$(arg platvmm.uart_lines)"
+if [ -n "$(arg platvmm.uart_lines)" ]; then
+    # shellcheck source=resources/shared/uart-exchange.sh
+    . /lib/platvmm/uart-exchange.sh
+    if r=$(uart_exchange "$tty" "$(arg platvmm.uart_lines)"); then detail "$r"; else fail "UART: $r"; fi
+fi
 [ -z "$(arg platvmm.eeprom_md5)" ] || eeprom_read "$(arg platvmm.eeprom_md5)"
 [ -z "$(arg platvmm.wdog_keepalive)" ] || wdog_keepalive "$(arg platvmm.wdog_keepalive)"
 # shellcheck source=resources/l2/checks/disk.sh

@@ -4,8 +4,9 @@
 # unchanged: KVM in nVHE mode, vfio-platform, and four devices clocked by the CCM (clock
 # indices a guest cannot use), each driven in L2 by its stock driver.
 #   L1 baselines: its own sdhci-esdhc-imx reads the SD card in uSDHC2 (md5 equal to the
-#       host's, MB/s), its i2c-imx + at24 read the EEPROM behind I2C2; then UART1, uSDHC2,
-#       I2C2 and WDOG1 go to vfio-platform.
+#       host's, MB/s), its i2c-imx + at24 read the EEPROM behind I2C2, its serial_imx exchanges
+#       64 lines on UART1, its fec downloads the file; then UART1, uSDHC2, I2C2, WDOG1 and the
+#       FEC go to vfio-platform.
 #   L2, fixed clocks: platvmm names every clock as Linux's clk-imx8mp does, reads its rate in
 #       L1's debugfs and gives the guest a fixed clock at that rate; the host's aliases
 #       (serial0, taken by the console in the guest, becomes serial1); serial_imx probes.
@@ -41,6 +42,10 @@ l1_eeprom_baseline() {
     [ "$_got" = "$EEPROM_MD5" ] || { reason "L1 itself reads the EEPROM as $_got, not $EEPROM_MD5"; return 1; }
 }
 l1_eeprom_baseline || exit 1
+# shellcheck source=resources/shared/uart-exchange.sh
+. /lib/platvmm/uart-exchange.sh
+r=$(uart_exchange ttymxc0 64) || { reason "L1's own serial_imx on UART1: $r"; exit 1; }
+timing "L1 native: UART $r"
 l1_net_baseline "$NET_URL" "$NET_MD5" "$NET_BYTES" || exit 1
 # The fec driver cannot be unbound from a device (no unbind in sysfs): it leaves with its module.
 rmmod fec || { reason "cannot unload L1's fec to free $FEC"; exit 1; }
@@ -83,7 +88,7 @@ RUST_LOG=info run_l2 imx8mp-scmi --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMF
 if l2_passed; then
     l2_disk_report
     l2_net_report
-    timing "L2 passthrough: $(l2_result | grep -o -E '(uart_lines_per_s|eeprom_read_ms|wdog_kept_alive_s)=[0-9]+' | tr '\n' ' ')"
+    timing "L2 passthrough: UART $(l2_result | grep -o -E 'uart_lines=[0-9]+ uart_lines_per_s=[0-9]+'); $(l2_result | grep -o -E '(eeprom_read_ms|wdog_kept_alive_s)=[0-9]+' | tr '\n' ' ')"
 else
     status=1
 fi
