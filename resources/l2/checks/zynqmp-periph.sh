@@ -5,6 +5,8 @@
 #   advance 1-4 s over a 2 s sleep. (QEMU's model has no alarm timer: no alarm interrupt.)
 #   GDMA channel (zynqmp_dma): dmatest runs platvmm.dmatest_iterations memcpy tests on it
 #   over identity-mapped RAM and checks every byte; 0 failures wanted; reports its KB/s.
+#   CAN (xilinx_can): platvmm.can_frames frames in the controller's loopback mode, each
+#   back unchanged (canloop); reports frames per second.
 # Sourced by /init, which provides arg, expect, detail and fail.
 modprobe rtc_zynqmp || fail "cannot load rtc_zynqmp"
 rtc=""
@@ -21,6 +23,17 @@ else
     t1=$(cat "$rtc/since_epoch")
     detail "rtc_time=$t1 rtc_advance=$((t1 - t0))s"
     if [ $((t1 - t0)) -lt 1 ] || [ $((t1 - t0)) -gt 4 ]; then fail "the RTC went from $t0 to $t1 in 2 s"; fi
+fi
+
+frames=$(arg platvmm.can_frames)
+if [ -n "$frames" ]; then
+    if ! modprobe xilinx_can; then
+        fail "cannot load xilinx_can"
+    elif r=$(canloop can0 500000 "$frames"); then
+        detail "$r"
+    else
+        fail "CAN: $r"
+    fi
 fi
 
 iterations=$(expect dmatest_iterations) || return 0
