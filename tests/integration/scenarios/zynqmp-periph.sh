@@ -41,16 +41,7 @@ case $l1_sum in "$ITER tests, 0 failures"*) ;; *) reason "L1's own dmatest: '$l1
 # xilinx_can takes any status other than CONFIG alone at probe for big-endian registers, so a
 # controller can be probed after use only once per board boot. The module then goes (it
 # releases both controllers; CAN0 was probed but never opened).
-modprobe xilinx_can || { reason "L1 cannot load xilinx_can"; exit 1; }
-can1=
-for n in /sys/class/net/can*; do
-    case $(readlink -f "$n/device") in */ff070000.can) can1=${n##*/} ;; esac
-done
-[ -n "$can1" ] || { reason "L1's xilinx_can made no interface for ff070000.can"; exit 1; }
-l1_can=$(canloop "$can1" 500000 $FRAMES) || { reason "L1's own xilinx_can on CAN1: $l1_can"; exit 1; }
-timing "L1 native: CAN loopback (CAN1) $l1_can"
-ip link set "$can1" down
-rmmod xilinx_can || { reason "cannot unload L1's xilinx_can to free $CAN"; exit 1; }
+l1_can_baseline ff070000.can $FRAMES || exit 1
 for d in $RTC $DMA $CAN; do
     vfio_bind platform "$d" vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
 done

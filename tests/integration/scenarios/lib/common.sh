@@ -145,6 +145,23 @@ l1_net_baseline() {
     ip link set eth0 down
 }
 
+# l1_can_baseline DEVICE N: L1's own xilinx_can sends N frames in loopback mode on the
+# controller DEVICE (e.g. ff070000.can) with canloop and reports the rate; then the module
+# goes, releasing every controller it had for vfio-platform. Returns 1 (with the reason) if
+# any of it fails.
+l1_can_baseline() {
+    modprobe xilinx_can || { reason "L1 cannot load xilinx_can"; return 1; }
+    _if=
+    for _n in /sys/class/net/can*; do
+        case $(readlink -f "$_n/device") in */"$1") _if=${_n##*/} ;; esac
+    done
+    [ -n "$_if" ] || { reason "L1's xilinx_can made no interface for $1"; return 1; }
+    _r=$(canloop "$_if" 500000 "$2") || { reason "L1's own xilinx_can on $1: $_r"; return 1; }
+    timing "L1 native: CAN loopback ($1) $_r"
+    ip link set "$_if" down
+    rmmod xilinx_can || { reason "cannot unload L1's xilinx_can"; return 1; }
+}
+
 # l2_net_report: the last run_l2's download rate (net check) against L1_NET_RATE.
 l2_net_report() {
     _r=$(l2_result)
