@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 HOST_ARCH=$(uname -m)
 PKGS=(qemu-system-arm device-tree-compiler kmod cpio xz-utils zstd make bc flex bison python3-venv python3-libfdt
-      python3 socat e2fsprogs patch shellcheck gcc libc6-dev)
+      python3 socat e2fsprogs patch shellcheck gcc libc6-dev swtpm)
 if [ "$HOST_ARCH" = x86_64 ]; then
     PKGS+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)
 fi

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds upstream drivers that Debian's arm64 kernel leaves out, from that kernel's own source,
 # out of tree, as resources/vfio/build.sh does for vfio: the ZynqMP peripherals' drivers the
-# zynqmp-periph scenario drives (in L2, and in L1 for the baseline), and dmatest to drive the
-# DMA engine. Unchanged upstream code: Debian's config just does not select them.
+# zynqmp-periph scenario drives (in L2, and in L1 for the baseline), dmatest to drive the DMA
+# engine, and the memory-mapped TPM TIS driver (tpm_tis: Debian's arm64 config leaves it out)
+# for the tpm scenario. Unchanged upstream code: Debian's config just does not select them.
 # Output: $CACHE/drivers/*.ko for bookworm's kernel (6.1, which L2 and the ZynqMP board's L1
 # run), rebuilt only when the kernel or this script changes.
 set -euo pipefail
@@ -16,8 +17,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT=$CACHE/drivers
 # Source files (with the headers they include by relative path) and the objects built.
 SOURCES=(drivers/rtc/rtc-zynqmp.c drivers/dma/dmaengine.h drivers/dma/dmatest.c drivers/dma/xilinx/zynqmp_dma.c
-         drivers/net/can/xilinx_can.c)
-OBJECTS=(drivers/rtc/rtc-zynqmp.o drivers/dma/dmatest.o drivers/dma/xilinx/zynqmp_dma.o drivers/net/can/xilinx_can.o)
+         drivers/net/can/xilinx_can.c drivers/char/tpm/tpm_tis.c drivers/char/tpm/tpm.h drivers/char/tpm/tpm_tis_core.h)
+OBJECTS=(drivers/rtc/rtc-zynqmp.o drivers/dma/dmatest.o drivers/dma/xilinx/zynqmp_dma.o drivers/net/can/xilinx_can.o
+         drivers/char/tpm/tpm_tis.o)
 
 inputs=$( { echo "$KREL $KVER ${SOURCES[*]}"; cat "$HERE/build.sh"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$inputs" ]; then
