@@ -24,7 +24,7 @@ L2_IMAGE=$VMLINUZ
 
 # Stock modules L1's /init modprobes at boot, for scenarios that need them (with their
 # dependencies; e.g. qemu_fw_cfg, virtio_mmio).
-L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block can_dev can_raw tpm_tis_core)
+L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage macb sdhci_of_arasan mmc_block can_dev can_raw tpm_tis_core spi_nor mtdblock)
 # The imx8mp board's L1 (6.12): the SD slot's supply (a fixed regulator: until it probes,
 # fw_devlink keeps every driver, vfio-platform too, off uSDHC2) and L1's own uSDHC driver for
 # the baseline read.

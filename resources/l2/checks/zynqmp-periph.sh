@@ -6,6 +6,8 @@
 #   GDMA channel (zynqmp_dma): dmatest runs platvmm.dmatest_iterations memcpy tests on it
 #   over identity-mapped RAM and checks every byte; 0 failures wanted; reports its KB/s.
 #   CAN (xilinx_can): the "can" check, with platvmm.can_frames.
+#   GQSPI (spi-zynqmp-gqspi, spi-nor, mtdblock): the first MiB of the flash on chip select 0
+#   reads back with platvmm.flash_md5; reports the read's seconds.
 # Sourced by /init, which provides arg, expect, detail and fail.
 modprobe rtc_zynqmp || fail "cannot load rtc_zynqmp"
 rtc=""
@@ -22,6 +24,21 @@ else
     t1=$(cat "$rtc/since_epoch")
     detail "rtc_time=$t1 rtc_advance=$((t1 - t0))s"
     if [ $((t1 - t0)) -lt 1 ] || [ $((t1 - t0)) -gt 4 ]; then fail "the RTC went from $t0 to $t1 in 2 s"; fi
+fi
+
+flash_md5=$(arg platvmm.flash_md5)
+if [ -n "$flash_md5" ]; then
+    for m in spi_nor mtdblock spi_zynqmp_gqspi; do modprobe $m || fail "cannot load $m"; done
+    i=0
+    while [ ! -b /dev/mtdblock0 ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    got=$(head -c 1048576 /dev/mtdblock0 2>/dev/null | md5sum | cut -d' ' -f1)
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    if [ "$got" = "$flash_md5" ]; then
+        detail "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "flash_ok flash_read_s=%.2f", b - a }')"
+    else
+        fail "GQSPI flash: /dev/mtdblock0's first MiB reads as '$got', the host wrote $flash_md5"
+    fi
 fi
 
 # shellcheck source=resources/l2/checks/can.sh

@@ -2,8 +2,10 @@
 # scenario zynqmp-periph: ZynqMP peripherals of the emulated ZCU102, described in L1's tree as
 # zynqmp.dtsi does, passed together to one L2, no option: the RTC (xlnx,zynqmp-rtc: alarm and
 # seconds interrupts, a 0x100-byte register block platvmm traps), the first FPD DMA channel
-# (xlnx,zynqmp-dma-1.0, a DMA master) and CAN0 (xlnx,zynq-can-1.0).
-# Their drivers (rtc-zynqmp, zynqmp_dma and dmatest to drive the channel, xilinx_can) are upstream's,
+# (xlnx,zynqmp-dma-1.0, a DMA master), CAN0 (xlnx,zynq-can-1.0) and the GQSPI
+# (xlnx,zynqmp-qspi-1.0, a DMA master too) with the flash QEMU puts on its first chip select.
+# Their drivers (rtc-zynqmp, zynqmp_dma and dmatest to drive the channel, xilinx_can,
+# spi-zynqmp-gqspi) are upstream's,
 # built from Debian's own 6.1 source (resources/drivers/build.sh): Debian's config leaves them
 # out. L1's own drivers first (baseline: its RTC time, dmatest's rate on the channel), then L2:
 # its RTC within the run's length of L1's clock and advancing with time (QEMU's RTC model has
@@ -11,11 +13,14 @@
 # over identity-mapped RAM with every byte checked, 0 failures; the rate against L1's; CAN0 in
 # the controller's loopback mode (QEMU's model loops transmitted frames back to its receive
 # FIFO) sends 200 frames with random IDs and payloads that must all come back unchanged
-# (the canloop tool: rtnetlink set-up and a raw CAN socket), as L1 did first on CAN1.
+# (the canloop tool: rtnetlink set-up and a raw CAN socket), as L1 did first on CAN1;
+# spi-nor finds the N25Q512A through spi-zynqmp-gqspi and its first MiB reads back
+# (mtdblock) with the md5 of what the host wrote, as L1 read it first.
 # shellcheck source=tests/integration/scenarios/lib/common.sh
 . /scenarios/lib/common.sh
 status=0
-RTC=ffa60000.rtc DMA=fd500000.dma-controller CAN=ff060000.can ITER=200 FRAMES=200
+RTC=ffa60000.rtc DMA=fd500000.dma-controller CAN=ff060000.can QSPI=ff0f0000.spi ITER=200 FRAMES=200
+FLASH_MD5=$(sed -n 's/.*platvmm.flash_md5=\([0-9a-f]*\).*/\1/p' /proc/cmdline)
 
 # dmatest on CHANNEL, ITER memcpy tests: prints its summary line (without the prefix).
 l1_dmatest() {
@@ -42,14 +47,23 @@ case $l1_sum in "$ITER tests, 0 failures"*) ;; *) reason "L1's own dmatest: '$l1
 # controller can be probed after use only once per board boot. The module then goes (it
 # releases both controllers; CAN0 was probed but never opened).
 l1_can_baseline ff070000.can $FRAMES || exit 1
-for d in $RTC $DMA $CAN; do
+# The GQSPI's flash through L1's own spi-zynqmp-gqspi and spi-nor; then the module goes.
+modprobe spi_zynqmp_gqspi || { reason "L1 cannot load spi_zynqmp_gqspi"; exit 1; }
+i=0
+while [ ! -b /dev/mtdblock0 ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
+t0=$(now)
+got=$(head -c 1048576 /dev/mtdblock0 2>/dev/null | md5sum | cut -d' ' -f1)
+timing "L1 native: GQSPI flash read (1 MiB) in $(elapsed "$t0" "$(now)") s"
+[ "$got" = "$FLASH_MD5" ] || { reason "L1 reads the flash as '$got', the host wrote $FLASH_MD5"; exit 1; }
+rmmod spi_zynqmp_gqspi || { reason "cannot unload L1's spi_zynqmp_gqspi to free $QSPI"; exit 1; }
+for d in $RTC $DMA $CAN $QSPI; do
     vfio_bind platform "$d" vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
 done
 
 RUST_LOG=info run_l2 zynqmp-periph --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --identity-map-ram --vfio-platform /sys/bus/platform/devices/$RTC --vfio-platform /sys/bus/platform/devices/$DMA \
-    --vfio-platform /sys/bus/platform/devices/$CAN \
-    --cmdline "console=ttyS0 panic=-1 quiet platvmm.check=zynqmp-periph platvmm.dmatest_iterations=$ITER platvmm.can_frames=$FRAMES"
+    --vfio-platform /sys/bus/platform/devices/$CAN --vfio-platform /sys/bus/platform/devices/$QSPI \
+    --cmdline "console=ttyS0 panic=-1 quiet platvmm.check=zynqmp-periph platvmm.dmatest_iterations=$ITER platvmm.can_frames=$FRAMES platvmm.flash_md5=$FLASH_MD5"
 l1_time=$(date +%s)
 if ! l2_passed; then
     status=1
@@ -60,8 +74,10 @@ else
     if [ -z "$t" ] || [ "$d" -lt -5 ] || [ "$d" -gt 300 ]; then reason "L2's RTC read '$t', L1's clock $l1_time"; status=1; fi
     l2_kbs=$(l2_result | sed -n 's/.* \([0-9.]*\) KB\/s.*/\1/p')
     l1_kbs=$(echo "$l1_sum" | sed -n 's/.* \([0-9.]*\) KB\/s.*/\1/p')
+    timing "L2 passthrough: GQSPI flash read (1 MiB) in $(l2_result | sed -n 's/.*flash_read_s=\([0-9.]*\).*/\1/p') s"
     timing "L2 passthrough: CAN loopback $(l2_result | grep -o -E 'can_frames=[0-9]+ can_frames_per_s=[0-9]+')"
     timing "GDMA dmatest ($ITER x memcpy): L2 ${l2_kbs} KB/s, L1 ${l1_kbs} KB/s = $(awk -v a="$l2_kbs" -v b="$l1_kbs" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }') x L1; RTC: L1 clock - L2 RTC = ${d}s at exit; $(l2_result | grep -o 'rtc_advance=[^ ]*')"
 fi
 l2_log_has "$RTC: IRQ 1 (" "the RTC's second interrupt wired" || status=1
+l2_log_has "$QSPI: region 1 (0x8000000 bytes, read,write,mmap) at guest 0x[0-9a-f]*, mapped" "the GQSPI's linear window mapped" || status=1
 exit $status
