@@ -32,7 +32,7 @@ L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahc
 # Staged, not loaded at boot: the scenario loads them when it needs them (imx2_wdt cannot be
 # unbound once it has a device: the imx8mp scenario loads it to take the WDOG back from L2).
 L1_LATER_MODULES=()
-[ -z "$SUFFIX" ] || L1_LATER_MODULES=(imx2_wdt)
+[ -z "$SUFFIX" ] || L1_LATER_MODULES=(imx2_wdt rtc_snvs)
 
 PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
 VFIO=$CACHE/vfio$SUFFIX

@@ -17,6 +17,8 @@
 #                                       the board), then the timeout set to 120 s for L1
 #   platvmm.disk_*                      uSDHC2's card read and written by the "disk" check
 #   platvmm.net_*                       the FEC's DHCP and download by the "net" check
+#   platvmm.rtc_set=EPOCH               rtc-snvs (the SNVS's RTC child): the time read, then
+#                                       the RTC set to EPOCH and read back (L1 reads it after)
 # Sourced by /init, which provides arg, expect, detail and fail.
 be32() { [ -f "$1" ] && echo $((0x$(od -An -v -tx1 -N4 "$1" | tr -d ' \n'))); }
 
@@ -96,6 +98,21 @@ if [ -n "$(arg platvmm.uart_lines)" ]; then
 fi
 [ -z "$(arg platvmm.eeprom_md5)" ] || eeprom_read "$(arg platvmm.eeprom_md5)"
 [ -z "$(arg platvmm.wdog_keepalive)" ] || wdog_keepalive "$(arg platvmm.wdog_keepalive)"
+# rtc_snvs EPOCH: the SNVS RTC read, set to EPOCH (hwclock from the system clock) and read back.
+rtc_snvs() {
+    modprobe rtc_snvs || { fail "cannot load rtc_snvs"; return; }
+    rtc=
+    for r in /sys/class/rtc/rtc*; do
+        case $(readlink -f "$r/device") in *snvs-rtc-lp) rtc=${r##*/} ;; esac
+    done
+    [ -n "$rtc" ] || { fail "rtc-snvs registered no RTC"; return; }
+    detail "snvs_rtc_time=$(cat "/sys/class/rtc/$rtc/since_epoch")"
+    if ! date -s "@$1" >/dev/null || ! hwclock -u -w -f "/dev/$rtc"; then fail "setting $rtc failed"; return; fi
+    t=$(cat "/sys/class/rtc/$rtc/since_epoch")
+    if [ "$t" -lt "$1" ] || [ "$t" -gt $(($1 + 5)) ]; then fail "$rtc reads $t after being set to $1"; return; fi
+    detail "snvs_rtc_set=$t"
+}
+[ -z "$(arg platvmm.rtc_set)" ] || rtc_snvs "$(arg platvmm.rtc_set)"
 # shellcheck source=resources/l2/checks/disk.sh
 [ -z "$(arg platvmm.disk_md5)" ] || . /checks/disk.sh
 # shellcheck source=resources/l2/checks/net.sh

@@ -7,6 +7,12 @@
 //! that child address to the guest address the region was placed at. A member region that
 //! would overlap a range the parent already has (its own registers cover the child's) is
 //! refused: pass the parent alone, its region holds the child's registers.
+//!
+//! A member without registers (an MFD cell such as the i.MX SNVS's RTC, whose registers are
+//! the parent's, reached through a `regmap` phandle) brings its interrupts and clocks only: it
+//! adds nothing to `ranges`, and its guest node is the parent's copy of the host child (which
+//! keeps the references inside the parent, renumbered) with the properties only the member's
+//! own plan has (`interrupts`, clocks) added.
 
 use devices::dt::{one_cell, GuestNode};
 use devices::guest_node::hostdt::HostNode;
@@ -93,9 +99,14 @@ pub(super) fn assemble(devices: &mut [DevicePlan]) -> Result<Vec<String>, PlanEr
         let member = devices[i].clone();
         let (node, entries) = member_node(&member, &m, &devices[p].node)?;
         let name = node.name.clone();
+        let how = if entries.is_empty() {
+            "no registers of its own: its interrupts and clocks added to the parent's copy"
+        } else {
+            "its registers reached through ranges"
+        };
         nest(&mut devices[p], node, &m, entries)?;
         devices[p].synthesized.push(format!(
-            "group member {} nested as {}, its registers reached through ranges",
+            "group member {} nested as {}, {how}",
             member.name, m.host_name
         ));
         devices[i].nested_in = Some(name);
@@ -120,7 +131,7 @@ fn member_node(
         dev: d.name.clone(),
         parent: m.parent.clone(),
     };
-    if host.len() != d.placements.len() || host.is_empty() {
+    if host.len() != d.placements.len() {
         return Err(bad());
     }
     let (mut reg, mut entries) = (Vec::new(), Vec::new());
@@ -142,8 +153,24 @@ fn member_node(
     } else {
         format!("{base}@{unit}")
     };
-    node.set("reg", reg);
+    if reg.is_empty() {
+        node.remove("reg");
+    } else {
+        node.set("reg", reg);
+    }
     Ok((node, entries))
+}
+
+/// A register-less member's guest node: the parent's copy of the host child, with what only
+/// the member's own plan has (its `interrupts`, its clocks) added.
+fn merge_regionless(copy: &GuestNode, member: &GuestNode) -> GuestNode {
+    let mut merged = copy.clone();
+    for (name, value) in &member.props {
+        if merged.prop(name).is_none() {
+            merged.set(name, value.clone());
+        }
+    }
+    merged
 }
 
 /// Puts `node` in place of the parent's copy of the host child (or adds it) and extends the
@@ -158,19 +185,22 @@ fn nest(
         cells_of(&parent.node, "#address-cells", 2),
         cells_of(&parent.node, "#size-cells", 1),
     );
-    let mut ranges = parent.node.prop("ranges").unwrap_or_default().to_vec();
-    let old = child_intervals(&ranges, ca, cs);
-    let overlap = child_intervals(&entries, ca, cs)
-        .iter()
-        .any(|n| old.iter().any(|o| n.0 < o.1 && o.0 < n.1));
-    if overlap {
-        return Err(PlanError::GroupOverlap {
-            dev: m.host_name.clone(),
-            parent: m.parent.clone(),
-        });
+    let regionless = entries.is_empty();
+    if !regionless {
+        let mut ranges = parent.node.prop("ranges").unwrap_or_default().to_vec();
+        let old = child_intervals(&ranges, ca, cs);
+        let overlap = child_intervals(&entries, ca, cs)
+            .iter()
+            .any(|n| old.iter().any(|o| n.0 < o.1 && o.0 < n.1));
+        if overlap {
+            return Err(PlanError::GroupOverlap {
+                dev: m.host_name.clone(),
+                parent: m.parent.clone(),
+            });
+        }
+        ranges.extend(entries);
+        parent.node.set("ranges", ranges);
     }
-    ranges.extend(entries);
-    parent.node.set("ranges", ranges);
     let child = format!("/{}: ", m.host_name);
     parent.warnings.retain(|w| !w.contains(&child));
     match parent
@@ -179,8 +209,71 @@ fn nest(
         .iter_mut()
         .find(|c| c.name == m.host_name)
     {
+        Some(c) if regionless => *c = merge_regionless(c, &node),
         Some(c) => *c = node,
         None => parent.node.children.push(node),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, props: &[(&str, &[u8])]) -> GuestNode {
+        GuestNode {
+            name: name.into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            children: vec![],
+        }
+    }
+
+    #[test]
+    fn a_regionless_member_keeps_the_parents_copy_and_adds_its_interrupts() {
+        // The parent's copy kept the regmap phandle (renumbered inside the parent) but
+        // dropped the interrupts (not the parent's VFIO lines); the member's plan has them.
+        let copy = node(
+            "snvs-rtc-lp",
+            &[
+                ("compatible", b"fsl,sec-v4.0-mon-rtc-lp\0"),
+                ("regmap", &[0, 0, 0, 5]),
+            ],
+        );
+        let member = node(
+            "snvs-rtc-lp",
+            &[
+                ("compatible", b"other\0"),
+                ("interrupts", &[0, 0, 0, 0, 0, 0, 0, 20, 0, 0, 0, 4]),
+                ("clocks", &[0, 0, 0, 9]),
+            ],
+        );
+        let m = merge_regionless(&copy, &member);
+        assert_eq!(m.prop("regmap"), Some(&[0u8, 0, 0, 5][..]));
+        assert_eq!(
+            m.prop("compatible"),
+            Some(&b"fsl,sec-v4.0-mon-rtc-lp\0"[..])
+        );
+        assert_eq!(m.prop("interrupts").map(<[u8]>::len), Some(12));
+        assert_eq!(m.prop("clocks"), Some(&[0u8, 0, 0, 9][..]));
+    }
+
+    #[test]
+    fn child_intervals_read_one_and_two_cell_entries() {
+        let mut v = Vec::new();
+        assert!(put(&mut v, 0x100, 1) && put(&mut v, 0x4000_0000, 2) && put(&mut v, 0x10, 1));
+        assert_eq!(child_intervals(&v, 1, 1), vec![(0x100, 0x110)]);
+        let mut w = Vec::new();
+        assert!(put(&mut w, 0x1_0000_0000, 2) && put(&mut w, 0, 2) && put(&mut w, 0x20, 2));
+        assert_eq!(
+            child_intervals(&w, 2, 2),
+            vec![(0x1_0000_0000, 0x1_0000_0020)]
+        );
+        assert!(
+            !put(&mut w, 0x1_0000_0000, 1),
+            "a 64-bit value does not fit one cell"
+        );
+    }
 }

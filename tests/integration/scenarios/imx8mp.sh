@@ -21,6 +21,7 @@
 . /scenarios/lib/common.sh
 status=0
 UART=30860000.serial MMC=30b50000.mmc I2C=30a30000.i2c WDOG=30280000.watchdog FEC=30be0000.ethernet
+SNVS=30370000.snvs RTC_SET=2000000000
 cmdline_arg() { sed -n "s/.*$1=\([0-9a-f]*\).*/\1/p" /proc/cmdline; }
 SD_MD5=$(cmdline_arg platvmm.disk_md5) SD_TOKEN=$(cmdline_arg platvmm.dma_token)
 EEPROM_MD5=$(cmdline_arg platvmm.eeprom_md5) NET_MD5=$(cmdline_arg platvmm.net_md5)
@@ -49,6 +50,20 @@ timing "L1 native: UART $r"
 l1_net_baseline "$NET_URL" "$NET_MD5" "$NET_BYTES" || exit 1
 # The fec driver cannot be unbound from a device (no unbind in sysfs): it leaves with its module.
 rmmod fec || { reason "cannot unload L1's fec to free $FEC"; exit 1; }
+# The SNVS's RTC (a child of the SNVS syscon, its registers the parent's) through L1's own
+# rtc-snvs; then platvmm bind --children gives the SNVS and its children (the RTC's and the
+# power key's interrupts are theirs) to vfio-platform.
+snvs_rtc() {
+    for _r in /sys/class/rtc/rtc*; do
+        case $(readlink -f "$_r/device") in *snvs-rtc-lp) echo "$_r"; return ;; esac
+    done
+}
+modprobe rtc_snvs || { reason "L1 cannot load rtc_snvs"; exit 1; }
+l1_rtc=$(cat "$(snvs_rtc)/since_epoch" 2>/dev/null)
+echo "$SCENARIO: L1's rtc-snvs reads ${l1_rtc:-nothing} (L1 clock $(date +%s))"
+[ -n "$l1_rtc" ] || { reason "L1's own rtc-snvs registered no RTC"; exit 1; }
+"$PLATVMM" bind --noiommu --children /sys/bus/platform/devices/$SNVS >/tmp/bind.txt 2>&1 ||
+    { reason "platvmm bind --children $SNVS: $(tail -1 /tmp/bind.txt)"; exit 1; }
 for d in $UART $MMC $I2C $WDOG $FEC; do
     vfio_bind platform "$d" vfio-platform || { reason "cannot bind $d to vfio-platform"; exit 1; }
 done
@@ -60,7 +75,7 @@ for c in uart1_root_clk ipg_root nand_usdhc_bus usdhc2_root_clk i2c2_root_clk wd
 done
 DEVS="--vfio-platform /sys/bus/platform/devices/$UART --vfio-platform /sys/bus/platform/devices/$MMC
       --vfio-platform /sys/bus/platform/devices/$I2C --vfio-platform /sys/bus/platform/devices/$WDOG
-      --vfio-platform /sys/bus/platform/devices/$FEC"
+      --vfio-platform /sys/bus/platform/devices/$FEC --vfio-platform /sys/bus/platform/devices/$SNVS,group=on"
 # shellcheck disable=SC2086 # DEVS is words
 RUST_LOG=info run_l2 imx8mp --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M $DEVS \
     --cmdline "console=ttyS0 panic=-1 platvmm.check=imx8mp platvmm.expect_clocks=$clocks platvmm.expect_aliases=serial1,mmc1,i2c1 platvmm.expect_tty=ttymxc1"
@@ -75,16 +90,21 @@ for c in "$UART ipg uart1_root_clk" "$UART per uart1_root_clk" "$MMC ipg ipg_roo
 done
 l2_log_has "$UART: synthesized alias serial1 → /serial@[0-9a-f]* (the host's serial0: taken in the guest)" "UART1's alias" || status=1
 l2_log_has "$MMC: synthesized alias mmc1 → /mmc@[0-9a-f]* (as on the host)" "uSDHC2's alias" || status=1
+l2_log_has "$SNVS: synthesized group member $SNVS:snvs-rtc-lp nested as snvs-rtc-lp, no registers of its own" \
+    "the SNVS's RTC cell nested with its interrupts" || status=1
 l2_log_has "$MMC: synthesized mmc@30b50000 'vmmc-supply': host regulator /regulator-usdhc2 (3300 mV) → guest fixed regulator" \
     "uSDHC2's supply as a fixed regulator" || status=1
-grep -q "dropped 'clocks'\\|dropped 'phy-handle'" "$L2_LOG" && { reason "platvmm dropped clocks or the FEC's phy-handle"; status=1; }
+# (The SNVS cells' clock, IMX8MP_CLK_SNVS_ROOT, is one Linux's clk-imx8mp does not register:
+# no rate to give, and rtc-snvs's clock is optional.)
+grep "dropped 'clocks'\\|dropped 'phy-handle'" "$L2_LOG" | grep -qv snvs &&
+    { reason "platvmm dropped clocks or the FEC's phy-handle"; status=1; }
 
 # The same devices with --scmi on, doing real work. L1's 6.12 KVM has the SMCCC filter, so
 # the guest's SCMI agent reaches platvmm by SMC (arm,scmi-smc).
 # shellcheck disable=SC2086 # DEVS is words
 RUST_LOG=info run_l2 imx8mp-scmi --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M --stats \
     --scmi on --identity-map-ram $DEVS \
-    --cmdline "console=ttyS0 panic=-1 platvmm.check=imx8mp platvmm.expect_scmi_clocks=$clocks platvmm.expect_aliases=serial1,mmc1,i2c1 platvmm.expect_tty=ttymxc1 platvmm.uart_lines=64 platvmm.eeprom_md5=$EEPROM_MD5 platvmm.wdog_keepalive=8 platvmm.disk_modules=fixed,sdhci_esdhc_imx,mmc_block platvmm.disk_dev=mmcblk1 platvmm.disk_md5=$SD_MD5 platvmm.dma_token=$SD_TOKEN platvmm.net_modules=fec platvmm.net_url=$NET_URL platvmm.net_md5=$NET_MD5 platvmm.net_bytes=$NET_BYTES"
+    --cmdline "console=ttyS0 panic=-1 platvmm.check=imx8mp platvmm.expect_scmi_clocks=$clocks platvmm.expect_aliases=serial1,mmc1,i2c1 platvmm.expect_tty=ttymxc1 platvmm.uart_lines=64 platvmm.eeprom_md5=$EEPROM_MD5 platvmm.wdog_keepalive=8 platvmm.disk_modules=fixed,sdhci_esdhc_imx,mmc_block platvmm.disk_dev=mmcblk1 platvmm.disk_md5=$SD_MD5 platvmm.dma_token=$SD_TOKEN platvmm.net_modules=fec platvmm.net_url=$NET_URL platvmm.net_md5=$NET_MD5 platvmm.net_bytes=$NET_BYTES platvmm.rtc_set=$RTC_SET"
 if l2_passed; then
     l2_disk_report
     l2_net_report
@@ -102,6 +122,18 @@ for k in base_messages clock_messages clock_enables doorbells; do
     v=$(echo "$scmi" | sed -n "s/.* $k=\([0-9]*\).*/\1/p")
     [ "${v:-0}" -gt 0 ] || { reason "platvmm stats: $k=${v:-missing} (want > 0): $scmi"; status=1; }
 done
+
+# L1 takes the SNVS back and reads the time L2 set in its RTC.
+for d in $SNVS $(cd /sys/bus/platform/devices && echo "$SNVS":*); do
+    echo >"/sys/bus/platform/devices/$d/driver_override"
+    echo "$d" >/sys/bus/platform/drivers/vfio-platform/unbind 2>/dev/null
+    echo "$d" >/sys/bus/platform/drivers_probe 2>/dev/null
+done
+t=$(cat "$(snvs_rtc)/since_epoch" 2>/dev/null)
+echo "$SCENARIO: after L2, L1's rtc-snvs reads ${t:-nothing}"
+if [ -z "$t" ] || [ "$t" -lt $RTC_SET ] || [ "$t" -gt $((RTC_SET + 300)) ]; then
+    reason "L1 reads the SNVS RTC as '${t:-nothing}' after L2 set it to $RTC_SET"; status=1
+fi
 
 # The WDOG keeps counting: L1's own imx2_wdt (loaded only now: it cannot be unbound) takes it
 # back from vfio-platform and its watchdog core feeds it.
