@@ -53,6 +53,18 @@ pub struct GuestNode {
 }
 
 impl GuestNode {
+    /// A node without children holding these properties, in this order.
+    pub fn with_props(name: &str, props: &[(&str, &[u8])]) -> Self {
+        Self {
+            name: name.into(),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_vec()))
+                .collect(),
+            children: vec![],
+        }
+    }
+
     pub fn prop(&self, name: &str) -> Option<&[u8]> {
         self.props
             .iter()

@@ -220,29 +220,18 @@ fn nest(
 mod tests {
     use super::*;
 
-    fn node(name: &str, props: &[(&str, &[u8])]) -> GuestNode {
-        GuestNode {
-            name: name.into(),
-            props: props
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_vec()))
-                .collect(),
-            children: vec![],
-        }
-    }
-
     #[test]
     fn a_regionless_member_keeps_the_parents_copy_and_adds_its_interrupts() {
         // The parent's copy kept the regmap phandle (renumbered inside the parent) but
         // dropped the interrupts (not the parent's VFIO lines); the member's plan has them.
-        let copy = node(
+        let copy = GuestNode::with_props(
             "snvs-rtc-lp",
             &[
                 ("compatible", b"fsl,sec-v4.0-mon-rtc-lp\0"),
                 ("regmap", &[0, 0, 0, 5]),
             ],
         );
-        let member = node(
+        let member = GuestNode::with_props(
             "snvs-rtc-lp",
             &[
                 ("compatible", b"other\0"),

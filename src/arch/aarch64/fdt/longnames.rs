@@ -294,14 +294,7 @@ mod tests {
     const LONG40: &str = "vendor,a-property-name-of-forty-chars-xx";
 
     fn node(name: &str, props: &[(&str, &[u8])]) -> GuestNode {
-        GuestNode {
-            name: name.into(),
-            props: props
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_vec()))
-                .collect(),
-            children: vec![],
-        }
+        GuestNode::with_props(name, props)
     }
 
     /// A root with `nodes` written through `LongNames`.
