@@ -10,8 +10,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 # Scenario name -> tests/integration/scenarios/<file>.sh, in the order "all" runs them.
-ALL=(l1 boot rtc fwcfg gpio dma sata usb ethernet mmc scmi zynqmp-periph versal-periph imx8mp tpm sec-dt multi fastpath release badinput sandbox tools rootdisk net vsock iommu)
-declare -A FILE=([l1]=l1-sanity [boot]=boot [rtc]=rtc [fwcfg]=fwcfg [release]=release [badinput]=badinput [multi]=multi [gpio]=gpio [fastpath]=fastpath [dma]=dma [sata]=sata [usb]=usb [sec-dt]=sec-dt [ethernet]=ethernet [mmc]=mmc [scmi]=scmi [imx8mp]=imx8mp [zynqmp-periph]=zynqmp-periph [versal-periph]=versal-periph [tpm]=tpm [sandbox]=sandbox [tools]=tools [rootdisk]=rootdisk [net]=net [vsock]=vsock [iommu]=iommu)
+ALL=(l1 boot rtc fwcfg gpio dma sata usb ethernet mmc scmi zynqmp-periph versal-periph imx8mp tpm sec-dt multi fastpath lifecycle release badinput sandbox tools rootdisk net vsock iommu)
+declare -A FILE=([l1]=l1-sanity [boot]=boot [rtc]=rtc [fwcfg]=fwcfg [release]=release [badinput]=badinput [multi]=multi [gpio]=gpio [fastpath]=fastpath [lifecycle]=lifecycle [dma]=dma [sata]=sata [usb]=usb [sec-dt]=sec-dt [ethernet]=ethernet [mmc]=mmc [scmi]=scmi [imx8mp]=imx8mp [zynqmp-periph]=zynqmp-periph [versal-periph]=versal-periph [tpm]=tpm [sandbox]=sandbox [tools]=tools [rootdisk]=rootdisk [net]=net [vsock]=vsock [iommu]=iommu)
 
 LOGS=$ROOT/target/e2e
 mkdir -p "$LOGS"

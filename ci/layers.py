@@ -15,6 +15,7 @@ from pathlib import Path
 # Top to bottom: a module may import from its own top-level module or from any lower layer.
 LAYERS = [
     {"vm", "commands"},
+    {"api"},
     {"vstate"},
     {"passthrough", "virtio"},
     {"hypervisor"},

@@ -3,6 +3,7 @@
 //! Config flows one way: the command line (`cli`, in the binary) and `--config` files parse
 //! into these types; the VM and its devices read them. Nothing here opens a file or a device.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use devices::guest_node::clocks::ClockRate;
@@ -17,7 +18,10 @@ pub struct VmConfig {
     pub kernel: PathBuf,
     pub initramfs: Option<PathBuf>,
     pub cmdline: String,
+    /// How many vCPUs (`--cpus N`).
     pub cpus: u32,
+    /// Where the vCPU threads and platvmm's own run on the host (`--cpus N,affinity=...`).
+    pub placement: CpuPlacement,
     pub mem_size: u64,
     pub dump_dtb: Option<PathBuf>,
     pub vfio: Vec<VfioSpec>,
@@ -31,6 +35,8 @@ pub struct VmConfig {
     pub virtio: VirtioConfig,
     /// Test only: SIGUSR1 makes the event loop call a syscall the sandbox denies.
     pub test_denied_syscall: bool,
+    /// `--api-socket`: where the control plane listens.
+    pub api_socket: Option<PathBuf>,
 }
 
 /// `--scmi`: whether the guest gets platvmm's SCMI system controller, which serves the passed
@@ -443,6 +449,219 @@ pub fn parse_vsock(s: &str) -> Result<VsockSpec, String> {
     Ok(VsockSpec { cid })
 }
 
+/// `--cpus N[,affinity=VCPU:CPUS,...][,vmm=CPUS][,policy=fifo:PRIO|rr:PRIO]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuSpec {
+    /// How many vCPUs the guest gets.
+    pub count: u32,
+    /// Where their threads, and platvmm's own, run on the host.
+    pub placement: CpuPlacement,
+}
+
+/// Host CPUs: one (`2`, first == last) or a range (`2-3`, inclusive, first <= last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuSet {
+    pub first: u32,
+    pub last: u32,
+}
+
+impl CpuSet {
+    /// Every CPU of the set, in order.
+    pub fn cpus(self) -> std::ops::RangeInclusive<u32> {
+        self.first..=self.last
+    }
+}
+
+impl fmt::Display for CpuSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.first == self.last {
+            true => write!(f, "{}", self.first),
+            false => write!(f, "{}-{}", self.first, self.last),
+        }
+    }
+}
+
+/// `affinity=VCPU:CPUS`: the host CPUs one vCPU's thread runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuAffinity {
+    pub vcpu: u32,
+    pub cpus: CpuSet,
+}
+
+impl fmt::Display for VcpuAffinity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.vcpu, self.cpus)
+    }
+}
+
+/// A real-time scheduling class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtClass {
+    /// `fifo`: SCHED_FIFO.
+    Fifo,
+    /// `rr`: SCHED_RR.
+    RoundRobin,
+}
+
+/// `policy=fifo:PRIO|rr:PRIO`: the vCPU threads' real-time class and priority (1..=99).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtPolicy {
+    pub class: RtClass,
+    pub priority: u8,
+}
+
+impl fmt::Display for RtPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = match self.class {
+            RtClass::Fifo => "fifo",
+            RtClass::RoundRobin => "rr",
+        };
+        write!(f, "{class}:{}", self.priority)
+    }
+}
+
+/// Where platvmm's threads run on the host; each thread applies its part on itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CpuPlacement {
+    /// Pinned vCPUs (each at most once, each below the vCPU count); the others run anywhere
+    /// platvmm may.
+    pub affinity: Vec<VcpuAffinity>,
+    /// `vmm=`: the event-loop (main) thread and the virtio worker.
+    pub vmm: Option<CpuSet>,
+    /// `policy=`: every vCPU thread's.
+    pub policy: Option<RtPolicy>,
+}
+
+impl CpuPlacement {
+    /// Where vCPU `id` is pinned, if it is.
+    pub fn vcpu(&self, id: u32) -> Option<&VcpuAffinity> {
+        self.affinity.iter().find(|a| a.vcpu == id)
+    }
+}
+
+/// The keys `--cpus` takes after N, for messages.
+const CPUS_OPTIONS: &str =
+    "give N[,affinity=VCPU:CPUS,...][,vmm=CPUS][,policy=fifo:PRIO|rr:PRIO], e.g. 2,affinity=0:2,1:3";
+/// How to write one `affinity=` entry, for messages.
+const AFFINITY_FORM: &str = "give VCPU:CPU or VCPU:FIRST-LAST, e.g. 0:2";
+
+/// Parses `N[,affinity=VCPU:CPUS,...][,vmm=CPUS][,policy=fifo:PRIO|rr:PRIO]`: an item
+/// without `=` after `affinity=` continues its list (`affinity=0:2,1:3`).
+pub fn parse_cpus(s: &str) -> Result<CpuSpec, String> {
+    let mut parts = s.split(',').map(str::trim);
+    let n = parts.next().unwrap_or_default();
+    let count = n
+        .parse::<u32>()
+        .map_err(|_| format!("'{n}' is not a number of vCPUs ({CPUS_OPTIONS})"))?;
+    let mut placement = CpuPlacement::default();
+    let mut affinity: Option<Vec<&str>> = None;
+    let mut seen: Vec<&str> = Vec::new();
+    for seg in parts {
+        let Some((k, v)) = seg.split_once('=') else {
+            match (seen.last(), affinity.as_mut()) {
+                (Some(&"affinity"), Some(items)) => items.push(seg),
+                _ => return Err(format!("'{seg}' is not key=value ({CPUS_OPTIONS})")),
+            }
+            continue;
+        };
+        if seen.contains(&k) {
+            return Err(format!("{k}= is given twice (give each key once)"));
+        }
+        seen.push(k);
+        match k {
+            "affinity" => affinity = Some(vec![v]),
+            "vmm" => placement.vmm = Some(parse_vmm(v)?),
+            "policy" => placement.policy = Some(parse_policy(v)?),
+            other => return Err(format!("unknown key '{other}' ({CPUS_OPTIONS})")),
+        }
+    }
+    if let Some(items) = affinity {
+        placement.affinity = parse_affinity(&items, count)?;
+    }
+    Ok(CpuSpec { count, placement })
+}
+
+/// The `affinity=` entries (`VCPU:CPUS` each) of a VM with `count` vCPUs.
+fn parse_affinity(items: &[&str], count: u32) -> Result<Vec<VcpuAffinity>, String> {
+    let mut out: Vec<VcpuAffinity> = Vec::new();
+    for &item in items {
+        if item.is_empty() {
+            return Err(format!(
+                "affinity= has an empty entry ({AFFINITY_FORM},1:3)"
+            ));
+        }
+        let bad = |msg: String| format!("affinity={item}: {msg} ({AFFINITY_FORM})");
+        let (v, c) = item
+            .split_once(':')
+            .ok_or_else(|| bad(format!("'{item}' is not VCPU:CPUS")))?;
+        let vcpu = v
+            .parse::<u32>()
+            .map_err(|_| bad(format!("'{v}' is not a vCPU number")))?;
+        let cpus = parse_cpu_set(c).map_err(bad)?;
+        if vcpu >= count {
+            let have = match count {
+                0 => "none".to_string(),
+                1 => "vCPU 0".to_string(),
+                n => format!("vCPUs 0-{}", n - 1),
+            };
+            return Err(format!(
+                "affinity={item}: there is no vCPU {vcpu} (--cpus {count} gives {have})"
+            ));
+        }
+        if out.iter().any(|a| a.vcpu == vcpu) {
+            return Err(format!(
+                "affinity={item}: vCPU {vcpu} is listed twice (give each vCPU once)"
+            ));
+        }
+        out.push(VcpuAffinity { vcpu, cpus });
+    }
+    Ok(out)
+}
+
+/// `vmm=CPUS`.
+fn parse_vmm(v: &str) -> Result<CpuSet, String> {
+    if v.is_empty() {
+        return Err("vmm= needs host CPUs (give vmm=CPU or vmm=FIRST-LAST, e.g. vmm=0-1)".into());
+    }
+    parse_cpu_set(v)
+        .map_err(|e| format!("vmm={v}: {e} (give vmm=CPU or vmm=FIRST-LAST, e.g. vmm=0-1)"))
+}
+
+/// `CPU` or `FIRST-LAST` (FIRST <= LAST).
+fn parse_cpu_set(s: &str) -> Result<CpuSet, String> {
+    let cpu = |c: &str| {
+        c.parse::<u32>()
+            .map_err(|_| format!("'{c}' is not a host CPU number"))
+    };
+    let (first, last) = match s.split_once('-') {
+        Some((a, b)) => (cpu(a)?, cpu(b)?),
+        None => (cpu(s)?, cpu(s)?),
+    };
+    if first > last {
+        return Err(format!("the range {s} ends before it starts"));
+    }
+    Ok(CpuSet { first, last })
+}
+
+/// `fifo:PRIO` or `rr:PRIO`, PRIO 1..=99.
+fn parse_policy(v: &str) -> Result<RtPolicy, String> {
+    const FORM: &str = "give fifo:PRIO or rr:PRIO with PRIO 1-99, e.g. policy=fifo:10";
+    let (class, prio) = v
+        .split_once(':')
+        .ok_or_else(|| format!("policy={v}: no priority ({FORM})"))?;
+    let class = match class {
+        "fifo" => RtClass::Fifo,
+        "rr" => RtClass::RoundRobin,
+        other => return Err(format!("policy={v}: unknown policy '{other}' ({FORM})")),
+    };
+    let priority = prio
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=99).contains(p))
+        .ok_or_else(|| format!("policy={v}: priority '{prio}' is not in 1-99 ({FORM})"))?;
+    Ok(RtPolicy { class, priority })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,5 +807,85 @@ mod tests {
             .unwrap_err()
             .contains("UID 'bob' is not a number"));
         assert!(parse_user("1:x").unwrap_err().contains("GID 'x'"));
+    }
+
+    fn set(first: u32, last: u32) -> CpuSet {
+        CpuSet { first, last }
+    }
+
+    #[test]
+    fn cpu_specs() {
+        let s = parse_cpus("2").unwrap();
+        assert_eq!(s.count, 2);
+        assert_eq!(s.placement, CpuPlacement::default());
+        let s = parse_cpus("2,affinity=0:2,1:3").unwrap();
+        assert_eq!(
+            s.placement.affinity,
+            [
+                VcpuAffinity {
+                    vcpu: 0,
+                    cpus: set(2, 2)
+                },
+                VcpuAffinity {
+                    vcpu: 1,
+                    cpus: set(3, 3)
+                },
+            ]
+        );
+        let s = parse_cpus("2,affinity=0:2-3,1:3,vmm=0-1,policy=fifo:10").unwrap();
+        assert_eq!(s.placement.vcpu(0).unwrap().cpus, set(2, 3));
+        assert_eq!(s.placement.vcpu(1).unwrap().to_string(), "1:3");
+        assert_eq!(s.placement.vmm, Some(set(0, 1)));
+        assert_eq!(
+            s.placement.policy,
+            Some(RtPolicy {
+                class: RtClass::Fifo,
+                priority: 10
+            })
+        );
+        // Any order; a vCPU may be left unpinned.
+        let s = parse_cpus("4,policy=rr:99,vmm=5,affinity=3:0").unwrap();
+        assert_eq!(s.placement.policy.unwrap().to_string(), "rr:99");
+        assert_eq!(s.placement.vmm.unwrap().to_string(), "5");
+        assert!(s.placement.vcpu(0).is_none());
+        assert_eq!(s.placement.vcpu(3).unwrap().cpus, set(0, 0));
+    }
+
+    #[test]
+    fn bad_cpu_specs_name_the_fix() {
+        for (bad, says) in [
+            ("two", "'two' is not a number of vCPUs (give N[,affinity="),
+            ("", "'' is not a number of vCPUs"),
+            ("2,affinity=0:x", "affinity=0:x: 'x' is not a host CPU number (give VCPU:CPU or VCPU:FIRST-LAST, e.g. 0:2)"),
+            ("2,affinity=x:1", "affinity=x:1: 'x' is not a vCPU number (give VCPU:CPU"),
+            ("2,affinity=2", "affinity=2: '2' is not VCPU:CPUS (give VCPU:CPU"),
+            ("2,affinity=0:3-2", "affinity=0:3-2: the range 3-2 ends before it starts"),
+            ("2,affinity=0:1-", "affinity=0:1-: '' is not a host CPU number"),
+            ("2,affinity=2:1", "affinity=2:1: there is no vCPU 2 (--cpus 2 gives vCPUs 0-1)"),
+            ("1,affinity=1:1", "affinity=1:1: there is no vCPU 1 (--cpus 1 gives vCPU 0)"),
+            ("2,affinity=0:1,0:2", "affinity=0:2: vCPU 0 is listed twice (give each vCPU once)"),
+            ("2,affinity=", "affinity= has an empty entry"),
+            ("2,affinity=0:1,,1:2", "affinity= has an empty entry"),
+            ("2,affinity=0:1,vmm=0,1:2", "'1:2' is not key=value (give N[,affinity="),
+            ("2,affinity=0:1,affinity=1:2", "affinity= is given twice"),
+            ("2,0:1", "'0:1' is not key=value"),
+            ("2,vmm=", "vmm= needs host CPUs (give vmm=CPU or vmm=FIRST-LAST, e.g. vmm=0-1)"),
+            ("2,vmm=1-0", "vmm=1-0: the range 1-0 ends before it starts (give vmm=CPU"),
+            ("2,vmm=a", "vmm=a: 'a' is not a host CPU number"),
+            ("2,policy=fifo:0", "policy=fifo:0: priority '0' is not in 1-99 (give fifo:PRIO or rr:PRIO"),
+            ("2,policy=rr:100", "priority '100' is not in 1-99"),
+            ("2,policy=fifo", "policy=fifo: no priority (give fifo:PRIO"),
+            ("2,policy=idle:1", "policy=idle:1: unknown policy 'idle'"),
+            ("2,policy=", "policy=: no priority"),
+            ("2,nodes=1", "unknown key 'nodes' (give N[,affinity="),
+        ] {
+            let e = parse_cpus(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+            assert!(!e.contains('\n'), "{bad}: {e}");
+        }
+        assert_eq!(
+            parse_cpus("2,affinity=0:x").unwrap_err(),
+            "affinity=0:x: 'x' is not a host CPU number (give VCPU:CPU or VCPU:FIRST-LAST, e.g. 0:2)"
+        );
     }
 }

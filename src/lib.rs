@@ -5,7 +5,9 @@
 //! structs) → [`config`] → the VM ([`vm`]) → its devices. Layers, top to bottom (a module
 //! imports only from layers below it, so nothing imports in a circle):
 //! - [`vm`]: prepare (checks before KVM), builder (setup and teardown order), device manager,
-//!   event loop, console, errors; [`commands`]: list, bind/unbind, inspect, preview-dt;
+//!   event loop, console, errors, the running VM's control; [`commands`]: list, bind/unbind,
+//!   inspect, preview-dt, ctl;
+//! - [`api`]: the API socket (HTTP/1.1 + JSON), its routes and server;
 //! - [`vstate`]: vCPU threads and exit handling;
 //! - [`passthrough`] (probe → open → plan → attach), [`virtio`] (disks opened, devices
 //!   attached);
@@ -15,6 +17,7 @@
 //! - [`config`], [`stats`] (start-up steps, exit counters, the printer), [`host`] (files the
 //!   user names, terminal), [`arch`].
 
+pub mod api;
 pub mod arch;
 pub mod commands;
 pub mod config;

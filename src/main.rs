@@ -104,6 +104,7 @@ fn subcommand(cmd: Command) {
             report.iter().for_each(|l| println!("{l}"));
         }
         Command::List { json } => list(json),
+        Command::Ctl { socket, action } => ctl(&socket, &action),
         Command::Bind {
             paths,
             noiommu,
@@ -139,6 +140,24 @@ fn subcommand(cmd: Command) {
             );
         }
     }
+}
+
+/// `platvmm ctl`: the reply's JSON on stdout (raw: `STATUS JSON`), an error as one line.
+fn ctl(socket: &std::path::Path, action: &str) {
+    use platvmm::commands::ctl;
+    if action == "raw" {
+        let (status, body) = ctl::raw(socket, std::io::stdin()).unwrap_or_else(|e| fail(1, e));
+        println!("{status} {body}");
+        return;
+    }
+    let Some(a) = platvmm::api::Action::from_name(action) else {
+        fail(2, format!("unknown action '{action}'"));
+    };
+    let body = ctl::run(socket, a).unwrap_or_else(|e| fail(1, e));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&body).unwrap_or_default()
+    );
 }
 
 fn list(json: bool) {

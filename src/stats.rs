@@ -86,6 +86,24 @@ impl Startup {
     }
 }
 
+impl Startup {
+    /// The same figures as [`line`](Self::line), as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        let steps: serde_json::Map<String, serde_json::Value> = self
+            .steps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, d)| (name.to_string(), (d.as_micros() as u64).into()))
+            .collect();
+        serde_json::json!({
+            "exec_to_main_ms": self.exec_to_main_ms,
+            "main_to_first_kvm_run_us": self.first_run.get().map(|d| d.as_micros() as u64),
+            "steps_us": steps,
+        })
+    }
+}
+
 /// How long ago the process was exec'ed, from /proc/self/stat's start time (clock ticks since
 /// boot) against CLOCK_BOOTTIME.
 fn exec_to_main_ms() -> Option<u64> {
@@ -191,6 +209,36 @@ impl StatsSources {
     }
 }
 
+impl StatsSources {
+    /// What [`print`](Self::print) prints, as one JSON object (the API's `vm.stats`).
+    pub fn json(&self) -> serde_json::Value {
+        let devices: serde_json::Map<_, _> = self
+            .devices
+            .iter()
+            .map(|(name, c)| (name.clone(), object(&c.snapshot())))
+            .collect();
+        let virtio: serde_json::Map<_, _> = self.virtio.iter().map(VirtioStat::json).collect();
+        serde_json::json!({
+            "startup": self.startup.json(),
+            "exits": object(&self.exits.snapshot()),
+            "devices": devices,
+            "virtio": virtio,
+            "scmi": self.scmi.as_ref().map(|s| serde_json::json!({
+                "messages": object(&s.messages.snapshot()),
+                "mailbox": object(&s.mailbox.snapshot()),
+            })),
+        })
+    }
+}
+
+/// A snapshot as a JSON object.
+fn object(v: &[(&str, u64)]) -> serde_json::Value {
+    v.iter()
+        .map(|(k, n)| (k.to_string(), serde_json::Value::from(*n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// A snapshot as `name=value name=value ...`.
 fn pairs(v: &[(&str, u64)]) -> String {
     v.iter()
@@ -225,6 +273,22 @@ impl VirtioStat {
             s.push_str(&format!(" guest_tx_bytes={tx} guest_rx_bytes={rx}"));
         }
         s
+    }
+
+    /// `(NAME, {"kind", "backend", counters...})` for the API's `vm.stats`.
+    fn json(&self) -> (String, serde_json::Value) {
+        let mut o = serde_json::Map::new();
+        o.insert("kind".into(), self.kind.into());
+        o.insert("backend".into(), self.backend.into());
+        for (k, v) in self.counters.snapshot() {
+            o.insert(k.into(), v.into());
+        }
+        if let Some(t) = &self.tap {
+            let (tx, rx) = t.guest_tx_rx();
+            o.insert("guest_tx_bytes".into(), tx.into());
+            o.insert("guest_rx_bytes".into(), rx.into());
+        }
+        (self.name.clone(), o.into())
     }
 }
 
@@ -285,6 +349,15 @@ mod tests {
         bump(&scmi.mailbox.doorbells);
         let lines = s.lines();
         assert_eq!(lines.len(), 5, "{lines:?}");
+        let j = s.json();
+        assert_eq!(j["exits"]["mmio_read"], 2);
+        assert_eq!(j["exits"]["other"], 1);
+        assert_eq!(j["devices"]["uart0"]["out_of_bounds_dropped"], 1);
+        assert_eq!(j["virtio"]["vda"]["requests"], 1);
+        assert_eq!(j["virtio"]["vda"]["backend"], "user");
+        assert_eq!(j["scmi"]["messages"]["clock_messages"], 1);
+        assert_eq!(j["scmi"]["mailbox"]["doorbells"], 1);
+        assert!(j["startup"]["steps_us"].is_object(), "{j}");
         assert!(
             lines[0].starts_with("platvmm stats: startup exec->main="),
             "{}",

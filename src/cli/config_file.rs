@@ -254,6 +254,25 @@ vfio-platform = ["/sys/bus/amba/devices/9010000.pl031", "/sys/bus/platform/devic
     }
 
     #[test]
+    fn cpus_is_a_number_or_a_string_with_its_placement() {
+        let cli = |text: &str| {
+            let words: Vec<String> = p(text).unwrap().into_iter().flat_map(|e| e.words).collect();
+            Cli::try_parse_from(std::iter::once("platvmm".to_string()).chain(words)).unwrap()
+        };
+        assert_eq!(cli("cpus = 2\n").cpus.count, 2);
+        let c = cli("cpus = \"2,affinity=0:1,1:0-1,policy=rr:5\"\n").cpus;
+        assert_eq!(c.count, 2);
+        assert_eq!(c.placement.affinity.len(), 2);
+        assert_eq!(c.placement.policy.unwrap().to_string(), "rr:5");
+        let e = p("cpus = \"2,affinity=2:1\"\n").unwrap_err();
+        assert!(
+            e.starts_with("--config vm.toml:1: cpus: invalid value '2,affinity=2:1'")
+                && e.contains("there is no vCPU 2 (--cpus 2 gives vCPUs 0-1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_command_line_wins() {
         let entries =
             p("kernel = \"/file/Image\"\ncpus = 4\nvfio-platform = [\"/a\", \"/b\"]\n").unwrap();
@@ -265,7 +284,7 @@ vfio-platform = ["/sys/bus/amba/devices/9010000.pl031", "/sys/bus/platform/devic
         let argv = merged_args(&entries, &m, &args);
         let cli = Cli::try_parse_from(&argv).unwrap();
         assert_eq!(cli.kernel.as_deref(), Some(Path::new("/file/Image")));
-        assert_eq!(cli.cpus, 1);
+        assert_eq!(cli.cpus.count, 1);
         let paths: Vec<_> = cli.vfio_platform.iter().map(|v| v.path.clone()).collect();
         assert_eq!(paths, [PathBuf::from("/c")]);
     }

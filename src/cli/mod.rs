@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use platvmm::config::{
-    parse_disk, parse_handler, parse_net, parse_size, parse_user, parse_vfio, parse_vsock,
-    DiskSpec, JailConfig, NetSpec, ScmiMode, SeccompMode, UserSpec, VfioSpec, VirtioConfig,
-    VmConfig, VsockSpec,
+    parse_cpus, parse_disk, parse_handler, parse_net, parse_size, parse_user, parse_vfio,
+    parse_vsock, CpuSpec, DiskSpec, JailConfig, NetSpec, ScmiMode, SeccompMode, UserSpec, VfioSpec,
+    VirtioConfig, VmConfig, VsockSpec,
 };
 
 pub mod config_file;
@@ -24,8 +24,8 @@ Exit status:
      the devices released
 
 Every option can also come from --config FILE (TOML, keys are the long option names:
-kernel = \"/boot/Image\", cpus = 2, stats = true, vfio-platform = [\"/sys/...\"]); the
-command line overrides the file.
+kernel = \"/boot/Image\", cpus = 2 (or \"2,affinity=0:2,1:3\"), stats = true,
+vfio-platform = [\"/sys/...\"]); the command line overrides the file.
 
 The console is the guest's ttyS0 (a 16550 UART at 0x9000000). Host stdin is forwarded to it;
 when stdin is a terminal it is put in raw mode, so Ctrl-C goes to the guest: power the guest
@@ -62,9 +62,15 @@ pub struct Cli {
     #[arg(long, value_name = "ARGS", default_value = "console=ttyS0 panic=-1")]
     pub cmdline: String,
 
-    /// Number of vCPUs (vCPU 0 boots; the others start when the guest calls PSCI CPU_ON).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub cpus: u32,
+    /// Number of vCPUs (vCPU 0 boots; the others start when the guest calls PSCI CPU_ON), and
+    /// where threads run on the host: N[,affinity=VCPU:CPUS,...][,vmm=CPUS][,policy=fifo:PRIO|rr:PRIO].
+    /// CPUS is one host CPU or a range FIRST-LAST. affinity= pins vCPU threads (2,affinity=0:2,1:3
+    /// runs vCPU 0 on host CPU 2 and vCPU 1 on CPU 3; a vCPU not listed runs on any CPU platvmm
+    /// may use). vmm= pins platvmm's own threads (the event loop and the virtio worker). policy=
+    /// runs the vCPU threads SCHED_FIFO or SCHED_RR at priority PRIO (1-99; needs root or
+    /// RLIMIT_RTPRIO): keep vmm= off those vCPUs' CPUs. Checked before KVM is opened.
+    #[arg(long, value_name = "N[,OPTS]", default_value = "1", value_parser = parse_cpus)]
+    pub cpus: CpuSpec,
 
     /// Guest RAM: a number with an optional K, M, G or T suffix (binary units); a bare number
     /// is MiB.
@@ -170,6 +176,13 @@ pub struct Cli {
     /// whenever platvmm receives SIGUSR1).
     #[arg(long)]
     pub stats: bool,
+
+    /// Serve the VM's control plane on a Unix socket at PATH (HTTP/1.1 with JSON bodies; the
+    /// client is `platvmm ctl PATH ACTION`, or `curl --unix-socket PATH`): info, stats, pause,
+    /// resume, stop. Created mode 0600 before the sandbox; only its owner (and root) may
+    /// connect. A stale socket (nothing listening) is replaced, a live one refused.
+    #[arg(long, value_name = "PATH")]
+    pub api_socket: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -211,6 +224,18 @@ pub enum Command {
         /// Also give back each device's child platform devices.
         #[arg(long)]
         children: bool,
+    },
+    /// Talk to a running VM through its --api-socket: ACTION is info (configuration, state,
+    /// uptime, devices with guest addresses and IRQs), stats (the --stats figures), pause
+    /// (vCPUs stopped; interrupts stay pending), resume, stop (the VM ends at once, exit status
+    /// 0), or raw (standard input sent as the request, the reply printed: for testing). Prints
+    /// the JSON reply; an error reply is one line and status 1.
+    Ctl {
+        /// The VM's --api-socket.
+        #[arg(value_name = "SOCKET")]
+        socket: PathBuf,
+        #[arg(value_name = "ACTION", value_parser = ["info", "stats", "pause", "resume", "stop", "raw"])]
+        action: String,
     },
     /// Write platvmm's man page (roff) to stdout: platvmm man > /usr/local/share/man/man1/platvmm.1
     Man,
@@ -268,7 +293,8 @@ impl From<Cli> for VmConfig {
             kernel: c.kernel.unwrap_or_default(),
             initramfs: c.initramfs,
             cmdline: c.cmdline,
-            cpus: c.cpus,
+            cpus: c.cpus.count,
+            placement: c.cpus.placement,
             mem_size: c.memory,
             dump_dtb: c.dump_dtb,
             vfio: c.vfio_platform,
@@ -289,6 +315,7 @@ impl From<Cli> for VmConfig {
                 rng: c.rng,
             },
             test_denied_syscall: c.test_denied_syscall,
+            api_socket: c.api_socket,
         }
     }
 }
@@ -309,12 +336,44 @@ mod tests {
     fn cli_parses() {
         let c = Cli::try_parse_from(["platvmm", "--kernel", "/k", "--cpus", "2", "--memory", "1G"])
             .unwrap();
-        assert_eq!(c.cpus, 2);
+        assert_eq!(c.cpus.count, 2);
+        assert!(c.cpus.placement.affinity.is_empty());
         assert_eq!(c.kernel, Some(PathBuf::from("/k")));
         assert_eq!(c.memory, GIB);
         assert_eq!(c.cmdline, "console=ttyS0 panic=-1");
         // --kernel may come from --config: main checks it after merging (integration test).
         assert!(Cli::try_parse_from(["platvmm"]).unwrap().kernel.is_none());
         assert!(Cli::try_parse_from(["platvmm", "--kernel", "k", "--memory", "x"]).is_err());
+        assert_eq!(Cli::try_parse_from(["platvmm"]).unwrap().cpus.count, 1);
+    }
+
+    #[test]
+    fn cpus_carry_the_placement_into_the_config() {
+        let c = Cli::try_parse_from([
+            "platvmm",
+            "--kernel",
+            "/k",
+            "--cpus",
+            "2,affinity=0:2-3,1:3,vmm=0-1,policy=fifo:10",
+        ])
+        .unwrap();
+        let cfg = VmConfig::from(c);
+        assert_eq!(cfg.cpus, 2);
+        let a: Vec<String> = cfg
+            .placement
+            .affinity
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(a, ["0:2-3", "1:3"]);
+        assert_eq!(cfg.placement.vmm.unwrap().to_string(), "0-1");
+        assert_eq!(cfg.placement.policy.unwrap().to_string(), "fifo:10");
+        let e = Cli::try_parse_from(["platvmm", "--cpus", "2,affinity=0:x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("affinity=0:x: 'x' is not a host CPU number (give VCPU:CPU or VCPU:FIRST-LAST, e.g. 0:2)"),
+            "{e}"
+        );
     }
 }

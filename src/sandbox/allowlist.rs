@@ -219,14 +219,34 @@ fn one(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompRule, BackendErro
     )?])
 }
 
-/// `kind`'s allowlist for process `pid`: each allowed syscall with the rules one of which
-/// its arguments must match (none: any arguments).
-pub fn rules(kind: ThreadKind, pid: u32) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
+/// The API socket's, served by the event loop (`--api-socket`): accepting a connection
+/// (`accept4`), receiving a request (std's socket `read` is `recvfrom`) and replying.
+/// `getsockopt` (the peer's credentials) is added with its arguments pinned.
+const API_SOCKET: &[i64] = &[libc::SYS_accept4, libc::SYS_recvfrom, libc::SYS_sendto];
+
+/// `kind`'s allowlist for process `pid` (with the API socket's calls for the event loop when
+/// `api`): each allowed syscall with the rules one of which its arguments must match (none:
+/// any arguments).
+pub fn rules(
+    kind: ThreadKind,
+    pid: u32,
+    api: bool,
+) -> Result<BTreeMap<i64, Vec<SeccompRule>>, BackendError> {
+    let api = api && kind == ThreadKind::EventLoop;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = common_syscalls()
         .into_iter()
         .chain(thread_syscalls(kind))
+        .chain(if api { API_SOCKET } else { &[] }.iter().copied())
         .map(|nr| (nr, Vec::new()))
         .collect();
+    if api {
+        // getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ..) only.
+        let eq = |arg, value: i32| {
+            SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value as u64)
+        };
+        let conds = vec![eq(1, libc::SOL_SOCKET)?, eq(2, libc::SO_PEERCRED)?];
+        rules.insert(libc::SYS_getsockopt, vec![SeccompRule::new(conds)?]);
+    }
     // tgkill(tgid, tid, sig): platvmm's own threads only (vcpu::stop_all's kick, abort()).
     rules.insert(
         libc::SYS_tgkill,

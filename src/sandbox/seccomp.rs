@@ -55,8 +55,9 @@ pub struct Filters {
 
 impl Filters {
     /// Compiles the three allowlists for this machine's architecture and this process (the
-    /// pid `tgkill` is limited to); installs the SIGSYS handler in mode `on`.
-    pub fn build(mode: SeccompMode) -> Result<Self, SeccompError> {
+    /// pid `tgkill` is limited to), the event loop's with the API socket's calls when `api`;
+    /// installs the SIGSYS handler in mode `on`.
+    pub fn build(mode: SeccompMode, api: bool) -> Result<Self, SeccompError> {
         let action = match mode {
             SeccompMode::Off => {
                 return Ok(Self {
@@ -75,9 +76,9 @@ impl Filters {
         }
         let pid = std::process::id();
         Ok(Self {
-            vcpu: Some(compile(ThreadKind::Vcpu, action.clone(), pid)?),
-            event_loop: Some(compile(ThreadKind::EventLoop, action.clone(), pid)?),
-            worker: Some(compile(ThreadKind::Worker, action, pid)?),
+            vcpu: Some(compile(ThreadKind::Vcpu, action.clone(), pid, api)?),
+            event_loop: Some(compile(ThreadKind::EventLoop, action.clone(), pid, api)?),
+            worker: Some(compile(ThreadKind::Worker, action, pid, api)?),
         })
     }
 
@@ -102,17 +103,19 @@ impl Filters {
     }
 }
 
-/// `kind`'s filter for process `pid` (the only thread group its `tgkill` may reach).
+/// `kind`'s filter for process `pid` (the only thread group its `tgkill` may reach), with the
+/// API socket's calls when `api`.
 fn compile(
     kind: ThreadKind,
     mismatch: SeccompAction,
     pid: u32,
+    api: bool,
 ) -> Result<BpfProgram, SeccompError> {
     let err = |e: &dyn std::fmt::Display| SeccompError::Build {
         thread: kind.name(),
         reason: e.to_string(),
     };
-    let rules = allowlist::rules(kind, pid).map_err(|e| err(&e))?;
+    let rules = allowlist::rules(kind, pid, api).map_err(|e| err(&e))?;
     let arch = std::env::consts::ARCH.try_into().map_err(|e| err(&e))?;
     let filter =
         SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch).map_err(|e| err(&e))?;

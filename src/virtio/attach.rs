@@ -18,10 +18,22 @@ use log::{info, warn};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
+use serde::Serialize;
+
 use super::VirtioError;
 use crate::config::{NetSpec, VirtioConfig};
 use crate::hypervisor::{kvm_err, AttachContext};
 use crate::stats::VirtioStat;
+
+/// An emulated virtio device.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VirtioInfo {
+    pub name: String,
+    pub kind: &'static str,
+    pub backend: &'static str,
+    pub guest_addr: String,
+    pub spi: u32,
+}
 
 /// The VM's virtio devices as attached: what the device tree, the stats and the worker need
 /// (the transports themselves are on the bus).
@@ -31,6 +43,8 @@ pub struct VirtioDevices {
     /// The eventfds absorbing InterruptACK writes (nothing reads them).
     pub acks: Vec<EventFd>,
     pub stats: Vec<VirtioStat>,
+    /// Where each device is, for the API's `vm.info`.
+    pub info: Vec<VirtioInfo>,
     pub worker: WorkerSet,
 }
 
@@ -216,6 +230,13 @@ fn place(t: &mut AttachContext<'_>, w: &mut VirtioDevices, p: Placed) -> Result<
         p.name, p.kind, p.backend
     );
     w.nodes.push(node(base, spi));
+    w.info.push(VirtioInfo {
+        name: p.name.clone(),
+        kind: p.kind,
+        backend: p.backend,
+        guest_addr: format!("{base:#x}"),
+        spi,
+    });
     w.stats.push(VirtioStat {
         name: p.name,
         kind: p.kind,

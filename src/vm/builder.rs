@@ -25,9 +25,11 @@ use linux_loader::loader::KernelLoader;
 use log::{debug, info, warn};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::api::server::ApiServer;
 use crate::arch::aarch64::fdt::{self, FdtConfig};
 use crate::arch::aarch64::layout;
 use crate::arch::aarch64::{gic, regs};
+use crate::config::CpuPlacement;
 use crate::host::terminal::RawTerminal;
 use crate::hypervisor::kvm_err;
 use crate::passthrough::attach::AttachOptions;
@@ -35,11 +37,13 @@ use crate::resources::page_size;
 use crate::sandbox::seccomp::{Filters, ThreadKind};
 use crate::stats::{ExitCounters, Startup, StatsSources};
 use crate::vm::console::CountedOutput;
+use crate::vm::control::Control;
 use crate::vm::device_manager::DeviceManager;
 use crate::vm::error::{host_err, Error};
 use crate::vm::event_loop::EventLoop;
 use crate::vm::prepare::Prepared;
 use crate::vstate::exit::{ExitSignal, GuestExit};
+use crate::vstate::placement;
 use crate::vstate::vcpu::{self, VcpuContext, VcpuHandle};
 
 /// Builds and runs the VM described by `p`.
@@ -85,12 +89,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     )?;
     let _raw = attach_stdin(&mut el, room, &console)?;
     let seccomp = enter_sandbox(&p.cfg, &exit)?;
-    let worker_filters = seccomp.clone();
-    dm.start_worker(move || {
-        worker_filters
-            .apply(ThreadKind::Worker)
-            .map_err(std::io::Error::other)
-    })?;
+    start_worker(&mut dm, &seccomp, &p.cfg.placement)?;
     startup.step("sandbox");
     let ctx = Arc::new(VcpuContext {
         bus: dm.share_bus(),
@@ -100,14 +99,16 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         startup,
         seccomp: seccomp.clone(),
         smc: dm.smc_doorbells(),
+        placement: p.cfg.placement.clone(),
+        gate: Arc::default(),
     });
     let handles = start_vcpus(vcpus, &ctx)?;
-    if let Err(e) = seccomp.apply(ThreadKind::EventLoop) {
-        teardown(handles, ctx, dm, &exits);
-        return Err(e.into());
+    if let Some(listener) = p.api.take() {
+        serve_api(listener, &p.cfg, &mut el, &dm, &ctx, &stats, &handles);
     }
-    if seccomp.enabled() {
-        info!("seccomp sandbox installed ({:?})", p.cfg.seccomp);
+    if let Err(e) = confine_main(&p.cfg, &seccomp) {
+        teardown(handles, ctx, dm, &exits);
+        return Err(e);
     }
     let outcome = el.run();
     info!("guest ended: {outcome:?}");
@@ -122,6 +123,35 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         stats.print();
     }
     Ok(outcome)
+}
+
+/// The API socket (`--api-socket`, bound by prepare) served on the event loop, acting on the
+/// running VM: its exit signal, stats, the vCPUs' pause gate and their kicker.
+fn serve_api(
+    listener: std::os::unix::net::UnixListener,
+    cfg: &crate::config::VmConfig,
+    el: &mut EventLoop,
+    dm: &DeviceManager,
+    ctx: &VcpuContext,
+    stats: &Arc<StatsSources>,
+    handles: &[VcpuHandle],
+) {
+    let control = Control {
+        info: dm.vm_info(cfg),
+        started: std::time::Instant::now(),
+        exit: ctx.exit.clone(),
+        stats: stats.clone(),
+        gate: ctx.gate.clone(),
+        vcpus: handles.len(),
+        kick: Box::new(vcpu::kicker(handles)),
+    };
+    let path = cfg.api_socket.clone().unwrap_or_default();
+    info!("API socket: {}", path.display());
+    el.add(Arc::new(Mutex::new(ApiServer::new(
+        listener,
+        path,
+        Box::new(control),
+    ))));
 }
 
 /// Passthrough devices, then the virtio ones, after the vGIC is initialised: their
@@ -176,17 +206,50 @@ fn stdin_to_dev_null() -> Result<(), Error> {
     Ok(())
 }
 
-/// Every fd is open: drops privileges (`--user`/`--chroot`), then compiles the per-thread
+/// Every fd is open: drops privileges (`--user`/`--chroot`; RLIMIT_RTPRIO raised first for a
+/// `--cpus policy=`, which the vCPU threads take after the drop), then compiles the per-thread
 /// seccomp filters (each thread installs its own as it starts) and points the SIGSYS handler
 /// at the exit event.
 fn enter_sandbox(cfg: &crate::config::VmConfig, exit: &ExitSignal) -> Result<Arc<Filters>, Error> {
+    if cfg.jail.active() {
+        placement::keep_policy_after_drop(&cfg.placement)?;
+    }
     crate::sandbox::jail::enter(&cfg.jail)?;
     if cfg.jail.active() {
         info!("privileges dropped ({:?})", cfg.jail);
     }
-    let seccomp = Arc::new(Filters::build(cfg.seccomp)?);
+    let seccomp = Arc::new(Filters::build(cfg.seccomp, cfg.api_socket.is_some())?);
     crate::sandbox::seccomp::set_wake_fd(exit.evt.as_raw_fd());
     Ok(seccomp)
+}
+
+/// Starts the virtio worker (if there is one), which first pins itself (`--cpus vmm=`), then
+/// installs its seccomp filter.
+fn start_worker(
+    dm: &mut DeviceManager,
+    seccomp: &Arc<Filters>,
+    cpus: &CpuPlacement,
+) -> Result<(), Error> {
+    let filters = seccomp.clone();
+    let cpus = cpus.clone();
+    dm.start_worker(move || {
+        placement::apply_vmm(&cpus).map_err(std::io::Error::other)?;
+        filters
+            .apply(ThreadKind::Worker)
+            .map_err(std::io::Error::other)
+    })
+}
+
+/// The main thread, about to run the event loop, once the vCPU threads and the worker are
+/// started (they do not inherit its CPUs): pins itself (`--cpus vmm=`), then installs its
+/// seccomp filter.
+fn confine_main(cfg: &crate::config::VmConfig, seccomp: &Filters) -> Result<(), Error> {
+    placement::apply_vmm(&cfg.placement)?;
+    seccomp.apply(ThreadKind::EventLoop)?;
+    if seccomp.enabled() {
+        info!("seccomp sandbox installed ({:?})", cfg.seccomp);
+    }
+    Ok(())
 }
 
 /// The outcome platvmm reports: a sandbox denial (even one during teardown) wins; a guest
@@ -210,6 +273,7 @@ fn teardown(
     dm: DeviceManager,
     exits: &ExitCounters,
 ) {
+    ctx.gate.close();
     vcpu::stop_all(handles);
     drop(ctx);
     dm.release(exits);

@@ -162,8 +162,8 @@ impl DeviceManager {
     }
 
     /// Starts the virtio worker thread (if a userspace device needs one); `on_start` runs
-    /// first in it (its seccomp filter), and its error is this one's: the VM must not run
-    /// with devices nothing serves.
+    /// first in it (its host CPUs, its seccomp filter), and its error is this one's: the VM
+    /// must not run with devices nothing serves.
     pub fn start_worker(
         &mut self,
         on_start: impl FnOnce() -> std::io::Result<()> + Send + 'static,
@@ -179,7 +179,7 @@ impl DeviceManager {
                 source,
             },
             WorkerError::Setup(source) => Error::Host {
-                what: "the virtio worker thread could not enter its sandbox",
+                what: "the virtio worker thread could not take its host CPUs or enter its sandbox",
                 source,
             },
         })?;
@@ -198,6 +198,11 @@ impl DeviceManager {
         let mut nodes = self.passthrough.plan.guest_nodes(dt_overlays);
         nodes.extend(self.virtio.nodes.iter().cloned());
         nodes
+    }
+
+    /// What the API's `vm.info` reports of the VM of `cfg`: its passed and virtio devices.
+    pub fn vm_info(&self, cfg: &crate::config::VmConfig) -> crate::vm::control::VmInfo {
+        crate::vm::control::VmInfo::new(cfg, &self.passthrough.plan, self.virtio.info.clone())
     }
 
     /// The SMCCC calls KVM forwards to platvmm, each a doorbell on the bus (the SCMI SMC
@@ -329,7 +334,7 @@ mod tests {
             .expect_err("the worker's setup error reaches the caller");
         assert_eq!(
             e.to_string(),
-            "the virtio worker thread could not enter its sandbox: seccomp refused"
+            "the virtio worker thread could not take its host CPUs or enter its sandbox: seccomp refused"
         );
     }
 

@@ -47,6 +47,13 @@ pub enum Error {
     /// /dev/kvm cannot be opened.
     #[error("cannot open /dev/kvm: {0} (is the kvm module loaded and the kernel booted at EL2? are you in the kvm group?)")]
     NoKvm(std::io::Error),
+    /// `--cpus` names host CPUs platvmm may not use or a policy the host refuses, or a
+    /// thread could not take its placement.
+    #[error("{0}")]
+    Placement(#[from] crate::vstate::placement::PlacementError),
+    /// The API socket could not be created.
+    #[error("{0}")]
+    Api(#[from] crate::api::server::ApiError),
     /// More vCPUs than KVM allows.
     #[error("--cpus {requested} is more than this host's KVM allows ({max})")]
     TooManyCpus { requested: u32, max: u32 },

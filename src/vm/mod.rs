@@ -5,6 +5,7 @@
 #[cfg(target_arch = "aarch64")]
 mod builder;
 pub mod console;
+pub mod control;
 pub mod device_manager;
 pub mod error;
 pub mod event_loop;

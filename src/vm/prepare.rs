@@ -1,7 +1,8 @@
 //! The checks before KVM: a [`VmConfig`] validated and its files opened into [`Prepared`].
 //!
-//! Validation that needs no KVM (kernel format, sizes, the boot plan) runs first, on any host,
-//! so bad input gets its message even on a machine that could never run the guest.
+//! Validation that needs no KVM (sizes, the host CPUs and real-time policy `--cpus` names, the
+//! kernel format, the boot plan) runs first, on any host, so bad input gets its message even on
+//! a machine that could never run the guest.
 
 use std::fs::File;
 use std::io::Read;
@@ -31,6 +32,8 @@ pub struct Prepared {
     pub dt_overlays: Vec<GuestNode>,
     /// The `--disk` images, open and locked.
     pub disks: Vec<devices::virtio::block::Disk>,
+    /// The `--api-socket` listener, bound last (nothing else can fail after it here).
+    pub api: Option<std::os::unix::net::UnixListener>,
 }
 
 /// Checks everything that can be checked without KVM.
@@ -38,6 +41,7 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
     if cfg.cpus == 0 {
         return Err(LayoutError::NoCpus.into());
     }
+    crate::vstate::placement::check(&cfg.placement)?;
     layout::check_memory(cfg.mem_size)?;
     if cfg.cmdline.len() >= image::CMDLINE_MAX {
         return Err(Error::CmdlineTooLong {
@@ -94,6 +98,11 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         kernel_size,
         initramfs.as_ref().map(|(_, len)| *len),
     )?;
+    let api = cfg
+        .api_socket
+        .as_deref()
+        .map(crate::api::server::bind)
+        .transpose()?;
     Ok(Prepared {
         cfg,
         kernel,
@@ -104,6 +113,7 @@ pub fn prepare(cfg: VmConfig) -> Result<Prepared, Error> {
         devices,
         dt_overlays,
         disks,
+        api,
     })
 }
 
@@ -146,6 +156,7 @@ mod tests {
             initramfs: None,
             cmdline: String::new(),
             cpus: 1,
+            placement: Default::default(),
             mem_size: 64 * MIB,
             dump_dtb: None,
             vfio: Vec::new(),
@@ -158,6 +169,7 @@ mod tests {
             jail: Default::default(),
             virtio: Default::default(),
             test_denied_syscall: false,
+            api_socket: None,
         }
     }
 
@@ -188,6 +200,15 @@ mod tests {
         let mut zero = cfg(tmp_file("z", &image(4096)));
         zero.cpus = 0;
         assert!(prepare(zero).unwrap_err().to_string().contains("--cpus"));
+
+        // Host CPUs are checked before the kernel is read.
+        let mut pinned = cfg(PathBuf::from("/nonexistent/Image"));
+        pinned.placement = crate::config::parse_cpus("1,vmm=4000").unwrap().placement;
+        let e = prepare(pinned).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--cpus vmm=4000: host CPU 4000 does not exist or is not allowed"),
+            "{e}"
+        );
 
         let mut small = cfg(tmp_file("s", &image(4096)));
         small.mem_size = 16 * MIB;

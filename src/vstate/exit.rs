@@ -19,13 +19,15 @@ pub enum GuestExit {
     Signal(i32),
     /// The seccomp sandbox denied this syscall (the SIGSYS handler has said so on stderr).
     SeccompDenied(i64),
+    /// A client of the API socket asked for the VM to stop (`vm.stop`).
+    Stopped,
 }
 
 impl GuestExit {
     /// Process exit status (documented in `--help`).
     pub fn exit_code(self) -> i32 {
         match self {
-            GuestExit::PowerOff => 0,
+            GuestExit::PowerOff | GuestExit::Stopped => 0,
             GuestExit::Reset => 3,
             GuestExit::Crash => 4,
             GuestExit::Signal(s) => 128 + s,
@@ -42,7 +44,7 @@ impl GuestExit {
             GuestExit::PowerOff => Some("the guest powered off before writing anything to the console"),
             GuestExit::Reset => Some("the guest reset before writing anything to the console (a kernel that fails this early: check it is an arm64 Image for this machine, and give console=ttyS0 earlycon on --cmdline)"),
             GuestExit::Crash => Some("the guest crashed before writing anything to the console (check the kernel Image, and give console=ttyS0 earlycon on --cmdline)"),
-            GuestExit::Signal(_) | GuestExit::SeccompDenied(_) => None,
+            GuestExit::Signal(_) | GuestExit::SeccompDenied(_) | GuestExit::Stopped => None,
         }
     }
 }

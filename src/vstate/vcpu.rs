@@ -9,6 +9,10 @@
 //! whose handler sets `immediate_exit` in the thread's own `kvm_run`, so `KVM_RUN` returns
 //! `EINTR` at once even if the signal landed just before the thread entered it; the thread
 //! sees the flag and returns; [`stop_all`] joins it.
+//!
+//! Pausing (the API's `vm.pause`): the [`PauseGate`](super::pause::PauseGate) is shut and
+//! every thread kicked ([`kicker`]); each parks at the gate at the top of its loop, outside
+//! `KVM_RUN`, until the gate opens (resume) or closes (teardown, before [`stop_all`]).
 
 use std::cell::Cell;
 use std::os::unix::thread::JoinHandleExt;
@@ -40,6 +44,10 @@ pub struct VcpuContext {
     pub seccomp: Arc<Filters>,
     /// The SMCCC functions KVM forwards, each ringing a doorbell on the bus.
     pub smc: Vec<SmcDoorbell>,
+    /// The host CPUs and real-time policy each vCPU thread gives itself before anything else.
+    pub placement: crate::config::CpuPlacement,
+    /// Passed before every `KVM_RUN`: shut while the VM is paused.
+    pub gate: Arc<super::pause::PauseGate>,
 }
 
 /// A running vCPU thread.
@@ -102,12 +110,28 @@ pub fn spawn(vcpu: VcpuFd, id: usize, ctx: Arc<VcpuContext>) -> std::io::Result<
 
 impl VcpuHandle {
     fn kick(&self) {
-        // SAFETY: the thread is not joined yet, so its pthread_t is valid.
-        let r = unsafe { libc::pthread_kill(self.thread.as_pthread_t(), kick_signal()) };
-        if r != 0 && r != libc::ESRCH {
-            warn!("vcpu{}: cannot kick: errno {r}", self.id);
-        }
+        kick_thread(self.id, self.thread.as_pthread_t());
     }
+}
+
+/// Sends vCPU thread `id` the kick signal; `thread` must not be joined yet.
+fn kick_thread(id: usize, thread: libc::pthread_t) {
+    // SAFETY: the caller's thread is not joined yet, so its pthread_t is valid.
+    let r = unsafe { libc::pthread_kill(thread, kick_signal()) };
+    if r != 0 && r != libc::ESRCH {
+        warn!("vcpu{id}: cannot kick: errno {r}");
+    }
+}
+
+/// A function that kicks every thread of `handles` out of `KVM_RUN` (pausing: each then parks
+/// at its gate). Valid until the threads are joined, which only teardown does, on the thread
+/// that runs the API server too.
+pub fn kicker(handles: &[VcpuHandle]) -> impl Fn() + Send {
+    let threads: Vec<(usize, libc::pthread_t)> = handles
+        .iter()
+        .map(|h| (h.id, h.thread.as_pthread_t()))
+        .collect();
+    move || threads.iter().for_each(|(id, t)| kick_thread(*id, *t))
 }
 
 /// Stops every vCPU thread and joins it: none is inside `KVM_RUN` when this returns.
@@ -129,6 +153,11 @@ pub fn stop_all(handles: Vec<VcpuHandle>) {
 }
 
 fn thread_main(mut vcpu: VcpuFd, id: usize, ctx: &VcpuContext, stop: &AtomicBool) {
+    if let Err(e) = super::placement::apply_vcpu(&ctx.placement, id) {
+        eprintln!("platvmm: error: vcpu{id}: {e}");
+        ctx.exit.set(GuestExit::Crash);
+        return;
+    }
     if let Err(e) = ctx.seccomp.apply(ThreadKind::Vcpu) {
         eprintln!("platvmm: error: vcpu{id}: {e}");
         ctx.exit.set(GuestExit::Crash);
@@ -166,6 +195,10 @@ fn run_loop(
     loop {
         if stop.load(Ordering::SeqCst) {
             return None;
+        }
+        // Paused: parked here, outside KVM_RUN, until resumed (or torn down).
+        if ctx.gate.pass() {
+            continue;
         }
         let r = vcpu.run();
         // Coalesced console bytes were written before this exit: hand them over first.

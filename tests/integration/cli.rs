@@ -99,6 +99,56 @@ fn zero_cpus() {
 }
 
 #[test]
+fn cpu_placement_is_refused_before_kvm() {
+    let k = fake_image();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--cpus", "1,affinity=0:4000"]),
+        1,
+        "--cpus affinity=0:4000: host CPU 4000 does not exist or is not allowed to platvmm (allowed: ",
+    );
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--cpus", "2,affinity=2:0"]),
+        2,
+        "affinity=2:0: there is no vCPU 2 (--cpus 2 gives vCPUs 0-1)",
+    );
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--cpus", "2,policy=fifo:100"]),
+        2,
+        "policy=fifo:100: priority '100' is not in 1-99",
+    );
+}
+
+#[test]
+fn api_socket_paths_are_checked_before_kvm_and_ctl_needs_a_vm() {
+    let k = fake_image();
+    let file = scratch("not-a-socket");
+    std::fs::write(&file, b"keep me").unwrap();
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--api-socket", s(&file)]),
+        1,
+        "the path exists and is not a socket (remove it, or give another path)",
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"keep me");
+    let nodir = scratch("no-such-dir").join("vm.sock");
+    assert_error(
+        &platvmm(&["--kernel", s(&k), "--api-socket", s(&nodir)]),
+        1,
+        "cannot create it: No such file or directory",
+    );
+    let absent = scratch("absent.sock");
+    assert_error(
+        &platvmm(&["ctl", s(&absent), "info"]),
+        1,
+        "(is a VM running with --api-socket",
+    );
+    assert_error(
+        &platvmm(&["ctl", s(&absent), "reboot-now"]),
+        2,
+        "invalid value",
+    );
+}
+
+#[test]
 fn memory_out_of_map() {
     let k = fake_image();
     assert_error(

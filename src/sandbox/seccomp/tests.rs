@@ -105,7 +105,7 @@ fn run_bpf(prog: &[sock_filter], data: &[u8; 64]) -> u32 {
 
 /// `kind`'s real filter (mode `on`) for process `pid`.
 fn filter(kind: ThreadKind, pid: u32) -> BpfProgram {
-    compile(kind, SeccompAction::Trap, pid).unwrap()
+    compile(kind, SeccompAction::Trap, pid, false).unwrap()
 }
 
 /// Asserts that `kind`'s filter traps `forbidden` and allows `controls`, for a process other
@@ -185,7 +185,7 @@ fn child_main(kind: ThreadKind, steps: &[&dyn Fn()], wr: i32) -> ! {
     // SAFETY: restores SIGSYS's default action (another test may have installed the
     // handler); no memory is involved.
     unsafe { libc::signal(libc::SIGSYS, libc::SIG_DFL) };
-    let Ok(prog) = compile(kind, SeccompAction::Trap, std::process::id()) else {
+    let Ok(prog) = compile(kind, SeccompAction::Trap, std::process::id(), false) else {
         // SAFETY: leaves the child at once.
         unsafe { libc::_exit(2) }
     };
@@ -605,17 +605,20 @@ impl EventLoopPaths {
 fn all_filters_compile_for_this_architecture() {
     for kind in ThreadKind::ALL {
         for action in [SeccompAction::Trap, SeccompAction::Log] {
-            let prog = compile(kind, action.clone(), 1).unwrap();
+            let prog = compile(kind, action.clone(), 1, true).unwrap();
             assert!(prog.len() > 20, "{kind:?}: {} instructions", prog.len());
         }
     }
-    assert!(Filters::build(SeccompMode::Off).unwrap().vcpu.is_none());
+    assert!(Filters::build(SeccompMode::Off, false)
+        .unwrap()
+        .vcpu
+        .is_none());
 }
 
 #[test]
 fn the_denied_test_syscall_is_in_no_allowlist() {
     for kind in ThreadKind::ALL {
-        let rules = allowlist::rules(kind, 1).unwrap();
+        let rules = allowlist::rules(kind, 1, true).unwrap();
         assert!(!rules.contains_key(&libc::SYS_socket), "{kind:?}");
         assert!(
             !rules.contains_key(&libc::SYS_openat),
@@ -626,6 +629,34 @@ fn the_denied_test_syscall_is_in_no_allowlist() {
         let socket = Call::new(libc::SYS_socket, &[libc::AF_INET as u64, 1, 0]);
         assert_eq!(decide(&prog, &socket, 1), libc::SECCOMP_RET_TRAP);
     }
+}
+
+/// The API socket's calls are the event loop's alone, and only with `--api-socket`;
+/// getsockopt only for the peer's credentials.
+#[test]
+fn the_api_socket_adds_its_calls_to_the_event_loop_only() {
+    let api = [
+        libc::SYS_accept4,
+        libc::SYS_recvfrom,
+        libc::SYS_sendto,
+        libc::SYS_getsockopt,
+    ];
+    for kind in ThreadKind::ALL {
+        for on in [false, true] {
+            let rules = allowlist::rules(kind, 1, on).unwrap();
+            let want = on && kind == ThreadKind::EventLoop;
+            for nr in api {
+                assert_eq!(rules.contains_key(&nr), want, "{kind:?} api={on} nr {nr}");
+            }
+        }
+    }
+    let prog = compile(ThreadKind::EventLoop, SeccompAction::Trap, 1, true).unwrap();
+    let peercred = [3, libc::SOL_SOCKET as u64, libc::SO_PEERCRED as u64, 0, 0];
+    let call = Call::new(libc::SYS_getsockopt, &peercred);
+    assert_eq!(decide(&prog, &call, 1), libc::SECCOMP_RET_ALLOW);
+    let other = [3, libc::SOL_SOCKET as u64, libc::SO_RCVBUF as u64, 0, 0];
+    let call = Call::new(libc::SYS_getsockopt, &other);
+    assert_eq!(decide(&prog, &call, 1), libc::SECCOMP_RET_TRAP);
 }
 
 #[test]
@@ -649,7 +680,7 @@ fn names_and_numbers_for_the_message() {
     ignore = "qemu-user, which runs the aarch64 unit tests, cannot install seccomp filters: the e2e sandbox scenario covers aarch64"
 )]
 fn a_denied_syscall_is_reported_and_fails() {
-    let filters = Filters::build(SeccompMode::On).unwrap();
+    let filters = Filters::build(SeccompMode::On, false).unwrap();
     let t = std::thread::spawn(move || {
         filters.apply(ThreadKind::EventLoop).unwrap();
         call_denied_syscall()

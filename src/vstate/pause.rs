@@ -1,0 +1,205 @@
+//! Pausing the vCPUs: a gate each vCPU thread passes before every `KVM_RUN`. Pausing closes
+//! the gate and kicks the threads out of `KVM_RUN` (the caller does that: the gate knows no
+//! threads); each parks at the gate, the pauser waits until all have. Resuming opens it.
+//! Interrupts raised meanwhile (irqfds) stay pending in the in-kernel vGIC and reach the guest
+//! when its vCPUs run again. Teardown [`close`](PauseGate::close)s the gate for good, so a
+//! parked thread returns to see its stop flag.
+//!
+//! Pure (no KVM): the vCPU loop and the API's control use it; unit-tested with threads.
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default)]
+struct State {
+    paused: bool,
+    closed: bool,
+    parked: usize,
+}
+
+/// Why the gate could not do what was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateError {
+    AlreadyPaused,
+    NotPaused,
+    Closed,
+    /// Only `parked` of the threads parked in time (the gate was opened again).
+    Timeout {
+        parked: usize,
+    },
+}
+
+/// The gate (shared by the vCPU threads and the controller).
+#[derive(Debug, Default)]
+pub struct PauseGate {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl PauseGate {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// vCPU side: returns at once while the gate is open, else parks until it opens (or is
+    /// closed for good); true when it parked.
+    pub fn pass(&self) -> bool {
+        let mut s = self.lock();
+        if !s.paused || s.closed {
+            return false;
+        }
+        s.parked += 1;
+        self.cv.notify_all();
+        while s.paused && !s.closed {
+            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.parked -= 1;
+        self.cv.notify_all();
+        true
+    }
+
+    /// Controller side, step 1: shuts the gate (then kick the threads out of `KVM_RUN`).
+    pub fn shut(&self) -> Result<(), GateError> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(GateError::Closed);
+        }
+        if s.paused {
+            return Err(GateError::AlreadyPaused);
+        }
+        s.paused = true;
+        Ok(())
+    }
+
+    /// Controller side, step 2: waits until `threads` have parked; on timeout opens the gate
+    /// again and says how many had.
+    pub fn wait_parked(&self, threads: usize, timeout: Duration) -> Result<(), GateError> {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.lock();
+        while s.parked < threads && !s.closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let parked = s.parked;
+                s.paused = false;
+                self.cv.notify_all();
+                return Err(GateError::Timeout { parked });
+            }
+            s = self
+                .cv
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        if s.closed {
+            return Err(GateError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Opens the gate: parked threads run again.
+    pub fn open(&self) -> Result<(), GateError> {
+        let mut s = self.lock();
+        if !s.paused {
+            return Err(GateError::NotPaused);
+        }
+        s.paused = false;
+        self.cv.notify_all();
+        Ok(())
+    }
+
+    /// Whether the gate is shut.
+    pub fn paused(&self) -> bool {
+        self.lock().paused
+    }
+
+    /// For good (teardown): every parked thread returns and none parks again.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        self.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// `n` threads counting laps through the gate until `stop`.
+    fn runners(
+        gate: &Arc<PauseGate>,
+        n: usize,
+    ) -> (
+        Arc<AtomicU64>,
+        Arc<std::sync::atomic::AtomicBool>,
+        Vec<std::thread::JoinHandle<()>>,
+    ) {
+        let laps = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let (g, l, s) = (gate.clone(), laps.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    while !s.load(Ordering::SeqCst) {
+                        g.pass();
+                        l.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                })
+            })
+            .collect();
+        (laps, stop, threads)
+    }
+
+    #[test]
+    fn paused_threads_make_no_progress_until_resumed() {
+        let gate = Arc::new(PauseGate::default());
+        let (laps, stop, threads) = runners(&gate, 3);
+        std::thread::sleep(Duration::from_millis(20));
+        gate.shut().unwrap();
+        assert_eq!(gate.shut(), Err(GateError::AlreadyPaused));
+        gate.wait_parked(3, Duration::from_secs(10)).unwrap();
+        let before = laps.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(laps.load(Ordering::SeqCst), before, "no lap while paused");
+        gate.open().unwrap();
+        assert_eq!(gate.open(), Err(GateError::NotPaused));
+        let t0 = Instant::now();
+        while laps.load(Ordering::SeqCst) == before {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no lap after resume"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        stop.store(true, Ordering::SeqCst);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    #[test]
+    fn a_thread_that_never_parks_times_the_pause_out_and_reopens() {
+        let gate = Arc::new(PauseGate::default());
+        let (_laps, stop, threads) = runners(&gate, 1);
+        gate.shut().unwrap();
+        // Two threads expected, one exists: the wait gives up and the gate is open again.
+        let e = gate.wait_parked(2, Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(e, GateError::Timeout { parked: 0 | 1 }), "{e:?}");
+        assert!(!gate.paused());
+        stop.store(true, Ordering::SeqCst);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    #[test]
+    fn closing_releases_parked_threads_for_good() {
+        let gate = Arc::new(PauseGate::default());
+        let (_laps, stop, threads) = runners(&gate, 2);
+        gate.shut().unwrap();
+        gate.wait_parked(2, Duration::from_secs(10)).unwrap();
+        stop.store(true, Ordering::SeqCst);
+        gate.close();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(gate.shut(), Err(GateError::Closed));
+        assert!(!gate.pass());
+    }
+}

@@ -1,0 +1,121 @@
+#!/bin/sh
+# shellcheck disable=SC2317 # on_ctl and on_result are called by run_l2 (L2_ON_CTL, L2_ON_RESULT)
+# scenario lifecycle: a VM with a passed-through PL031 and a virtio disk, run with
+# --api-socket and --cpus 2,affinity=0:1,1:0,vmm=0 (L1 has CPUs 0 and 1), driven through
+# `platvmm ctl`:
+#   - at the guest's "L2-CTL pause" (resources/l2/checks/lifecycle.sh): pause, 4 s paused
+#     (the vCPU threads use no CPU time meanwhile; `ctl info` says paused), resume; the guest
+#     sees one 4 s gap in its busy loop, and the PL031 alarm due inside the pause arrives
+#     right after it; its disk reads the same before and after;
+#   - once the guest has its result (it then holds, platvmm.after=hold): `ctl info` (vCPUs,
+#     the PL031's guest address and SPI, the virtio disk) and `ctl stats` parsed; hostile
+#     requests (garbage, a 1 MB body, an unknown route, a client that connects and never
+#     sends) each get an error reply and the VM keeps answering; the vCPU, event-loop and
+#     worker threads sit on the CPUs asked for; `ctl stop` ends the VM with exit status 0.
+# shellcheck source=tests/integration/scenarios/lib/common.sh
+. /scenarios/lib/common.sh
+status=0
+DEV=9010000.pl031
+SOCK=/tmp/platvmm.sock
+IMG=/tmp/lifecycle.img
+
+vfio_bind amba $DEV vfio-amba || { reason "cannot bind $DEV to vfio-amba"; exit 1; }
+dd if=/dev/urandom of=$IMG bs=1M count=4 2>/dev/null
+MD5=$(md5sum $IMG | cut -d' ' -f1)
+
+ctl() { "$PLATVMM" ctl "$SOCK" "$@" 2>&1; }
+# Sum of the vCPU threads' user + system CPU time (clock ticks).
+vcpu_ticks() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    awk '$2 ~ /^\(vcpu[0-9]+\)$/ { s += $14 + $15 } END { print s + 0 }' /proc/"$_pid"/task/*/stat
+}
+# One line per platvmm thread: NAME CPUS_ALLOWED_LIST.
+thread_cpus() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    for _st in /proc/"$_pid"/task/*/status; do
+        awk '/^Name:/ { n = $2 } /^Cpus_allowed_list:/ { c = $2 } END { print n, c }' "$_st"
+    done
+}
+# raw NAME: sends standard input as a request; prints "NAME STATUS".
+raw() { echo "$1 $("$PLATVMM" ctl "$SOCK" raw 2>&1 | cut -d' ' -f1)"; }
+
+on_ctl() {
+    [ "$1" = pause ] || return 0
+    _t0=$(now)
+    ctl pause >/tmp/lc.pause || reason "ctl pause: $(cat /tmp/lc.pause)"
+    _t1=$(now)
+    _c0=$(vcpu_ticks)
+    sleep 4
+    _c1=$(vcpu_ticks)
+    ctl info >/tmp/lc.info-paused
+    ctl resume >/tmp/lc.resume || reason "ctl resume: $(cat /tmp/lc.resume)"
+    sleep 1
+    echo "$_c0 $_c1 $(vcpu_ticks) $(elapsed "$_t0" "$_t1")" >/tmp/lc.ticks
+}
+
+on_result() {
+    ctl info >/tmp/lc.info
+    ctl stats >/tmp/lc.stats
+    thread_cpus >/tmp/lc.cpus
+    {
+        sleep 60 | "$PLATVMM" ctl "$SOCK" raw >/dev/null 2>&1 &
+        printf 'garbage\r\n\r\n' | raw garbage
+        { printf 'PUT /api/v1/vm.stop HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n'; head -c 1000000 /dev/zero; } | raw huge
+        printf 'PUT /api/v1/vm.format HTTP/1.1\r\n\r\n' | raw unknown
+        printf 'GET /api/v1/vm.pause HTTP/1.1\r\n\r\n' | raw method
+        ctl info >/tmp/lc.info-after-bad && echo "info-after-bad 200"
+        kill "$(pidof sleep)" 2>/dev/null
+    } >/tmp/lc.bad
+    ctl stop >/tmp/lc.stop
+}
+
+rm -f /tmp/lc.*
+L2_ON_CTL=on_ctl L2_ON_RESULT=on_result RUST_LOG=info \
+    run_l2 lifecycle --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M \
+    --cpus 2,affinity=0:1,1:0,vmm=0 --api-socket "$SOCK" \
+    --vfio-platform /sys/bus/amba/devices/$DEV --disk $IMG \
+    --cmdline "console=ttyS0 panic=-1 platvmm.check=lifecycle platvmm.after=hold platvmm.disk_md5=$MD5"
+l2_passed || status=1
+result=$(l2_result)
+timing "guest: $(echo "$result" | sed 's/.*lifecycle: //')"
+
+# Pause: the vCPU threads used no CPU time while paused, and did once resumed.
+# shellcheck disable=SC2046 # four numbers
+set -- $(cat /tmp/lc.ticks 2>/dev/null)
+pause_us=$(sed -n 's/.*"took_us": \([0-9]*\).*/\1/p' /tmp/lc.pause 2>/dev/null)
+resume_us=$(sed -n 's/.*"took_us": \([0-9]*\).*/\1/p' /tmp/lc.resume 2>/dev/null)
+timing "pause: ${pause_us:-?} us to park both vCPUs (ctl round trip ${4:-?} s); resume ${resume_us:-?} us; vCPU CPU ticks: ${2:-?}-${1:-?} while paused 4 s, ${3:-?}-${2:-?} in the 1 s after"
+if [ $# -lt 4 ]; then
+    reason "the pause hook did not run (no L2-CTL pause from the guest?)"; status=1
+else
+    [ "$2" = "$1" ] || { reason "the vCPU threads used $(($2 - $1)) ticks of CPU while paused"; status=1; }
+    [ "$3" -gt "$2" ] || { reason "the vCPU threads used no CPU after the resume (the guest busy-loops)"; status=1; }
+fi
+grep -q '"state": "paused"' /tmp/lc.pause || { reason "pause reply: $(cat /tmp/lc.pause)"; status=1; }
+grep -q '"state": "paused"' /tmp/lc.info-paused || { reason "info while paused: $(cat /tmp/lc.info-paused)"; status=1; }
+grep -q '"state": "running"' /tmp/lc.resume || { reason "resume reply: $(cat /tmp/lc.resume)"; status=1; }
+
+# info and stats, parsed.
+for want in '"vcpus": 2' '"state": "running"' '"name": "9010000.pl031"' '"guest_addr": "0x40000000"' \
+            '"spi": 16' '"trigger": "level"' '"access": "mapped"' '"name": "vda"' '"kind": "blk"'; do
+    grep -qF "$want" /tmp/lc.info || { reason "ctl info lacks $want: $(tr -d '\n' </tmp/lc.info)"; status=1; }
+done
+reads=$(sed -n 's/.*"mmio_read": \([0-9]*\).*/\1/p' /tmp/lc.stats | head -1)
+requests=$(awk '/"vda"/ { v = 1 } v && /"requests"/ { gsub(/[^0-9]/, ""); print; exit }' /tmp/lc.stats)
+timing "ctl stats: mmio_read=${reads:-?} vda requests=${requests:-?}"
+[ "${reads:-0}" -gt 0 ] || { reason "ctl stats: no mmio_read count: $(tr -d '\n' </tmp/lc.stats)"; status=1; }
+[ "${requests:-0}" -gt 0 ] || { reason "ctl stats: no vda requests (the guest read the disk twice)"; status=1; }
+
+# Hostile requests: each refused with its status, and the VM answered afterwards.
+for want in "garbage 400" "huge 413" "unknown 404" "method 405" "info-after-bad 200"; do
+    grep -qx "$want" /tmp/lc.bad || { reason "bad requests: expected '$want', got: $(tr '\n' ';' </tmp/lc.bad)"; status=1; }
+done
+
+# Placement: vcpu0 on CPU 1, vcpu1 on CPU 0, the event loop (platvmm) and worker on CPU 0.
+timing "threads (name cpus): $(tr '\n' ';' </tmp/lc.cpus)"
+for want in "vcpu0 1" "vcpu1 0" "platvmm 0" "virtio 0"; do
+    grep -qx "$want" /tmp/lc.cpus || { reason "thread placement: expected '$want', got: $(tr '\n' ';' </tmp/lc.cpus)"; status=1; }
+done
+
+grep -q '"state": "stopping"' /tmp/lc.stop || { reason "ctl stop: $(cat /tmp/lc.stop)"; status=1; }
+exit $status
