@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer, AddressSanitizer) of the parsers and the
-# guest-node generation: the fuzz/ crate's nine targets (guest_node, overlay, image_header,
-# vfio_spec, trapped_access, virtio_queue, scmi, scmi_mailbox, api_request), each run SECONDS (default 300)
+# guest-node generation: the fuzz/ crate's ten targets (guest_node, overlay, image_header,
+# vfio_spec, trapped_access, virtio_queue, scmi, scmi_mailbox, pl061, api_request), each run
+# SECONDS (default 300)
 # from its committed seeds (fuzz/seeds/TARGET, copied into the scratch corpus
 # fuzz/corpus/TARGET, which keeps what earlier runs found and is not committed).
 # Prints one line per target with its executions per second and libFuzzer's final coverage
@@ -15,7 +16,7 @@ cd "$ROOT"
 
 secs=${1:-300}
 case $secs in '' | *[!0-9]*) die "usage: ci/fuzz.sh [SECONDS]" ;; esac
-TARGETS=(guest_node overlay image_header vfio_spec trapped_access virtio_queue scmi scmi_mailbox api_request)
+TARGETS=(guest_node overlay image_header vfio_spec trapped_access virtio_queue scmi scmi_mailbox pl061 api_request)
 # The newest cargo-fuzz; it builds with the stable rustc of this repo's machines (1.95).
 CARGO_FUZZ_VERSION=0.13.2
 # cargo-fuzz compiles with nightly-only rustc flags (-Zsanitizer=address and the -Z options

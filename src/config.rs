@@ -37,6 +37,8 @@ pub struct VmConfig {
     pub test_denied_syscall: bool,
     /// `--api-socket`: where the control plane listens.
     pub api_socket: Option<PathBuf>,
+    /// `--shutdown-timeout`: how long SIGTERM's power-button press waits for the guest.
+    pub shutdown_timeout: std::time::Duration,
 }
 
 /// `--scmi`: whether the guest gets platvmm's SCMI system controller, which serves the passed
@@ -139,8 +141,9 @@ pub struct VirtioConfig {
     pub rng: bool,
 }
 
-/// Virtio devices one VM can have: one SPI each from the emulated range (SPIs 1..=15).
-pub const MAX_DEVICES: usize = 15;
+/// Virtio devices one VM can have: one SPI each from the emulated range (SPIs 1..=15), whose
+/// last one is the power button's.
+pub const MAX_DEVICES: usize = 14;
 
 impl VirtioConfig {
     /// How many virtio devices the guest gets.

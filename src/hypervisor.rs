@@ -289,4 +289,27 @@ pub mod fake {
             Ok(self.smccc_filter)
         }
     }
+
+    /// Runs `f` with an attach context on `vm` and `bus`: 64 KiB of guest RAM at 2 GiB, fresh
+    /// allocators (passthrough window at its usual base), 4 KiB pages.
+    pub fn with_context<T>(
+        vm: &FakeVm,
+        bus: &mut devices::Bus,
+        f: impl FnOnce(&mut AttachContext<'_>) -> T,
+    ) -> T {
+        use vm_memory::GuestAddress;
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)])
+            .expect("64 KiB of test RAM");
+        let base = crate::arch::aarch64::layout::PASSTHROUGH_MMIO_BASE;
+        let mut res = crate::resources::Resources::new(base);
+        let mut ctx = AttachContext {
+            vm,
+            bus,
+            res: &mut res,
+            mem: &mem,
+            ram: &[],
+            page: 4096,
+        };
+        f(&mut ctx)
+    }
 }

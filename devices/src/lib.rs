@@ -6,6 +6,8 @@
 //! - [`serial`]: the 16550 console UART (vm-superio) with an irqfd-backed interrupt and a
 //!   host-stdin input path driven by event-manager.
 //! - [`caam`]: the emulated NXP SEC controller page.
+//! - [`gpio`]: the emulated ARM PL061 GPIO controller, the guest's power button (a
+//!   `gpio-keys` KEY_POWER on its line 3).
 //! - [`vfio`]: the VFIO platform/AMBA backend: sysfs, groups and containers, device fds,
 //!   regions, IRQs, host DT nodes and the guest-node handlers.
 //! - [`stats`]: [`counter_set!`], the one way a counter set (the devices' and the VM's exit
@@ -20,6 +22,7 @@ pub mod bus;
 pub mod caam;
 pub mod coalesced;
 pub mod dt;
+pub mod gpio;
 pub mod guest_node;
 pub mod scmi;
 pub mod serial;

@@ -38,6 +38,10 @@ impl VmControl for Inert {
         self.calls.set(self.calls.get() + 1);
         Ok(Duration::ZERO)
     }
+    fn power_button(&self) -> Result<bool, ControlError> {
+        self.calls.set(self.calls.get() + 1);
+        Err(ControlError::NoPowerButton)
+    }
     fn stop(&self) {
         self.calls.set(self.calls.get() + 1);
     }
@@ -51,7 +55,10 @@ fuzz_target!(|data: &[u8]| {
     for prefix in [&bytes[..cut], bytes] {
         match http::parse(prefix) {
             Ok(Parsed::Incomplete) => {
-                assert!(prefix.len() <= MAX_HEAD + 4 + MAX_BODY, "incomplete past the limits")
+                assert!(
+                    prefix.len() <= MAX_HEAD + 4 + MAX_BODY,
+                    "incomplete past the limits"
+                )
             }
             Ok(Parsed::Done(req)) => {
                 assert!(req.body.len() <= MAX_BODY);

@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules the guest needs (e.g. virtio_mmio virtio_blk qemu_fw_cfg for device
 # scenarios). Its /init does not load them: a check runs modprobe for what it uses.
-L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys virtio_mmio virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block fixed sdhci_esdhc_imx i2c_imx at24 imx2_wdt fec can_dev can_raw tpm_tis_core spi_nor mtdblock rtc_snvs)
+L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys evdev virtio_mmio virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block fixed sdhci_esdhc_imx i2c_imx at24 imx2_wdt fec can_dev can_raw tpm_tis_core spi_nor mtdblock rtc_snvs)
 
 OUT=$CACHE/l2
 [ -f "$CACHE/drivers/.stamp" ] || die "no extra drivers in $CACHE/drivers: run resources/drivers/build.sh"

@@ -8,6 +8,8 @@
 //! - `GET /api/v1/vm.stats`: the `--stats` figures as JSON;
 //! - `PUT /api/v1/vm.pause`, `PUT /api/v1/vm.resume`: vCPUs parked outside `KVM_RUN` and let
 //!   go again (interrupts that arrive meanwhile stay pending in the vGIC);
+//! - `PUT /api/v1/vm.power-button`: the guest's power button pressed (the reply says whether
+//!   the guest listens to it);
 //! - `PUT /api/v1/vm.stop`: the VM stopped at once, devices released, exit status 0.
 //!
 //! What the routes do is behind [`VmControl`], so routing and replies are tested without KVM.
@@ -29,16 +31,18 @@ pub enum Action {
     Stats,
     Pause,
     Resume,
+    PowerButton,
     Stop,
 }
 
 impl Action {
     /// Every action, in the order `platvmm ctl --help` lists them.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Info,
         Action::Stats,
         Action::Pause,
         Action::Resume,
+        Action::PowerButton,
         Action::Stop,
     ];
 
@@ -49,6 +53,7 @@ impl Action {
             Action::Stats => "stats",
             Action::Pause => "pause",
             Action::Resume => "resume",
+            Action::PowerButton => "power-button",
             Action::Stop => "stop",
         }
     }
@@ -87,6 +92,12 @@ pub enum ControlError {
     /// The VM is being stopped.
     #[error("the VM is stopping")]
     Stopping,
+    /// The VM has no power button.
+    #[error("this VM has no power button")]
+    NoPowerButton,
+    /// The button could not be pressed.
+    #[error("the power button could not be pressed: {0}")]
+    Press(String),
 }
 
 impl ControlError {
@@ -94,7 +105,8 @@ impl ControlError {
         match self {
             ControlError::AlreadyPaused | ControlError::NotPaused => 409,
             ControlError::Stopping => 503,
-            ControlError::PauseTimeout { .. } => 500,
+            ControlError::NoPowerButton => 501,
+            ControlError::PauseTimeout { .. } | ControlError::Press(_) => 500,
         }
     }
 }
@@ -109,6 +121,8 @@ pub trait VmControl {
     fn pause(&self) -> Result<Duration, ControlError>;
     /// Lets the parked vCPUs run again; how long it took.
     fn resume(&self) -> Result<Duration, ControlError>;
+    /// Presses the guest's power button; whether the guest listens to it.
+    fn power_button(&self) -> Result<bool, ControlError>;
     /// Ends the VM (the event loop returns, teardown follows).
     fn stop(&self);
 }
@@ -168,6 +182,12 @@ pub fn respond(req: &Request, vm: &dyn VmControl) -> Response {
         Action::Stats => Response::ok(vm.stats()),
         Action::Pause => timed(vm.pause(), "paused"),
         Action::Resume => timed(vm.resume(), "running"),
+        Action::PowerButton => match vm.power_button() {
+            Ok(listening) => {
+                Response::ok(serde_json::json!({ "pressed": true, "guest_listening": listening }))
+            }
+            Err(e) => Response::error(e.status(), e),
+        },
         Action::Stop => {
             vm.stop();
             Response::ok(serde_json::json!({ "state": "stopping" }))
@@ -210,6 +230,10 @@ pub(crate) mod tests {
                 return Err(ControlError::NotPaused);
             }
             Ok(Duration::from_micros(5))
+        }
+        fn power_button(&self) -> Result<bool, ControlError> {
+            self.calls.borrow_mut().push("power-button");
+            Ok(!self.stopped.get())
         }
         fn stop(&self) {
             self.calls.borrow_mut().push("stop");
@@ -269,6 +293,8 @@ pub(crate) mod tests {
         }
         assert!(vm.calls.borrow().is_empty(), "{:?}", vm.calls.borrow());
         assert!(!vm.stopped.get());
+        let r = respond(&req("PUT", "/api/v1/vm.power-button", b""), &vm);
+        assert_eq!((r.status, &r.body["guest_listening"]), (200, &true.into()));
         let r = respond(&req("PUT", "/api/v1/vm.stop", b""), &vm);
         assert_eq!(r.status, 200);
         assert!(vm.stopped.get());

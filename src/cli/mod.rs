@@ -183,6 +183,14 @@ pub struct Cli {
     /// connect. A stale socket (nothing listening) is replaced, a live one refused.
     #[arg(long, value_name = "PATH")]
     pub api_socket: Option<PathBuf>,
+
+    /// SIGTERM presses the guest's power button (a PL061 GPIO line with a gpio-keys KEY_POWER
+    /// node: a stock Linux guest shuts down cleanly) and stops the VM if the guest has not
+    /// powered off after SECS; a guest that does not listen to the button (no gpio-pl061 and
+    /// gpio_keys driver), a second SIGTERM, SIGINT and SIGHUP stop it at once. 0: SIGTERM
+    /// stops at once too.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub shutdown_timeout: u64,
 }
 
 /// Subcommands.
@@ -227,14 +235,14 @@ pub enum Command {
     },
     /// Talk to a running VM through its --api-socket: ACTION is info (configuration, state,
     /// uptime, devices with guest addresses and IRQs), stats (the --stats figures), pause
-    /// (vCPUs stopped; interrupts stay pending), resume, stop (the VM ends at once, exit status
-    /// 0), or raw (standard input sent as the request, the reply printed: for testing). Prints
+    /// (vCPUs stopped; interrupts stay pending), resume, power-button (pressed; the reply says
+    /// whether the guest listens), stop (the VM ends at once, exit status 0), or raw (standard input sent as the request, the reply printed: for testing). Prints
     /// the JSON reply; an error reply is one line and status 1.
     Ctl {
         /// The VM's --api-socket.
         #[arg(value_name = "SOCKET")]
         socket: PathBuf,
-        #[arg(value_name = "ACTION", value_parser = ["info", "stats", "pause", "resume", "stop", "raw"])]
+        #[arg(value_name = "ACTION", value_parser = ["info", "stats", "pause", "resume", "power-button", "stop", "raw"])]
         action: String,
     },
     /// Write platvmm's man page (roff) to stdout: platvmm man > /usr/local/share/man/man1/platvmm.1
@@ -316,6 +324,7 @@ impl From<Cli> for VmConfig {
             },
             test_denied_syscall: c.test_denied_syscall,
             api_socket: c.api_socket,
+            shutdown_timeout: std::time::Duration::from_secs(c.shutdown_timeout),
         }
     }
 }

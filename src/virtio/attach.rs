@@ -301,13 +301,11 @@ mod tests {
     use devices::virtio::block::Disk;
     use devices::virtio::mmio::{INTERRUPT_ACK, MMIO_SIZE, QUEUE_NOTIFY};
     use devices::Bus;
-    use vm_memory::{GuestAddress, GuestMemoryMmap};
 
     use super::*;
-    use crate::arch::aarch64::layout::{EMULATED_MMIO_BASE, PASSTHROUGH_MMIO_BASE};
+    use crate::arch::aarch64::layout::EMULATED_MMIO_BASE;
     use crate::host::scratch::scratch_file;
-    use crate::hypervisor::fake::{Call, FakeVm};
-    use crate::resources::Resources;
+    use crate::hypervisor::fake::{with_context, Call, FakeVm};
 
     fn disk() -> Disk {
         Disk {
@@ -319,21 +317,11 @@ mod tests {
     }
 
     fn attach_to(vm: &FakeVm, bus: &mut Bus) -> Result<VirtioDevices, VirtioError> {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0x8000_0000), 0x10000)]).unwrap();
-        let mut res = Resources::new(PASSTHROUGH_MMIO_BASE);
-        let mut ctx = AttachContext {
-            vm,
-            bus,
-            res: &mut res,
-            mem: &mem,
-            ram: &[],
-            page: 4096,
-        };
         let cfg = VirtioConfig {
             rng: true,
             ..Default::default()
         };
-        attach(&mut ctx, &cfg, vec![disk()])
+        with_context(vm, bus, |ctx| attach(ctx, &cfg, vec![disk()]))
     }
 
     #[test]

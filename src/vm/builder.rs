@@ -40,7 +40,8 @@ use crate::vm::console::CountedOutput;
 use crate::vm::control::Control;
 use crate::vm::device_manager::DeviceManager;
 use crate::vm::error::{host_err, Error};
-use crate::vm::event_loop::EventLoop;
+use crate::vm::event_loop::{EventLoop, GracefulStop};
+use crate::vm::power_button::PowerButton;
 use crate::vm::prepare::Prepared;
 use crate::vstate::exit::{ExitSignal, GuestExit};
 use crate::vstate::placement;
@@ -66,7 +67,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let (out, console_bytes) = CountedOutput::new(out);
     let ring = coalesce_console(coalesced_page, &vm, &vcpus[0]);
     let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
-    attach_devices(&mut p, &vm, &mut dm, &startup)?;
+    let button = attach_devices(&mut p, &vm, &mut dm, &startup)?;
     write_dtb(&p, &dm, &mpidrs, gic.version)?;
     startup.step("dtb");
 
@@ -74,19 +75,8 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         vmm_sys_util::eventfd::EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?,
     ));
     let exits = Arc::new(ExitCounters::default());
-    let stats = Arc::new(StatsSources {
-        exits: exits.clone(),
-        devices: dm.device_counters(),
-        virtio: dm.take_virtio_stats(),
-        scmi: dm.scmi_counters(),
-        startup: startup.clone(),
-    });
-    let mut el = EventLoop::new(
-        exit.clone(),
-        stats.clone(),
-        console.clone(),
-        p.cfg.test_denied_syscall,
-    )?;
+    let stats = stats_sources(&mut dm, &exits, &startup);
+    let mut el = event_loop(&p.cfg, &exit, &stats, &console, &button)?;
     let _raw = attach_stdin(&mut el, room, &console)?;
     let seccomp = enter_sandbox(&p.cfg, &exit)?;
     start_worker(&mut dm, &seccomp, &p.cfg.placement)?;
@@ -104,7 +94,13 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     });
     let handles = start_vcpus(vcpus, &ctx)?;
     if let Some(listener) = p.api.take() {
-        serve_api(listener, &p.cfg, &mut el, &dm, &ctx, &stats, &handles);
+        let vm = RunningVm {
+            stats: &stats,
+            ctx: &ctx,
+            handles: &handles,
+            button: &button,
+        };
+        serve_api(listener, &p.cfg, &mut el, &dm, vm);
     }
     if let Err(e) = confine_main(&p.cfg, &seccomp) {
         teardown(handles, ctx, dm, &exits);
@@ -125,25 +121,69 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     Ok(outcome)
 }
 
+/// Every counter the stats printer and the API's `vm.stats` read.
+fn stats_sources(
+    dm: &mut DeviceManager,
+    exits: &Arc<ExitCounters>,
+    startup: &Arc<Startup>,
+) -> Arc<StatsSources> {
+    Arc::new(StatsSources {
+        exits: exits.clone(),
+        devices: dm.device_counters(),
+        virtio: dm.take_virtio_stats(),
+        scmi: dm.scmi_counters(),
+        startup: startup.clone(),
+    })
+}
+
+/// The main thread's loop, SIGTERM pressing `button` for up to `--shutdown-timeout`.
+fn event_loop(
+    cfg: &crate::config::VmConfig,
+    exit: &Arc<ExitSignal>,
+    stats: &Arc<StatsSources>,
+    console: &Arc<crate::vm::console::Console>,
+    button: &Arc<PowerButton>,
+) -> Result<EventLoop, Error> {
+    let graceful = GracefulStop {
+        button: button.clone(),
+        timeout: cfg.shutdown_timeout,
+    };
+    EventLoop::new(
+        exit.clone(),
+        stats.clone(),
+        console.clone(),
+        cfg.test_denied_syscall,
+        Some(graceful),
+    )
+}
+
+/// What the API acts on once the vCPUs run.
+struct RunningVm<'a> {
+    stats: &'a Arc<StatsSources>,
+    ctx: &'a VcpuContext,
+    handles: &'a [VcpuHandle],
+    button: &'a Arc<PowerButton>,
+}
+
 /// The API socket (`--api-socket`, bound by prepare) served on the event loop, acting on the
-/// running VM: its exit signal, stats, the vCPUs' pause gate and their kicker.
+/// running VM: its exit signal, stats, the vCPUs' pause gate and their kicker, the power
+/// button.
 fn serve_api(
     listener: std::os::unix::net::UnixListener,
     cfg: &crate::config::VmConfig,
     el: &mut EventLoop,
     dm: &DeviceManager,
-    ctx: &VcpuContext,
-    stats: &Arc<StatsSources>,
-    handles: &[VcpuHandle],
+    vm: RunningVm<'_>,
 ) {
     let control = Control {
         info: dm.vm_info(cfg),
         started: std::time::Instant::now(),
-        exit: ctx.exit.clone(),
-        stats: stats.clone(),
-        gate: ctx.gate.clone(),
-        vcpus: handles.len(),
-        kick: Box::new(vcpu::kicker(handles)),
+        exit: vm.ctx.exit.clone(),
+        stats: vm.stats.clone(),
+        gate: vm.ctx.gate.clone(),
+        vcpus: vm.handles.len(),
+        kick: Box::new(vcpu::kicker(vm.handles)),
+        button: Some(vm.button.clone()),
     };
     let path = cfg.api_socket.clone().unwrap_or_default();
     info!("API socket: {}", path.display());
@@ -161,7 +201,7 @@ fn attach_devices(
     vm: &VmFd,
     dm: &mut DeviceManager,
     startup: &Startup,
-) -> Result<(), Error> {
+) -> Result<Arc<PowerButton>, Error> {
     let devices = std::mem::take(&mut p.devices);
     let opts = AttachOptions {
         sec_controller: p.cfg.sec_controller,
@@ -171,8 +211,9 @@ fn attach_devices(
     dm.attach_passthrough(vm, devices, opts)?;
     startup.step("passthrough");
     dm.attach_virtio(vm, &p.cfg.virtio, std::mem::take(&mut p.disks))?;
+    let button = dm.attach_power_button(vm)?;
     startup.step("virtio");
-    Ok(())
+    Ok(button)
 }
 
 /// Host stdin → the console UART (raw mode while stdin is a terminal, restored on drop).

@@ -15,6 +15,7 @@ use crate::config::VmConfig;
 use crate::passthrough::plan::{Access, Trigger, VmPlan};
 use crate::stats::StatsSources;
 use crate::virtio::attach::VirtioInfo;
+use crate::vm::power_button::PowerButton;
 use crate::vstate::exit::{ExitSignal, GuestExit};
 use crate::vstate::pause::{GateError, PauseGate};
 
@@ -121,6 +122,7 @@ pub struct Control {
     pub vcpus: usize,
     /// Kicks every vCPU thread out of `KVM_RUN`.
     pub kick: Box<dyn Fn() + Send>,
+    pub button: Option<Arc<PowerButton>>,
 }
 
 impl VmControl for Control {
@@ -157,6 +159,14 @@ impl VmControl for Control {
         let t0 = Instant::now();
         self.gate.open().map_err(control_error)?;
         Ok(t0.elapsed())
+    }
+
+    fn power_button(&self) -> Result<bool, ControlError> {
+        let b = self.button.as_ref().ok_or(ControlError::NoPowerButton)?;
+        b.press().map_err(|e| ControlError::Press(e.to_string()))?;
+        let listening = b.listening();
+        log::info!("API: power button pressed (the guest listens to it: {listening})");
+        Ok(listening)
     }
 
     fn stop(&self) {

@@ -23,6 +23,7 @@ use crate::resources::Resources;
 use crate::virtio::attach::VirtioDevices;
 use crate::vm::console::{Console, ConsoleMmio};
 use crate::vm::error::{host_err, Error};
+use crate::vm::power_button::PowerButton;
 
 /// Owns the VM's devices and resources. The fields are declared in teardown order, and Rust
 /// drops them in that order, so however the manager goes (release, or an error during
@@ -37,6 +38,8 @@ pub struct DeviceManager {
     /// Devices attach here while no vCPU runs.
     bus: Bus,
     virtio: VirtioDevices,
+    /// The power button and its guest nodes (after the virtio devices').
+    power_button: Option<(Arc<PowerButton>, Vec<GuestNode>)>,
     console: Option<Arc<Console>>,
     res: Resources,
     page: u64,
@@ -60,6 +63,7 @@ impl DeviceManager {
             shared_bus: None,
             bus: Bus::new(),
             virtio: VirtioDevices::default(),
+            power_button: None,
             console: None,
             res: Resources::new(ram.window).with_high_base(ram.top()),
             page,
@@ -161,6 +165,14 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// The power button (a PL061 and its `gpio-keys` node), after the virtio devices.
+    pub fn attach_power_button(&mut self, vm: &dyn Hypervisor) -> Result<Arc<PowerButton>, Error> {
+        let mut ctx = self.context(vm);
+        let (button, nodes) = PowerButton::attach(&mut ctx)?;
+        self.power_button = Some((button.clone(), nodes));
+        Ok(button)
+    }
+
     /// Starts the virtio worker thread (if a userspace device needs one); `on_start` runs
     /// first in it (its host CPUs, its seccomp filter), and its error is this one's: the VM
     /// must not run with devices nothing serves.
@@ -197,6 +209,9 @@ impl DeviceManager {
     pub fn guest_nodes(&self, dt_overlays: &[GuestNode]) -> Vec<GuestNode> {
         let mut nodes = self.passthrough.plan.guest_nodes(dt_overlays);
         nodes.extend(self.virtio.nodes.iter().cloned());
+        if let Some((_, n)) = &self.power_button {
+            nodes.extend(n.iter().cloned());
+        }
         nodes
     }
 

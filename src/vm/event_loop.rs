@@ -1,17 +1,23 @@
 //! The main thread's event loop (event-manager): host stdin → console, the VM exit event,
-//! signals (SIGTERM/SIGINT/SIGHUP end the VM, SIGUSR1 prints the stats) and the console drain
-//! timer. SIGUSR1 prints through the stats printer ([`crate::stats::StatsSources`]).
+//! signals (SIGINT/SIGHUP end the VM; SIGTERM presses the guest's power button when the guest
+//! listens to it and ends the VM if it has not powered off within `--shutdown-timeout`, else
+//! ends it at once; SIGUSR1 prints the stats) and the console drain timer. SIGUSR1 prints
+//! through the stats printer ([`crate::stats::StatsSources`]).
 
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use log::info;
 use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::timerfd::TimerFd;
 
 use crate::stats::{ExitCounters, StatsSources};
 use crate::vm::console::Console;
 use crate::vm::error::{host_err, Error};
+use crate::vm::power_button::{PowerButton, ReleaseWatcher};
 use crate::vstate::exit::{ExitSignal, GuestExit};
 
 /// Terminating signals end the VM cleanly; SIGUSR1 prints the counters.
@@ -44,17 +50,81 @@ pub fn signal_fd() -> std::io::Result<File> {
     Ok(unsafe { File::from_raw_fd(fd) })
 }
 
+/// What a terminating signal does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnTerminate {
+    /// The VM ends now.
+    Stop,
+    /// The power button is pressed; the VM ends if the guest has not powered off by then.
+    PressAndWait(Duration),
+}
+
+/// SIGTERM presses the button once, if the guest listens to it and a timeout is given; any
+/// other terminating signal, a second SIGTERM, or a guest that does not listen stops at once.
+pub fn on_terminate(signo: i32, listening: bool, pressed: bool, timeout: Duration) -> OnTerminate {
+    if signo == libc::SIGTERM && listening && !pressed && !timeout.is_zero() {
+        OnTerminate::PressAndWait(timeout)
+    } else {
+        OnTerminate::Stop
+    }
+}
+
+/// SIGTERM's graceful path: the button and how long the guest gets.
+pub struct GracefulStop {
+    pub button: Arc<PowerButton>,
+    /// `--shutdown-timeout` (zero: SIGTERM stops at once).
+    pub timeout: Duration,
+}
+
 struct SignalWatcher {
     fd: File,
     exit: Arc<ExitSignal>,
     stats: Arc<StatsSources>,
     /// `--test-denied-syscall`: SIGUSR1 also makes a syscall the sandbox denies.
     test_denied: bool,
+    graceful: Option<GracefulStop>,
+    /// Fires `--shutdown-timeout` after SIGTERM pressed the button.
+    deadline: TimerFd,
+    pressed: bool,
+}
+
+impl SignalWatcher {
+    fn terminate(&mut self, signo: i32) {
+        let listening = self.graceful.as_ref().is_some_and(|g| g.button.listening());
+        let timeout = self.graceful.as_ref().map_or(Duration::ZERO, |g| g.timeout);
+        match (
+            on_terminate(signo, listening, self.pressed, timeout),
+            &self.graceful,
+        ) {
+            (OnTerminate::PressAndWait(t), Some(g)) => {
+                self.pressed = true;
+                info!("signal {signo}: power button pressed; the VM stops in {t:?} if the guest has not powered off");
+                let armed = g
+                    .button
+                    .press()
+                    .and_then(|()| self.deadline.reset(t, None).map_err(std::io::Error::from));
+                if let Err(e) = armed {
+                    log::warn!("power button: {e}: stopping the VM now");
+                    self.exit.set(GuestExit::Signal(signo));
+                }
+            }
+            _ => {
+                info!("signal {signo}: stopping the VM");
+                self.exit.set(GuestExit::Signal(signo));
+            }
+        }
+    }
 }
 
 impl MutEventSubscriber for SignalWatcher {
-    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+    fn process(&mut self, events: Events, _ops: &mut EventOps) {
         use std::io::Read;
+        if events.fd() == self.deadline.as_raw_fd() {
+            let _ = self.deadline.wait();
+            info!("the guest did not power off within --shutdown-timeout: stopping the VM");
+            self.exit.set(GuestExit::Signal(libc::SIGTERM));
+            return;
+        }
         let mut buf = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
         while let Ok(n) = self.fd.read(&mut buf) {
             if n != buf.len() {
@@ -68,14 +138,16 @@ impl MutEventSubscriber for SignalWatcher {
                     info!("--test-denied-syscall: socket() returned {r}");
                 }
             } else {
-                info!("signal {signo}: stopping the VM");
-                self.exit.set(GuestExit::Signal(signo));
+                self.terminate(signo);
             }
         }
     }
     fn init(&mut self, ops: &mut EventOps) {
         if let Err(e) = ops.add(Events::new(&self.fd, EventSet::IN)) {
             log::error!("cannot watch signals: {e:?}");
+        }
+        if let Err(e) = ops.add(Events::new(&self.deadline, EventSet::IN)) {
+            log::error!("cannot watch the shutdown timer: {e:?}");
         }
     }
 }
@@ -128,6 +200,7 @@ impl EventLoop {
         stats: Arc<StatsSources>,
         console: Arc<Console>,
         test_denied: bool,
+        graceful: Option<GracefulStop>,
     ) -> Result<Self, Error> {
         let mut em = EventManager::<Subscriber>::new().map_err(|e| {
             host_err("cannot create the event loop")(std::io::Error::other(format!("{e:?}")))
@@ -135,11 +208,19 @@ impl EventLoop {
         em.add_subscriber(Arc::new(Mutex::new(ExitWatcher(exit.clone()))));
         let fd = signal_fd().map_err(host_err("cannot set up signal handling"))?;
         let exits = stats.exits.clone();
+        let deadline = TimerFd::new()
+            .map_err(|e| host_err("cannot create the shutdown timer")(std::io::Error::from(e)))?;
+        if let Some(g) = &graceful {
+            em.add_subscriber(Arc::new(Mutex::new(ReleaseWatcher(g.button.clone()))));
+        }
         em.add_subscriber(Arc::new(Mutex::new(SignalWatcher {
             fd,
             exit: exit.clone(),
             stats,
             test_denied,
+            graceful,
+            deadline,
+            pressed: false,
         })));
         if console.coalesced() {
             em.add_subscriber(Arc::new(Mutex::new(DrainWatcher { console, exits })));
@@ -166,5 +247,35 @@ impl EventLoop {
                 log::warn!("event loop: {e:?}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sigterm_presses_the_button_once_when_the_guest_listens() {
+        let t = Duration::from_secs(10);
+        let term = libc::SIGTERM;
+        assert_eq!(
+            on_terminate(term, true, false, t),
+            OnTerminate::PressAndWait(t)
+        );
+        // A second SIGTERM, a guest that does not listen, no timeout, another signal: now.
+        assert_eq!(on_terminate(term, true, true, t), OnTerminate::Stop);
+        assert_eq!(on_terminate(term, false, false, t), OnTerminate::Stop);
+        assert_eq!(
+            on_terminate(term, true, false, Duration::ZERO),
+            OnTerminate::Stop
+        );
+        assert_eq!(
+            on_terminate(libc::SIGINT, true, false, t),
+            OnTerminate::Stop
+        );
+        assert_eq!(
+            on_terminate(libc::SIGHUP, true, false, t),
+            OnTerminate::Stop
+        );
     }
 }

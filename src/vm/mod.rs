@@ -9,6 +9,7 @@ pub mod control;
 pub mod device_manager;
 pub mod error;
 pub mod event_loop;
+pub mod power_button;
 pub mod prepare;
 
 pub use error::Error;

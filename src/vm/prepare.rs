@@ -170,6 +170,7 @@ mod tests {
             virtio: Default::default(),
             test_denied_syscall: false,
             api_socket: None,
+            shutdown_timeout: std::time::Duration::from_secs(10),
         }
     }
 

@@ -28,6 +28,10 @@ impl VmControl for Recorder {
         self.0.lock().unwrap().push("resume");
         Ok(Duration::ZERO)
     }
+    fn power_button(&self) -> Result<bool, ControlError> {
+        self.0.lock().unwrap().push("power-button");
+        Ok(true)
+    }
     fn stop(&self) {
         self.0.lock().unwrap().push("stop");
     }

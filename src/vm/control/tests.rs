@@ -65,6 +65,7 @@ fn control(n: usize) -> (Control, FakeVcpus) {
             k.fetch_add(1, Ordering::SeqCst);
             kicked.store(true, Ordering::SeqCst);
         }),
+        button: None,
     };
     (
         c,
@@ -144,6 +145,7 @@ fn stop_ends_the_vm_with_status_0_and_info_describes_it() {
     );
     assert!(i["uptime_ms"].is_u64(), "{i}");
     assert!(c.stats()["exits"].is_object());
+    assert_eq!(c.power_button(), Err(ControlError::NoPowerButton));
     c.stop();
     assert_eq!(c.exit.get(), Some(GuestExit::Stopped));
     assert_eq!(GuestExit::Stopped.exit_code(), 0);

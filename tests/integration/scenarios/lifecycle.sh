@@ -1,17 +1,21 @@
 #!/bin/sh
-# shellcheck disable=SC2317 # on_ctl and on_result are called by run_l2 (L2_ON_CTL, L2_ON_RESULT)
+# shellcheck disable=SC2317 # the hooks are called by run_l2 (L2_ON_CTL)
 # scenario lifecycle: a VM with a passed-through PL031 and a virtio disk, run with
 # --api-socket and --cpus 2,affinity=0:1,1:0,vmm=0 (L1 has CPUs 0 and 1), driven through
 # `platvmm ctl`:
-#   - at the guest's "L2-CTL pause" (resources/l2/checks/lifecycle.sh): pause, 4 s paused
+#   - at the guest's "L2-CTL pause" (resources/l2/checks/lifecycle.sh): pause, 6 s paused
 #     (the vCPU threads use no CPU time meanwhile; `ctl info` says paused), resume; the guest
-#     sees one 4 s gap in its busy loop, and the PL031 alarm due inside the pause arrives
+#     sees one 6 s gap in its busy loop, and the PL031 alarm due inside the pause arrives
 #     right after it; its disk reads the same before and after;
-#   - once the guest has its result (it then holds, platvmm.after=hold): `ctl info` (vCPUs,
-#     the PL031's guest address and SPI, the virtio disk) and `ctl stats` parsed; hostile
-#     requests (garbage, a 1 MB body, an unknown route, a client that connects and never
-#     sends) each get an error reply and the VM keeps answering; the vCPU, event-loop and
-#     worker threads sit on the CPUs asked for; `ctl stop` ends the VM with exit status 0.
+#   - once the guest has its result and waits for its power button (platvmm.after=
+#     power-button, gpio_keys loaded): `ctl info` (vCPUs, the PL031's guest address and SPI,
+#     the virtio disk) and `ctl stats` parsed; hostile requests (garbage, a 1 MB body, an
+#     unknown route, a wrong method, a client that connects and never sends) each get an error
+#     reply and the VM keeps answering; the vCPU, event-loop and worker threads sit on the
+#     CPUs asked for; `ctl power-button`: the guest reads EV_KEY KEY_POWER, syncs and powers
+#     off, exit status 0.
+# Then two short VMs: SIGTERM presses the button (the guest powers off, exit 0), and
+# `ctl stop` ends a guest that waits (exit 0).
 # shellcheck source=tests/integration/scenarios/lib/common.sh
 . /scenarios/lib/common.sh
 status=0
@@ -39,13 +43,27 @@ thread_cpus() {
 # raw NAME: sends standard input as a request; prints "NAME STATUS".
 raw() { echo "$1 $("$PLATVMM" ctl "$SOCK" raw 2>&1 | cut -d' ' -f1)"; }
 
+# The hooks run at the guest's "L2-CTL WORD" lines (run_l2's L2_ON_CTL).
 on_ctl() {
-    [ "$1" = pause ] || return 0
+    case $1 in
+        pause) pause_window ;;
+        power-button-ready)
+            if [ "$LC_MODE" = sigterm ]; then
+                kill -TERM "$(pidof platvmm)"
+            else
+                api_checks
+                ctl power-button >/tmp/lc.press
+            fi ;;
+        hold) ctl stop >/tmp/lc.stop ;;
+    esac
+}
+
+pause_window() {
     _t0=$(now)
     ctl pause >/tmp/lc.pause || reason "ctl pause: $(cat /tmp/lc.pause)"
     _t1=$(now)
     _c0=$(vcpu_ticks)
-    sleep 4
+    sleep 6
     _c1=$(vcpu_ticks)
     ctl info >/tmp/lc.info-paused
     ctl resume >/tmp/lc.resume || reason "ctl resume: $(cat /tmp/lc.resume)"
@@ -53,7 +71,7 @@ on_ctl() {
     echo "$_c0 $_c1 $(vcpu_ticks) $(elapsed "$_t0" "$_t1")" >/tmp/lc.ticks
 }
 
-on_result() {
+api_checks() {
     ctl info >/tmp/lc.info
     ctl stats >/tmp/lc.stats
     thread_cpus >/tmp/lc.cpus
@@ -66,25 +84,34 @@ on_result() {
         ctl info >/tmp/lc.info-after-bad && echo "info-after-bad 200"
         kill "$(pidof sleep)" 2>/dev/null
     } >/tmp/lc.bad
-    ctl stop >/tmp/lc.stop
+}
+
+# run_vm MODE AFTER CHECK EXTRA-ARGS...: one VM with the PL031, the disk and the API socket.
+run_vm() {
+    LC_MODE=$1 _after=$2 _check=$3; shift 3
+    L2_ON_CTL=on_ctl RUST_LOG=info \
+        run_l2 "lifecycle-$LC_MODE" --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M \
+        --api-socket "$SOCK" --vfio-platform /sys/bus/amba/devices/$DEV --disk $IMG "$@" \
+        --cmdline "console=ttyS0 panic=-1 platvmm.check=$_check platvmm.after=$_after platvmm.disk_md5=$MD5 platvmm.expect_cpus=1 platvmm.expect_mem_mib=256"
 }
 
 rm -f /tmp/lc.*
-L2_ON_CTL=on_ctl L2_ON_RESULT=on_result RUST_LOG=info \
-    run_l2 lifecycle --kernel "$L2_KERNEL" --initramfs "$L2_INITRAMFS" --memory 256M \
-    --cpus 2,affinity=0:1,1:0,vmm=0 --api-socket "$SOCK" \
-    --vfio-platform /sys/bus/amba/devices/$DEV --disk $IMG \
-    --cmdline "console=ttyS0 panic=-1 platvmm.check=lifecycle platvmm.after=hold platvmm.disk_md5=$MD5"
+# 1. Pause/resume, info, stats, hostile requests, placement; then `ctl power-button`.
+run_vm api power-button lifecycle --cpus 2,affinity=0:1,1:0,vmm=0
 l2_passed || status=1
 result=$(l2_result)
 timing "guest: $(echo "$result" | sed 's/.*lifecycle: //')"
+key=$(tr -d '\r' <"$L2_LOG" | sed -n 's/.*L2-POWER-BUTTON type+code=\([0-9a-f]*\).*/\1/p')
+# EV_KEY (0x0001) KEY_POWER (0x0074), little-endian.
+[ "$key" = 01007400 ] || { reason "ctl power-button: the guest's first input event is '$key', not EV_KEY KEY_POWER"; status=1; }
+grep -q '"guest_listening": true' /tmp/lc.press || { reason "ctl power-button: $(cat /tmp/lc.press)"; status=1; }
 
 # Pause: the vCPU threads used no CPU time while paused, and did once resumed.
 # shellcheck disable=SC2046 # four numbers
 set -- $(cat /tmp/lc.ticks 2>/dev/null)
 pause_us=$(sed -n 's/.*"took_us": \([0-9]*\).*/\1/p' /tmp/lc.pause 2>/dev/null)
 resume_us=$(sed -n 's/.*"took_us": \([0-9]*\).*/\1/p' /tmp/lc.resume 2>/dev/null)
-timing "pause: ${pause_us:-?} us to park both vCPUs (ctl round trip ${4:-?} s); resume ${resume_us:-?} us; vCPU CPU ticks: ${2:-?}-${1:-?} while paused 4 s, ${3:-?}-${2:-?} in the 1 s after"
+timing "pause: ${pause_us:-?} us to park both vCPUs (ctl round trip ${4:-?} s); resume ${resume_us:-?} us; vCPU CPU ticks: ${2:-?}-${1:-?} while paused 6 s, ${3:-?}-${2:-?} in the 1 s after"
 if [ $# -lt 4 ]; then
     reason "the pause hook did not run (no L2-CTL pause from the guest?)"; status=1
 else
@@ -117,5 +144,15 @@ for want in "vcpu0 1" "vcpu1 0" "platvmm 0" "virtio 0"; do
     grep -qx "$want" /tmp/lc.cpus || { reason "thread placement: expected '$want', got: $(tr '\n' ';' </tmp/lc.cpus)"; status=1; }
 done
 
+# 2. SIGTERM presses the button: the guest powers off by itself, exit 0 (not 143).
+run_vm sigterm power-button boot
+l2_passed || status=1
+grep -q "L2-POWER-BUTTON type+code=01007400" "$L2_LOG" || { reason "SIGTERM: the guest saw no KEY_POWER"; status=1; }
+grep -q "power button pressed; the VM stops in" "$L2_LOG" || { reason "SIGTERM: platvmm did not press the button"; status=1; }
+timing "SIGTERM: exit $L2_RC (the guest powered off on the button)"
+
+# 3. `ctl stop`: the VM ends at once, exit 0.
+run_vm stop hold boot
+l2_passed || status=1
 grep -q '"state": "stopping"' /tmp/lc.stop || { reason "ctl stop: $(cat /tmp/lc.stop)"; status=1; }
 exit $status

@@ -28,9 +28,8 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # With L2_PROBE_SANDBOX set, /tmp/NAME.sandbox gets thread_sandbox at L2 /init. With
 # L2_TERM_ON_RESULT set, platvmm gets SIGTERM once the guest prints its L2-RESULT line (for a
 # guest that cannot power off by itself) and l2_passed expects exit status 143. With
-# L2_ON_RESULT set, that function runs once the guest prints its L2-RESULT line; with
-# L2_ON_CTL set, that function runs with WORD at each "L2-CTL WORD" line (both on the reader
-# of platvmm's output: the console waits meanwhile; what they print lands in the log).
+# L2_ON_CTL set, that function runs with WORD at each "L2-CTL WORD" line (on the reader of
+# platvmm's output: the console waits meanwhile; what it prints lands in the log).
 run_l2() {
     _name=$1; shift
     L2_LOG=/tmp/$_name.log
@@ -41,9 +40,7 @@ run_l2() {
         while IFS= read -r _line || [ -n "$_line" ]; do
             case $_line in
                 *L2-SIGNAL-USR1*) kill -USR1 "$(pidof platvmm)" ;;
-                *L2-RESULT*)
-                    [ -z "${L2_TERM_ON_RESULT:-}" ] || kill -TERM "$(pidof platvmm)"
-                    [ -z "${L2_ON_RESULT:-}" ] || "$L2_ON_RESULT" </dev/null ;;
+                *L2-RESULT*) [ -z "${L2_TERM_ON_RESULT:-}" ] || kill -TERM "$(pidof platvmm)" ;;
                 *L2-CTL*)
                     [ -z "${L2_ON_CTL:-}" ] || "$L2_ON_CTL" "$(printf '%s' "${_line##*L2-CTL }" | tr -d '\r')" </dev/null ;;
                 *L2-CTXT*)
