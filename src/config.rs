@@ -39,6 +39,19 @@ pub struct VmConfig {
     pub api_socket: Option<PathBuf>,
     /// `--shutdown-timeout`: how long SIGTERM's power-button press waits for the guest.
     pub shutdown_timeout: std::time::Duration,
+    /// `--on-reboot`: what a guest's PSCI SYSTEM_RESET does.
+    pub on_reboot: OnReboot,
+}
+
+/// `--on-reboot`: what platvmm does when the guest reboots (PSCI SYSTEM_RESET).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OnReboot {
+    /// Restart the guest in the same platvmm: vCPUs reset, RAM cleared, kernel, initramfs and
+    /// device tree loaded again, devices reset; the VFIO groups stay open (the default).
+    #[default]
+    Restart,
+    /// End with exit status 3 (a supervisor restarts platvmm).
+    Exit,
 }
 
 /// `--scmi`: whether the guest gets platvmm's SCMI system controller, which serves the passed

@@ -12,6 +12,9 @@ pub trait MmioDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     /// Writes `data` at `offset` from the start of the device's range.
     fn write(&mut self, offset: u64, data: &[u8]);
+    /// The VM reboots in place: back to the state a guest finds at power-on (default: the
+    /// device keeps no guest-visible state worth resetting, or its guest driver resets it).
+    fn reset(&mut self) {}
 }
 
 /// Errors of the MMIO bus.
@@ -107,6 +110,15 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Resets every device on the bus ([`MmioDevice::reset`]), in address order.
+    pub fn reset_all(&self) {
+        for e in &self.entries {
+            lock(&e.dev).reset();
+        }
+    }
+}
+
 /// Locks a device, recovering from a poisoned mutex: a device model that panicked on one
 /// vCPU must not take every other vCPU down with it.
 fn lock<'a>(
@@ -126,6 +138,9 @@ mod tests {
     }
 
     impl MmioDevice for Recorder {
+        fn reset(&mut self) {
+            self.writes.push((u64::MAX, Vec::new()));
+        }
         fn read(&mut self, offset: u64, data: &mut [u8]) {
             data.fill(offset as u8);
         }
@@ -147,6 +162,10 @@ mod tests {
         assert!(bus.write(0x2ffc, &[1, 2, 3, 4]));
         assert_eq!(b.lock().unwrap().writes, vec![(0xffc, vec![1, 2, 3, 4])]);
         assert!(a.lock().unwrap().writes.is_empty());
+        // A reboot in place resets each device once.
+        bus.reset_all();
+        assert_eq!(a.lock().unwrap().writes, vec![(u64::MAX, vec![])]);
+        assert_eq!(b.lock().unwrap().writes.len(), 2);
     }
 
     #[test]

@@ -229,6 +229,16 @@ impl Pl061 {
 }
 
 impl MmioDevice for Pl061 {
+    /// Every register back to 0 (the host levels stay: a line held by the host stays high).
+    fn reset(&mut self) {
+        let (input, irq) = (
+            self.input,
+            std::mem::replace(&mut self.irq, Box::new(|| {})),
+        );
+        *self = Self::new(irq);
+        self.input = input;
+    }
+
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if let Some(first) = data.first_mut() {

@@ -42,6 +42,9 @@ impl VmControl for Inert {
         self.calls.set(self.calls.get() + 1);
         Err(ControlError::NoPowerButton)
     }
+    fn reboot(&self) {
+        self.calls.set(self.calls.get() + 1);
+    }
     fn stop(&self) {
         self.calls.set(self.calls.get() + 1);
     }

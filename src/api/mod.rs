@@ -10,6 +10,7 @@
 //!   go again (interrupts that arrive meanwhile stay pending in the vGIC);
 //! - `PUT /api/v1/vm.power-button`: the guest's power button pressed (the reply says whether
 //!   the guest listens to it);
+//! - `PUT /api/v1/vm.reboot`: the guest rebooted in place (as by its own reboot);
 //! - `PUT /api/v1/vm.stop`: the VM stopped at once, devices released, exit status 0.
 //!
 //! What the routes do is behind [`VmControl`], so routing and replies are tested without KVM.
@@ -32,17 +33,19 @@ pub enum Action {
     Pause,
     Resume,
     PowerButton,
+    Reboot,
     Stop,
 }
 
 impl Action {
     /// Every action, in the order `platvmm ctl --help` lists them.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 7] = [
         Action::Info,
         Action::Stats,
         Action::Pause,
         Action::Resume,
         Action::PowerButton,
+        Action::Reboot,
         Action::Stop,
     ];
 
@@ -54,6 +57,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Resume => "resume",
             Action::PowerButton => "power-button",
+            Action::Reboot => "reboot",
             Action::Stop => "stop",
         }
     }
@@ -123,6 +127,8 @@ pub trait VmControl {
     fn resume(&self) -> Result<Duration, ControlError>;
     /// Presses the guest's power button; whether the guest listens to it.
     fn power_button(&self) -> Result<bool, ControlError>;
+    /// Reboots the guest in place (as its own reboot would, whatever `--on-reboot` says).
+    fn reboot(&self);
     /// Ends the VM (the event loop returns, teardown follows).
     fn stop(&self);
 }
@@ -188,6 +194,10 @@ pub fn respond(req: &Request, vm: &dyn VmControl) -> Response {
             }
             Err(e) => Response::error(e.status(), e),
         },
+        Action::Reboot => {
+            vm.reboot();
+            Response::ok(serde_json::json!({ "state": "rebooting" }))
+        }
         Action::Stop => {
             vm.stop();
             Response::ok(serde_json::json!({ "state": "stopping" }))
@@ -234,6 +244,9 @@ pub(crate) mod tests {
         fn power_button(&self) -> Result<bool, ControlError> {
             self.calls.borrow_mut().push("power-button");
             Ok(!self.stopped.get())
+        }
+        fn reboot(&self) {
+            self.calls.borrow_mut().push("reboot");
         }
         fn stop(&self) {
             self.calls.borrow_mut().push("stop");
@@ -295,6 +308,9 @@ pub(crate) mod tests {
         assert!(!vm.stopped.get());
         let r = respond(&req("PUT", "/api/v1/vm.power-button", b""), &vm);
         assert_eq!((r.status, &r.body["guest_listening"]), (200, &true.into()));
+        let r = respond(&req("PUT", "/api/v1/vm.reboot", b""), &vm);
+        assert_eq!((r.status, &r.body["state"]), (200, &"rebooting".into()));
+        assert_eq!(vm.calls.borrow().last(), Some(&"reboot"));
         let r = respond(&req("PUT", "/api/v1/vm.stop", b""), &vm);
         assert_eq!(r.status, 200);
         assert!(vm.stopped.get());

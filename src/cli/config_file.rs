@@ -273,6 +273,22 @@ vfio-platform = ["/sys/bus/amba/devices/9010000.pl031", "/sys/bus/platform/devic
     }
 
     #[test]
+    fn lifecycle_keys_reach_their_options() {
+        let words: Vec<String> =
+            p("api-socket = \"/run/vm.sock\"\nshutdown-timeout = 3\non-reboot = \"exit\"\n")
+                .unwrap()
+                .into_iter()
+                .flat_map(|e| e.words)
+                .collect();
+        let c = Cli::try_parse_from(std::iter::once("platvmm".to_string()).chain(words)).unwrap();
+        assert_eq!(c.api_socket, Some(PathBuf::from("/run/vm.sock")));
+        assert_eq!(c.shutdown_timeout, 3);
+        assert_eq!(c.on_reboot, platvmm::config::OnReboot::Exit);
+        let e = p("on-reboot = \"sometimes\"\n").unwrap_err();
+        assert!(e.contains("on-reboot"), "{e}");
+    }
+
+    #[test]
     fn the_command_line_wins() {
         let entries =
             p("kernel = \"/file/Image\"\ncpus = 4\nvfio-platform = [\"/a\", \"/b\"]\n").unwrap();

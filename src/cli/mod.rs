@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Parser;
 use platvmm::config::{
     parse_cpus, parse_disk, parse_handler, parse_net, parse_size, parse_user, parse_vfio,
-    parse_vsock, CpuSpec, DiskSpec, JailConfig, NetSpec, ScmiMode, SeccompMode, UserSpec, VfioSpec,
-    VirtioConfig, VmConfig, VsockSpec,
+    parse_vsock, CpuSpec, DiskSpec, JailConfig, NetSpec, OnReboot, ScmiMode, SeccompMode, UserSpec,
+    VfioSpec, VirtioConfig, VmConfig, VsockSpec,
 };
 
 pub mod config_file;
@@ -16,7 +16,8 @@ Exit status:
   0  the guest powered off (PSCI SYSTEM_OFF)
   1  platvmm failed (the message says why)
   2  bad command line
-  3  the guest asked for a reset (PSCI SYSTEM_RESET); platvmm does not reboot it
+  3  the guest asked for a reset (PSCI SYSTEM_RESET) with --on-reboot exit, or before its
+     first console output, or 5 times within 60 s (else the guest restarts in place)
   4  the guest reported a crash (PSCI SYSTEM_EVENT crash) or a vCPU stopped unexpectedly
   128+N  platvmm stopped the VM on signal N (143 SIGTERM, 130 SIGINT, 129 SIGHUP); the
      vCPUs are stopped and the passed-through devices released first
@@ -191,6 +192,14 @@ pub struct Cli {
     /// stops at once too.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
+
+    /// What a guest reboot (PSCI SYSTEM_RESET) does: `restart` the guest in the same platvmm
+    /// (vCPUs reset, RAM cleared, kernel, initramfs and device tree loaded again, virtio and
+    /// passed devices reset, VFIO groups kept open), or `exit` with status 3. A guest that
+    /// reboots before writing to the console, or 5 times within 60 s, ends with status 3
+    /// either way.
+    #[arg(long, value_enum, value_name = "WHAT", default_value_t = OnReboot::Restart)]
+    pub on_reboot: OnReboot,
 }
 
 /// Subcommands.
@@ -236,13 +245,14 @@ pub enum Command {
     /// Talk to a running VM through its --api-socket: ACTION is info (configuration, state,
     /// uptime, devices with guest addresses and IRQs), stats (the --stats figures), pause
     /// (vCPUs stopped; interrupts stay pending), resume, power-button (pressed; the reply says
-    /// whether the guest listens), stop (the VM ends at once, exit status 0), or raw (standard input sent as the request, the reply printed: for testing). Prints
+    /// whether the guest listens), reboot (the guest restarted in place), stop (the VM ends at
+    /// once, exit status 0), or raw (standard input sent as the request, the reply printed: for testing). Prints
     /// the JSON reply; an error reply is one line and status 1.
     Ctl {
         /// The VM's --api-socket.
         #[arg(value_name = "SOCKET")]
         socket: PathBuf,
-        #[arg(value_name = "ACTION", value_parser = ["info", "stats", "pause", "resume", "power-button", "stop", "raw"])]
+        #[arg(value_name = "ACTION", value_parser = ["info", "stats", "pause", "resume", "power-button", "reboot", "stop", "raw"])]
         action: String,
     },
     /// Write platvmm's man page (roff) to stdout: platvmm man > /usr/local/share/man/man1/platvmm.1
@@ -325,6 +335,7 @@ impl From<Cli> for VmConfig {
             test_denied_syscall: c.test_denied_syscall,
             api_socket: c.api_socket,
             shutdown_timeout: std::time::Duration::from_secs(c.shutdown_timeout),
+            on_reboot: c.on_reboot,
         }
     }
 }

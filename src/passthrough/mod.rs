@@ -356,6 +356,16 @@ impl Passthrough {
     }
 }
 
+impl Passthrough {
+    /// A reboot in place (no vCPU runs): every device readied for the next boot
+    /// ([`quiesce::reboot`]); groups, container, DMA maps and interrupt wiring stay.
+    pub fn reboot(&self) {
+        for (d, p) in self.devices.iter().zip(&self.plan.devices) {
+            quiesce::reboot(d.dev.as_ref(), p);
+        }
+    }
+}
+
 /// The sysfs root platvmm reads.
 pub fn sysfs_root() -> PathBuf {
     PathBuf::from("/sys")

@@ -51,6 +51,43 @@ pub fn quiesce(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
     what
 }
 
+/// Readies `dev` for the guest's next boot in the same VM (a reboot in place): its DMA
+/// stopped and a VFIO reset as [`quiesce`] does, its interrupts kept wired, and each level
+/// interrupt unmasked (one the old guest took and never acknowledged stays masked in VFIO
+/// otherwise, and the new guest's driver would never hear from it). Returns what was done.
+pub fn reboot(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
+    let mut done = Vec::new();
+    if !plan.dma_stop.is_empty() {
+        match stop_dma(dev, plan.dma_stop) {
+            Ok(()) => done.push("DMA stopped".to_string()),
+            Err(e) => warn!("{}: cannot stop its DMA: {e}", plan.name),
+        }
+    }
+    match dev.reset() {
+        Some(Ok(())) => done.push("reset by VFIO".into()),
+        Some(Err(e)) => warn!("{e}"),
+        None => done.push("no VFIO reset (its registers keep their state)".into()),
+    }
+    let level = plan
+        .irqs
+        .iter()
+        .filter(|i| i.shares.is_none())
+        .filter(|i| i.trigger == super::plan::Trigger::Level);
+    let mut unmasked = 0;
+    for irq in level {
+        match dev.irq_unmask(irq.index) {
+            Ok(()) => unmasked += 1,
+            Err(e) => warn!("{e}"),
+        }
+    }
+    if unmasked > 0 {
+        done.push(format!("{unmasked} level interrupt(s) unmasked"));
+    }
+    let what = done.join(", ");
+    info!("{}: reboot: {what}", plan.name);
+    what
+}
+
 /// `steps` for a person: "32-bit 0x80000001 at 0x4, ..." or "none known".
 pub fn describe(steps: &[RegWrite]) -> String {
     if steps.is_empty() {
@@ -117,6 +154,17 @@ mod tests {
         resettable: bool,
         page: &[(u64, u8)],
     ) -> (String, Vec<String>) {
+        stop_with(quiesce, handler, compat, resettable, page)
+    }
+
+    /// As [`release`], with `op` (quiesce, or reboot) doing the stopping.
+    fn stop_with(
+        op: fn(&dyn VfioDevice, &DevicePlan) -> String,
+        handler: &str,
+        compat: &str,
+        resettable: bool,
+        page: &[(u64, u8)],
+    ) -> (String, Vec<String>) {
         let log = Log::default();
         let mut dev = FakeDevice::new("d", &[(4096, true)], &[true], log.clone());
         dev.resettable = resettable;
@@ -133,9 +181,28 @@ mod tests {
             ..Default::default()
         };
         let plan = planner.add(&d.desc(4096), &opts).unwrap().clone();
-        let what = quiesce(d.dev.as_ref(), &plan);
+        let what = op(d.dev.as_ref(), &plan);
         let log = log.lock().unwrap().clone();
         (what, log)
+    }
+
+    #[test]
+    fn a_reboot_stops_dma_resets_and_unmasks_but_keeps_the_interrupts_wired() {
+        let (what, log) = stop_with(reboot, "sata", "generic-ahci", true, &[]);
+        assert_eq!(
+            log,
+            ["d write 0x4=[01, 00, 00, 80]", "d reset", "d unmask 0"]
+        );
+        assert_eq!(
+            what,
+            "DMA stopped, reset by VFIO, 1 level interrupt(s) unmasked"
+        );
+        let (what, log) = stop_with(reboot, "generic", "arm,pl031", false, &[]);
+        assert_eq!(log, ["d unmask 0"]);
+        assert_eq!(
+            what,
+            "no VFIO reset (its registers keep their state), 1 level interrupt(s) unmasked"
+        );
     }
 
     #[test]

@@ -46,6 +46,18 @@ impl ThreadKind {
 
 // kvm-ioctls keeps its request numbers private: KVM_RUN from KVMIO, as the kernel defines it.
 ioctl_io_nr!(KVM_RUN, kvm_bindings::KVMIO, 0x80);
+/// `struct kvm_vcpu_init` (arm64's; kvm-bindings has it on aarch64 only), for its size in the
+/// request number.
+#[repr(C)]
+struct KvmVcpuInit {
+    _target: u32,
+    _features: [u32; 7],
+}
+#[cfg(target_arch = "aarch64")]
+const _: () = assert!(
+    std::mem::size_of::<KvmVcpuInit>() == std::mem::size_of::<kvm_bindings::kvm_vcpu_init>()
+);
+ioctl_iow_nr!(KVM_ARM_VCPU_INIT, kvm_bindings::KVMIO, 0xae, KvmVcpuInit);
 ioctl_iow_nr!(
     KVM_SET_ONE_REG,
     kvm_bindings::KVMIO,
@@ -108,8 +120,12 @@ pub fn ioctls(kind: ThreadKind) -> Vec<Ioctl> {
             // ResetHandle::reset), where VFIO offers a reset for the device.
             ioctl!(vfio::VFIO_DEVICE_RESET),
             // The SCMI SMC transport: a forwarded SMC's result goes into the guest's x0
-            // (vstate::vcpu::run_loop → arch::aarch64::regs::set_x0).
+            // (vstate::vcpu::run_loop → arch::aarch64::regs::set_x0); a reboot in place:
+            // vCPU 0's boot registers (vstate::vcpu::VcpuReset::apply → regs::set_boot_regs).
             ioctl!(KVM_SET_ONE_REG),
+            // A reboot in place: each vCPU re-initialised as at creation
+            // (vstate::vcpu::VcpuReset::apply → VcpuFd::vcpu_init).
+            ioctl!(KVM_ARM_VCPU_INIT),
         ],
         ThreadKind::EventLoop => vec![
             // host::terminal::RawTerminal's drop (after teardown): tcsetattr(TCSANOW), which
@@ -130,6 +146,11 @@ pub fn ioctls(kind: ThreadKind) -> Vec<Ioctl> {
             // Teardown: Passthrough::release and Container's drop → Container::unmap_all
             // (TYPE1 containers only).
             ioctl!(vfio::VFIO_IOMMU_UNMAP_DMA),
+            // A reboot in place (vm::builder::reboot_in_place → Bus::reset_all →
+            // MmioTransport::reset): the vhost devices stopped as a guest's status 0 write
+            // stops them (Net::reset detaches the tap, Vsock::reset stops the device).
+            ioctl!(vhost::VHOST_NET_SET_BACKEND),
+            ioctl!(vhost::VHOST_VSOCK_SET_RUNNING),
         ],
         // Block, entropy and userspace-net handlers: preadv/pwritev, fdatasync, fallocate,
         // getrandom, readv/writev on the tap, eventfd reads and writes.
@@ -179,6 +200,9 @@ fn thread_syscalls(kind: ThreadKind) -> Vec<i64> {
                 libc::SYS_fcntl,
                 libc::SYS_pread64,
                 libc::SYS_pwrite64,
+                // A reboot in place reads the kernel and initramfs again from their start
+                // (vm::builder::load_images).
+                libc::SYS_lseek,
             ];
             v.extend_from_slice(ARCH_EVENT_LOOP);
             v

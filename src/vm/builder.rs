@@ -30,6 +30,7 @@ use crate::arch::aarch64::fdt::{self, FdtConfig};
 use crate::arch::aarch64::layout;
 use crate::arch::aarch64::{gic, regs};
 use crate::config::CpuPlacement;
+use crate::config::OnReboot;
 use crate::host::terminal::RawTerminal;
 use crate::hypervisor::kvm_err;
 use crate::passthrough::attach::AttachOptions;
@@ -40,12 +41,13 @@ use crate::vm::console::CountedOutput;
 use crate::vm::control::Control;
 use crate::vm::device_manager::DeviceManager;
 use crate::vm::error::{host_err, Error};
-use crate::vm::event_loop::{EventLoop, GracefulStop};
+use crate::vm::event_loop::{EventLoop, GracefulStop, Wake};
 use crate::vm::power_button::PowerButton;
 use crate::vm::prepare::Prepared;
-use crate::vstate::exit::{ExitSignal, GuestExit};
+use crate::vm::reboot::{RebootGuard, Refusal};
+use crate::vstate::exit::{ExitSignal, GuestExit, RebootBy};
 use crate::vstate::placement;
-use crate::vstate::vcpu::{self, VcpuContext, VcpuHandle};
+use crate::vstate::vcpu::{self, VcpuContext, VcpuHandle, VcpuReset};
 
 /// Builds and runs the VM described by `p`.
 pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
@@ -57,7 +59,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     startup.step("memory");
     load_images(&mut p, &dm)?;
     startup.step("images");
-    let (vcpus, mpidrs) = create_vcpus(&vm, p.cfg.cpus)?;
+    let (vcpus, mpidrs, kvi) = create_vcpus(&vm, p.cfg.cpus)?;
     let gic = gic::create(&vm, p.cfg.cpus)?;
     info!("vGIC {:?}, {} vCPUs", gic.version, p.cfg.cpus);
     regs::set_boot_regs(&vcpus[0], p.plan.kernel_load, p.plan.dtb)
@@ -68,7 +70,7 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
     let ring = coalesce_console(coalesced_page, &vm, &vcpus[0]);
     let (console, room) = dm.attach_console(&vm, Box::new(out), ring)?;
     let button = attach_devices(&mut p, &vm, &mut dm, &startup)?;
-    write_dtb(&p, &dm, &mpidrs, gic.version)?;
+    let dtb = write_dtb(&p, &dm, &mpidrs, gic.version)?;
     startup.step("dtb");
 
     let exit = Arc::new(ExitSignal::new(
@@ -91,6 +93,12 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         smc: dm.smc_doorbells(),
         placement: p.cfg.placement.clone(),
         gate: Arc::default(),
+        reset: VcpuReset {
+            init: kvi,
+            kernel_load: p.plan.kernel_load,
+            dtb: p.plan.dtb,
+        },
+        restart_on_reset: p.cfg.on_reboot == OnReboot::Restart,
     });
     let handles = start_vcpus(vcpus, &ctx)?;
     if let Some(listener) = p.api.take() {
@@ -106,7 +114,9 @@ pub fn run(mut p: Prepared) -> Result<GuestExit, Error> {
         teardown(handles, ctx, dm, &exits);
         return Err(e);
     }
-    let outcome = el.run();
+    let (dtb, console_bytes) = (&dtb, &console_bytes);
+    let boot = Boot { dtb, console_bytes };
+    let outcome = run_guest(&mut el, &mut p, &dm, &ctx, &handles, boot);
     info!("guest ended: {outcome:?}");
     teardown(handles, ctx, dm, &exits);
     let outcome = final_outcome(
@@ -307,6 +317,95 @@ fn final_outcome(outcome: GuestExit, console_bytes: u64) -> GuestExit {
     outcome
 }
 
+/// What a reboot in place loads again and how it tells a guest that printed since its boot.
+struct Boot<'a> {
+    dtb: &'a [u8],
+    console_bytes: &'a std::sync::atomic::AtomicU64,
+}
+
+/// Runs the event loop until the VM ends, rebooting the guest in place each time it asks
+/// (`--on-reboot restart`) unless [`RebootGuard`] refuses.
+fn run_guest(
+    el: &mut EventLoop,
+    p: &mut Prepared,
+    dm: &DeviceManager,
+    ctx: &VcpuContext,
+    handles: &[VcpuHandle],
+    boot: Boot<'_>,
+) -> GuestExit {
+    let kick = vcpu::kicker(handles);
+    let mut guard = RebootGuard::default();
+    loop {
+        match el.run() {
+            Wake::Exit(o) => return o,
+            Wake::Reboot(by) => {
+                let printed = boot
+                    .console_bytes
+                    .load(std::sync::atomic::Ordering::Relaxed);
+                let now = std::time::Instant::now();
+                // The host's reboot is done whatever the guard would say of the guest's.
+                let allowed = match by {
+                    RebootBy::Guest => guard.allow(now, printed),
+                    RebootBy::Host => {
+                        guard.record(now, printed);
+                        Ok(())
+                    }
+                };
+                if let Err(refusal) = allowed {
+                    // A silent guest gets final_outcome's note; the loop needs its own line.
+                    match refusal {
+                        Refusal::Loop => warn!("{}", refusal.message()),
+                        Refusal::Silent => info!("{}", refusal.message()),
+                    }
+                    return GuestExit::Reset;
+                }
+                match reboot_in_place(p, dm, ctx, &kick, handles.len(), boot.dtb) {
+                    Ok(took) => info!(
+                        "reboot in place #{}: the guest restarts ({took:?})",
+                        guard.done
+                    ),
+                    Err(e) => {
+                        log::error!("{e}: stopping the VM");
+                        return GuestExit::Crash;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every vCPU parked, the devices readied for a new boot, RAM zeroed, the kernel, initramfs
+/// and `dtb` loaded again, then the vCPUs let go into a new epoch (each re-initialises
+/// itself). How long it took. See [`crate::vm::reboot`].
+fn reboot_in_place(
+    p: &mut Prepared,
+    dm: &DeviceManager,
+    ctx: &VcpuContext,
+    kick: &dyn Fn(),
+    vcpus: usize,
+    dtb: &[u8],
+) -> Result<std::time::Duration, Error> {
+    let t0 = std::time::Instant::now();
+    let gate = |what: &'static str| move |e| Error::Reboot(format!("{what}: {e:?}"));
+    ctx.gate
+        .shut_for_reboot()
+        .map_err(gate("cannot stop the vCPUs"))?;
+    kick();
+    ctx.gate
+        .wait_parked(vcpus, crate::vm::control::PAUSE_TIMEOUT)
+        .map_err(gate("the vCPUs did not stop"))?;
+    dm.reboot_devices();
+    dm.ram
+        .clear()
+        .map_err(|e| Error::Reboot(format!("cannot clear guest RAM: {e}")))?;
+    load_images(p, dm)?;
+    load_dtb(dtb, p, dm)?;
+    ctx.gate
+        .open_rebooted()
+        .map_err(gate("cannot restart the vCPUs"))?;
+    Ok(t0.elapsed())
+}
+
 /// vCPU threads stopped and joined, then the devices and memory released in order.
 fn teardown(
     handles: Vec<VcpuHandle>,
@@ -374,7 +473,9 @@ fn coalesce_console(offset: i32, vm: &VmFd, vcpu0: &VcpuFd) -> Option<CoalescedR
     Some(ring)
 }
 
-fn create_vcpus(vm: &VmFd, n: u32) -> Result<(Vec<VcpuFd>, Vec<u64>), Error> {
+/// The vCPUs (secondaries powered off), their MPIDRs, and the init they share (vCPU 0's),
+/// which a reboot in place applies again.
+fn create_vcpus(vm: &VmFd, n: u32) -> Result<(Vec<VcpuFd>, Vec<u64>, kvm_vcpu_init), Error> {
     let mut kvi = kvm_vcpu_init::default();
     vm.get_preferred_target(&mut kvi)
         .map_err(kvm_err("KVM has no preferred vCPU target"))?;
@@ -395,7 +496,7 @@ fn create_vcpus(vm: &VmFd, n: u32) -> Result<(Vec<VcpuFd>, Vec<u64>), Error> {
         mpidrs.push(regs::read_mpidr(&vcpu).map_err(kvm_err("cannot read MPIDR"))?);
         vcpus.push(vcpu);
     }
-    Ok((vcpus, mpidrs))
+    Ok((vcpus, mpidrs, kvi))
 }
 
 /// Re-plans the boot images for the RAM range they go into, then loads them.
@@ -455,7 +556,7 @@ fn write_dtb(
     dm: &DeviceManager,
     mpidrs: &[u64],
     gic: crate::arch::aarch64::GicVersion,
-) -> Result<(), Error> {
+) -> Result<Vec<u8>, Error> {
     let nodes = dm.guest_nodes(&p.dt_overlays);
     let dtb = fdt::create_fdt(&FdtConfig {
         mpidrs,
@@ -472,15 +573,20 @@ fn write_dtb(
             source,
         })?;
     }
+    load_dtb(&dtb, p, dm)?;
+    debug!("boot plan {:x?}", p.plan);
+    Ok(dtb)
+}
+
+/// The device tree blob into guest RAM at the boot plan's address.
+fn load_dtb(dtb: &[u8], p: &Prepared, dm: &DeviceManager) -> Result<(), Error> {
     dm.ram
         .mem
-        .write_slice(&dtb, GuestAddress(p.plan.dtb))
+        .write_slice(dtb, GuestAddress(p.plan.dtb))
         .map_err(|e| Error::Load {
             what: "the device tree",
             reason: e.to_string(),
-        })?;
-    debug!("boot plan {:x?}", p.plan);
-    Ok(())
+        })
 }
 
 /// A host fd duplicated into a `File` (unbuffered: console bytes go out as they come).

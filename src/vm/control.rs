@@ -16,7 +16,7 @@ use crate::passthrough::plan::{Access, Trigger, VmPlan};
 use crate::stats::StatsSources;
 use crate::virtio::attach::VirtioInfo;
 use crate::vm::power_button::PowerButton;
-use crate::vstate::exit::{ExitSignal, GuestExit};
+use crate::vstate::exit::{ExitSignal, GuestExit, RebootBy};
 use crate::vstate::pause::{GateError, PauseGate};
 
 /// How long every vCPU gets to leave `KVM_RUN` and park (a nested, emulated host is slow).
@@ -167,6 +167,11 @@ impl VmControl for Control {
         let listening = b.listening();
         log::info!("API: power button pressed (the guest listens to it: {listening})");
         Ok(listening)
+    }
+
+    fn reboot(&self) {
+        log::info!("API: rebooting the guest in place");
+        self.exit.request_reboot(RebootBy::Host);
     }
 
     fn stop(&self) {

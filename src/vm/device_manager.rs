@@ -165,6 +165,16 @@ impl DeviceManager {
         Ok(())
     }
 
+    /// A reboot in place, no vCPU running: the passed devices readied for a new boot (DMA
+    /// stopped, VFIO reset where offered, level interrupts unmasked), then every device on the
+    /// bus reset (virtio transports as by a status 0 write, the power button's PL061).
+    pub fn reboot_devices(&self) {
+        self.passthrough.reboot();
+        if let Some(bus) = &self.shared_bus {
+            bus.reset_all();
+        }
+    }
+
     /// The power button (a PL061 and its `gpio-keys` node), after the virtio devices.
     pub fn attach_power_button(&mut self, vm: &dyn Hypervisor) -> Result<Arc<PowerButton>, Error> {
         let mut ctx = self.context(vm);

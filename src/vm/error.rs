@@ -51,6 +51,9 @@ pub enum Error {
     /// thread could not take its placement.
     #[error("{0}")]
     Placement(#[from] crate::vstate::placement::PlacementError),
+    /// A reboot in place failed (the VM then stops).
+    #[error("reboot in place: {0}")]
+    Reboot(String),
     /// The API socket could not be created.
     #[error("{0}")]
     Api(#[from] crate::api::server::ApiError),

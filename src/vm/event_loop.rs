@@ -18,7 +18,7 @@ use crate::stats::{ExitCounters, StatsSources};
 use crate::vm::console::Console;
 use crate::vm::error::{host_err, Error};
 use crate::vm::power_button::{PowerButton, ReleaseWatcher};
-use crate::vstate::exit::{ExitSignal, GuestExit};
+use crate::vstate::exit::{ExitSignal, GuestExit, RebootBy};
 
 /// Terminating signals end the VM cleanly; SIGUSR1 prints the counters.
 const SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1];
@@ -186,6 +186,16 @@ impl MutEventSubscriber for DrainWatcher {
 
 type Subscriber = Arc<Mutex<dyn MutEventSubscriber>>;
 
+/// Why [`EventLoop::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The VM ends this way.
+    Exit(GuestExit),
+    /// The guest (with `--on-reboot restart`) or the host (the API) asked for a reboot in
+    /// place.
+    Reboot(RebootBy),
+}
+
 /// The main thread's loop.
 pub struct EventLoop {
     em: EventManager<Subscriber>,
@@ -234,14 +244,18 @@ impl EventLoop {
     }
 
     /// Runs until the guest ends, a terminating signal arrives or the sandbox denies a
-    /// syscall (its SIGSYS handler wakes the loop through the exit event).
-    pub fn run(&mut self) -> GuestExit {
+    /// syscall (its SIGSYS handler wakes the loop through the exit event) — or a vCPU asks for
+    /// a reboot in place, which the caller carries out before running the loop again.
+    pub fn run(&mut self) -> Wake {
         loop {
             if let Some(nr) = crate::sandbox::seccomp::denied() {
-                return GuestExit::SeccompDenied(nr);
+                return Wake::Exit(GuestExit::SeccompDenied(nr));
             }
             if let Some(o) = self.exit.get() {
-                return o;
+                return Wake::Exit(o);
+            }
+            if let Some(by) = self.exit.take_reboot() {
+                return Wake::Reboot(by);
             }
             if let Err(e) = self.em.run() {
                 log::warn!("event loop: {e:?}");

@@ -11,6 +11,7 @@ pub mod error;
 pub mod event_loop;
 pub mod power_button;
 pub mod prepare;
+pub mod reboot;
 
 pub use error::Error;
 pub use prepare::{prepare, Prepared};

@@ -171,6 +171,7 @@ mod tests {
             test_denied_syscall: false,
             api_socket: None,
             shutdown_timeout: std::time::Duration::from_secs(10),
+            on_reboot: crate::config::OnReboot::Restart,
         }
     }
 

@@ -49,10 +49,22 @@ impl GuestExit {
     }
 }
 
-/// Where vCPU threads report how the guest ended; the main loop watches `evt`.
+/// Where vCPU threads report how the guest ended (or that it asked for a reboot in place);
+/// the main loop watches `evt`.
 pub struct ExitSignal {
     pub evt: EventFd,
     outcome: Mutex<Option<GuestExit>>,
+    /// 0: none; else a [`RebootBy`] as 1 + its index.
+    reboot: std::sync::atomic::AtomicU8,
+}
+
+/// Who asked for a reboot in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RebootBy {
+    /// The guest (PSCI SYSTEM_RESET), with `--on-reboot restart`.
+    Guest,
+    /// The host, through the API (`vm.reboot`).
+    Host,
 }
 
 impl ExitSignal {
@@ -60,6 +72,29 @@ impl ExitSignal {
         Self {
             evt,
             outcome: Mutex::new(None),
+            reboot: 0.into(),
+        }
+    }
+
+    /// A reboot in place, asked `by` the guest (a vCPU saw PSCI SYSTEM_RESET) or the host:
+    /// wakes the main loop.
+    pub fn request_reboot(&self, by: RebootBy) {
+        let v = match by {
+            RebootBy::Guest => 1,
+            RebootBy::Host => 2,
+        };
+        self.reboot.store(v, std::sync::atomic::Ordering::SeqCst);
+        if let Err(err) = self.evt.write(1) {
+            error!("cannot signal the reboot: {err}");
+        }
+    }
+
+    /// The reboot asked for since the last call, if any.
+    pub fn take_reboot(&self) -> Option<RebootBy> {
+        match self.reboot.swap(0, std::sync::atomic::Ordering::SeqCst) {
+            1 => Some(RebootBy::Guest),
+            2 => Some(RebootBy::Host),
+            _ => None,
         }
     }
 
@@ -93,6 +128,19 @@ mod tests {
         ]
         .map(|e| e.exit_code());
         assert_eq!(codes, [0, 3, 4, 143, 159]);
+    }
+
+    #[test]
+    fn a_reboot_request_is_taken_once_with_who_asked() {
+        let s = ExitSignal::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        assert_eq!(s.take_reboot(), None);
+        s.request_reboot(RebootBy::Host);
+        assert_eq!(s.take_reboot(), Some(RebootBy::Host));
+        assert_eq!(s.take_reboot(), None);
+        s.request_reboot(RebootBy::Guest);
+        assert_eq!(s.take_reboot(), Some(RebootBy::Guest));
+        assert_eq!(s.get(), None, "a reboot is not an outcome");
+        assert_eq!(s.evt.read().unwrap(), 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!
 //! Pure (no KVM): the vCPU loop and the API's control use it; unit-tested with threads.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,9 @@ pub enum GateError {
 pub struct PauseGate {
     state: Mutex<State>,
     cv: Condvar,
+    /// Bumped by [`PauseGate::open_rebooted`]: a vCPU that sees it change re-initialises
+    /// itself before its next `KVM_RUN`.
+    epoch: AtomicU64,
 }
 
 impl PauseGate {
@@ -94,6 +98,31 @@ impl PauseGate {
             return Err(GateError::Closed);
         }
         Ok(())
+    }
+
+    /// A reboot: shuts the gate whether or not it is already shut (a paused VM may reboot
+    /// only once resumed, but the vCPU that asked and the controller both shut it).
+    pub fn shut_for_reboot(&self) -> Result<(), GateError> {
+        match self.shut() {
+            Ok(()) | Err(GateError::AlreadyPaused) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The reboot's epoch: each vCPU compares it with the one it last ran in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Opens the gate into a new epoch (after a reboot): the threads re-initialise.
+    pub fn open_rebooted(&self) -> Result<(), GateError> {
+        let s = self.lock();
+        if !s.paused {
+            return Err(GateError::NotPaused);
+        }
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        drop(s);
+        self.open()
     }
 
     /// Opens the gate: parked threads run again.
@@ -188,6 +217,26 @@ mod tests {
         assert!(!gate.paused());
         stop.store(true, Ordering::SeqCst);
         threads.into_iter().for_each(|t| t.join().unwrap());
+    }
+
+    #[test]
+    fn a_reboot_opens_the_gate_into_a_new_epoch() {
+        let gate = Arc::new(PauseGate::default());
+        let (_laps, stop, threads) = runners(&gate, 2);
+        gate.shut_for_reboot().unwrap();
+        // The vCPU that saw the reset and the controller both shut it.
+        gate.shut_for_reboot().unwrap();
+        gate.wait_parked(2, Duration::from_secs(10)).unwrap();
+        assert_eq!(gate.epoch(), 0);
+        gate.open_rebooted().unwrap();
+        assert_eq!(gate.epoch(), 1);
+        assert!(!gate.paused());
+        assert_eq!(gate.open_rebooted(), Err(GateError::NotPaused));
+        assert_eq!(gate.epoch(), 1, "a refused reopen leaves the epoch");
+        stop.store(true, Ordering::SeqCst);
+        gate.close();
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(gate.shut_for_reboot(), Err(GateError::Closed));
     }
 
     #[test]

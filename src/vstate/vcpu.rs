@@ -26,7 +26,7 @@ use kvm_bindings::kvm_run;
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use log::{error, warn};
 
-use super::exit::{ExitSignal, GuestExit};
+use super::exit::{ExitSignal, GuestExit, RebootBy};
 use super::handle::{handle_exit, SmcDoorbell, VcpuConsole, VmExit};
 use crate::sandbox::seccomp::{Filters, ThreadKind};
 use crate::stats::Startup;
@@ -46,8 +46,37 @@ pub struct VcpuContext {
     pub smc: Vec<SmcDoorbell>,
     /// The host CPUs and real-time policy each vCPU thread gives itself before anything else.
     pub placement: crate::config::CpuPlacement,
-    /// Passed before every `KVM_RUN`: shut while the VM is paused.
+    /// Passed before every `KVM_RUN`: shut while the VM is paused or rebooting in place.
     pub gate: Arc<super::pause::PauseGate>,
+    /// How each vCPU re-initialises itself after a reboot in place.
+    pub reset: VcpuReset,
+    /// `--on-reboot restart`: a PSCI SYSTEM_RESET reboots in place (else it ends the VM).
+    pub restart_on_reset: bool,
+}
+
+/// What a vCPU needs to start over after a reboot in place: its KVM init (PSCI 0.2;
+/// secondaries powered off until the guest's CPU_ON) and, for vCPU 0, the boot registers.
+#[derive(Debug, Clone, Copy)]
+pub struct VcpuReset {
+    pub init: kvm_bindings::kvm_vcpu_init,
+    pub kernel_load: u64,
+    pub dtb: u64,
+}
+
+impl VcpuReset {
+    /// Re-initialises `vcpu` (`id`) as at creation: registers reset, vCPU 0 at the kernel's
+    /// entry with the DTB in x0, the others powered off.
+    fn apply(&self, vcpu: &VcpuFd, id: usize) -> Result<(), kvm_ioctls::Error> {
+        let mut init = self.init;
+        if id > 0 {
+            init.features[0] |= 1 << kvm_bindings::KVM_ARM_VCPU_POWER_OFF;
+        }
+        vcpu.vcpu_init(&init)?;
+        if id == 0 {
+            crate::arch::aarch64::regs::set_boot_regs(vcpu, self.kernel_load, self.dtb)?;
+        }
+        Ok(())
+    }
 }
 
 /// A running vCPU thread.
@@ -192,6 +221,7 @@ fn run_loop(
     if id == 0 {
         ctx.startup.first_kvm_run();
     }
+    let mut epoch = ctx.gate.epoch();
     loop {
         if stop.load(Ordering::SeqCst) {
             return None;
@@ -199,6 +229,14 @@ fn run_loop(
         // Paused: parked here, outside KVM_RUN, until resumed (or torn down).
         if ctx.gate.pass() {
             continue;
+        }
+        // The VM rebooted in place while this thread was parked: start over.
+        if ctx.gate.epoch() != epoch {
+            epoch = ctx.gate.epoch();
+            if let Err(e) = ctx.reset.apply(vcpu, id) {
+                error!("vcpu{id}: cannot re-initialise after the reboot: {e}");
+                return Some(GuestExit::Crash);
+            }
         }
         let r = vcpu.run();
         // Coalesced console bytes were written before this exit: hand them over first.
@@ -214,10 +252,15 @@ fn run_loop(
         match r {
             Ok(exit) => {
                 let exit = VmExit::from(exit);
-                if let Some(o) =
-                    handle_exit(exit, id, &ctx.bus, &ctx.counters, &*ctx.console, &ctx.smc)
-                {
-                    return Some(o);
+                match handle_exit(exit, id, &ctx.bus, &ctx.counters, &*ctx.console, &ctx.smc) {
+                    // Rebooted in place by the main thread: this thread parks at the gate.
+                    Some(GuestExit::Reset)
+                        if ctx.restart_on_reset && ctx.gate.shut_for_reboot().is_ok() =>
+                    {
+                        ctx.exit.request_reboot(RebootBy::Guest);
+                    }
+                    Some(o) => return Some(o),
+                    None => {}
                 }
             }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {

@@ -350,3 +350,30 @@ fn hostile_offsets_and_sizes_never_panic() {
         d.write(off, &buf);
     }
 }
+
+#[test]
+fn a_reboot_clears_what_the_guest_set_and_keeps_the_host_levels() {
+    let (mut d, pulses) = pl061();
+    probe(&mut d);
+    gpio_keys_setup(&mut d, 3);
+    d.set_input(3, true);
+    assert!(d.listening(3));
+    assert_eq!(pulses.load(Ordering::Relaxed), 1);
+    d.reset();
+    assert!(
+        !d.listening(3),
+        "the new guest's driver has not enabled the line yet"
+    );
+    for reg in [GPIODIR, GPIOIS, GPIOIBE, GPIOIEV, GPIOIE, GPIORIS, GPIOMIS] {
+        assert_eq!(readb(&mut d, reg), 0, "register {reg:#x} after reset");
+    }
+    assert_eq!(
+        readb(&mut d, data_at(1 << 3)),
+        1 << 3,
+        "the host still holds line 3 high"
+    );
+    // Its interrupt still reaches the same line.
+    gpio_keys_setup(&mut d, 3);
+    d.set_input(3, false);
+    assert_eq!(pulses.load(Ordering::Relaxed), 2);
+}

@@ -326,6 +326,12 @@ fn rings_in_memory(mem: &GuestMemoryMmap, q: &Queue) -> bool {
 }
 
 impl MmioDevice for MmioTransport {
+    /// As a guest's status write of 0: the device stopped (vhost backends detached, the
+    /// worker's queues taken back), queues and negotiation cleared.
+    fn reset(&mut self) {
+        MmioTransport::reset(self);
+    }
+
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if offset >= CONFIG {
             self.device.read_config(offset - CONFIG, data);

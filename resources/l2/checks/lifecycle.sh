@@ -44,14 +44,16 @@ say "L2-CTL pause"
 # ahead) each time it fires until the pause is seen, so one is pending whenever L1 gets to
 # pause (its reader may be slow); a step of over 5.5 s is the pause. Keep whether the alarm
 # was pending at the step before it and when it was consumed after it (the RTC core clears
-# it on its interrupt). Ends 3 s after the pause, or after 40 s.
-t0=$(uptime_cs); prev=$t0; gap=0; pending_before=""; wa=x; gap_end=""; consumed=""
+# it on its interrupt). Ends 3 s after the pause, or after 40 s. Each step reads the alarm,
+# then the time: a gap between two time readings holds the pause (and the alarm reading
+# between them, which may come after it), and the alarm read one step earlier came before.
+t0=$(uptime_cs); prev=$t0; gap=0; pending_before=""; prev_wa=x; gap_end=""; consumed=""
 while [ $((prev - t0)) -lt 4000 ] && { [ -z "$gap_end" ] || [ $((prev - gap_end)) -lt 300 ]; }; do
+    read -r wa <"$rtcdev/wakealarm" || wa=""
     read -r _up _ </proc/uptime; now=${_up%.*}${_up#*.}; now=${now#0}
     if [ -z "$gap_end" ] && [ $((now - prev)) -gt 550 ]; then
-        gap=$((now - prev)); pending_before=$wa; gap_end=$now
+        gap=$((now - prev)); pending_before=$prev_wa; gap_end=$now
     fi
-    read -r wa <"$rtcdev/wakealarm" || wa=""
     if [ -z "$wa" ]; then
         if [ -z "$gap_end" ]; then
             echo +5 >"$rtcdev/wakealarm"; arms=$((arms + 1)); wa=x
@@ -59,7 +61,7 @@ while [ $((prev - t0)) -lt 4000 ] && { [ -z "$gap_end" ] || [ $((prev - gap_end)
             consumed=$now
         fi
     fi
-    prev=$now
+    prev_wa=$wa; prev=$now
 done
 c1=$(irq_count)
 detail "gap_ms=$((gap * 10)) alarms=$arms alarm_irqs=$((c1 - c0)) alarm_after_gap_ms=$(((${consumed:-0} - ${gap_end:-0}) * 10))"

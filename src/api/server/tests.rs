@@ -32,6 +32,9 @@ impl VmControl for Recorder {
         self.0.lock().unwrap().push("power-button");
         Ok(true)
     }
+    fn reboot(&self) {
+        self.0.lock().unwrap().push("reboot");
+    }
     fn stop(&self) {
         self.0.lock().unwrap().push("stop");
     }

@@ -408,6 +408,7 @@ fn ioctls_are_allowed_by_exact_number_per_thread() {
                 ("VHOST_VSOCK_SET_RUNNING", 0x4004_af61),
                 ("VFIO_DEVICE_RESET", 0x3b6f),
                 ("KVM_SET_ONE_REG", 0x4010_aeac),
+                ("KVM_ARM_VCPU_INIT", 0x4020_aeae),
             ],
         ),
         (
@@ -418,6 +419,8 @@ fn ioctls_are_allowed_by_exact_number_per_thread() {
                 ("VFIO_DEVICE_SET_IRQS", 0x3b6e),
                 ("VFIO_DEVICE_RESET", 0x3b6f),
                 ("VFIO_IOMMU_UNMAP_DMA", 0x3b72),
+                ("VHOST_NET_SET_BACKEND", 0x4008_af30),
+                ("VHOST_VSOCK_SET_RUNNING", 0x4004_af61),
             ],
         ),
         (ThreadKind::Worker, &[]),
@@ -433,7 +436,8 @@ fn ioctls_are_allowed_by_exact_number_per_thread() {
         let prog = filter(kind, 1);
         for (_, list) in expected {
             for (name, nr) in *list {
-                // Allowed where its thread kind issues it (VFIO_DEVICE_RESET: two kinds).
+                // Allowed where its thread kind issues it (VFIO_DEVICE_RESET and the vhost stops: two
+                // kinds).
                 let own = expected
                     .iter()
                     .any(|(k, l)| *k == kind && l.iter().any(|(_, n)| n == nr));

@@ -146,6 +146,11 @@ fn stop_ends_the_vm_with_status_0_and_info_describes_it() {
     assert!(i["uptime_ms"].is_u64(), "{i}");
     assert!(c.stats()["exits"].is_object());
     assert_eq!(c.power_button(), Err(ControlError::NoPowerButton));
+    c.reboot();
+    assert_eq!(
+        c.exit.take_reboot(),
+        Some(crate::vstate::exit::RebootBy::Host)
+    );
     c.stop();
     assert_eq!(c.exit.get(), Some(GuestExit::Stopped));
     assert_eq!(GuestExit::Stopped.exit_code(), 0);

@@ -14,8 +14,10 @@
 #     reply and the VM keeps answering; the vCPU, event-loop and worker threads sit on the
 #     CPUs asked for; `ctl power-button`: the guest reads EV_KEY KEY_POWER, syncs and powers
 #     off, exit status 0.
-# Then two short VMs: SIGTERM presses the button (the guest powers off, exit 0), and
-# `ctl stop` ends a guest that waits (exit 0).
+# Then three more VMs: SIGTERM presses the button (the guest powers off, exit 0); `ctl stop`
+# ends a guest that waits (exit 0); three reboots in place (two the guest's, one `ctl
+# reboot`), the PL031's alarm interrupt and the disk checked on every boot, one platvmm and one
+# set of VFIO fds throughout, reboot-in-place time against a full start.
 # shellcheck source=tests/integration/scenarios/lib/common.sh
 . /scenarios/lib/common.sh
 status=0
@@ -55,7 +57,26 @@ on_ctl() {
                 ctl power-button >/tmp/lc.press
             fi ;;
         hold) ctl stop >/tmp/lc.stop ;;
+        booted) now >>/tmp/lc.booted ;;
+        rebooting) now >>/tmp/lc.rebooting ;;
+        reboot-ready)
+            echo "$(pidof platvmm) $(vfio_fds)" >>/tmp/lc.ready
+            # The second reboot is the host's (`ctl reboot`, while the guest waits for its
+            # button); after three, the power button ends it (the guest powers off).
+            case $(wc -l </tmp/lc.ready) in
+                2) now >>/tmp/lc.rebooting; ctl reboot >/tmp/lc.reboot ;;
+                [4-9]) ctl power-button >/tmp/lc.press-reboot ;;
+            esac ;;
     esac
+}
+
+# The running platvmm's VFIO file descriptors (groups, container, devices), as one word.
+vfio_fds() {
+    _pid=$(pidof platvmm | cut -d' ' -f1)
+    for _f in /proc/"$_pid"/fd/*; do
+        _t=$(readlink "$_f")
+        case $_t in /dev/vfio/* | *vfio-device*) echo "${_f##*/}=$_t" ;; esac
+    done | sort | tr '\n' ','
 }
 
 pause_window() {
@@ -155,4 +176,29 @@ timing "SIGTERM: exit $L2_RC (the guest powered off on the button)"
 run_vm stop hold boot
 l2_passed || status=1
 grep -q '"state": "stopping"' /tmp/lc.stop || { reason "ctl stop: $(cat /tmp/lc.stop)"; status=1; }
+full_start=$L2_T_INIT
+
+# 4. Reboots in place: the guest reboots itself (`reboot -f`, PSCI SYSTEM_RESET) after its
+#    first and third boots' check (the PL031 alarm, the disk), the host reboots the second
+#    (`ctl reboot`); platvmm restarts it each time with the same VFIO groups and devices open;
+#    on the fourth boot the power button powers it off.
+run_vm reboot reboot reboot
+l2_passed || status=1
+passes=$(tr -d '\r' <"$L2_LOG" | grep -c "L2-RESULT: PASS reboot")
+fails=$(tr -d '\r' <"$L2_LOG" | grep -c "L2-RESULT: FAIL")
+{ [ "$passes" -ge 4 ] && [ "$fails" = 0 ]; } ||
+    { reason "reboots: $passes boots passed their check, $fails failed (4 passes expected): $(grep 'L2-RESULT' "$L2_LOG" | tr -d '\r' | tr '\n' ';')"; status=1; }
+grep -q "reboot in place #3: the guest restarts" "$L2_LOG" || { reason "platvmm did not reboot the guest in place 3 times"; status=1; }
+grep -q '"state": "rebooting"' /tmp/lc.reboot || { reason "ctl reboot: $(cat /tmp/lc.reboot)"; status=1; }
+boots=$(wc -l </tmp/lc.ready 2>/dev/null)
+same=$(sort -u /tmp/lc.ready 2>/dev/null | wc -l)
+timing "reboots: $boots boots, one platvmm and one set of VFIO fds across them: $( [ "$same" = 1 ] && echo yes || echo no) ($(head -1 /tmp/lc.ready))"
+{ [ "${boots:-0}" -ge 4 ] && [ "$same" = 1 ] && grep -q vfio-device /tmp/lc.ready; } ||
+    { reason "the VFIO fds or platvmm changed across reboots: $(tr '\n' ';' </tmp/lc.ready)"; status=1; }
+# Guest reboot → its next /init, in place (L1's clock at the guest's markers), against a full
+# platvmm start → /init (run 3).
+inplace=$(awk 'NR == FNR { r[NR] = $1; next } FNR > 1 && (FNR - 1) in r { d = $1 - r[FNR - 1]; s += d; n++ }
+    END { if (n) printf "%.2f", s / n; else printf "?" }' /tmp/lc.rebooting /tmp/lc.booted 2>/dev/null)
+took=$(grep -o "reboot in place #[0-9]*: the guest restarts ([^)]*)" "$L2_LOG" | sed 's/.*(\(.*\))/\1/' | tr '\n' ' ')
+timing "reboot in place: guest reboot -> next /init ${inplace}s on average (platvmm's part: $took) vs full platvmm start -> /init ${full_start}s"
 exit $status
