@@ -64,7 +64,7 @@ check_base() {
     if [ -n "$all" ]; then
         failed=$((failed + 1)); echo "FAIL platvmm base nodes"; indent "$all"
     else
-        passed=$((passed + 1)); echo "PASS platvmm base nodes (cpus, memory, GIC, timer, PSCI, UART)"
+        passed=$((passed + 1)); echo "PASS platvmm base nodes (cpus, memory, GIC, timer, PSCI, UART, power button)"
     fi
 }
 check_base

@@ -60,6 +60,7 @@
 //! input again, which itself detects no edge.
 
 use crate::bus::MmioDevice;
+use crate::dt::{self, cells_prop, GuestNode};
 
 /// Lines of the controller.
 const LINES: u8 = 8;
@@ -251,6 +252,62 @@ impl MmioDevice for Pl061 {
             self.set_reg(offset, v);
         }
     }
+}
+
+/// The PL061 line platvmm's power button is wired to (QEMU's virt board uses the same).
+pub const POWER_LINE: u8 = 3;
+/// `linux,code` of the power button: KEY_POWER.
+pub const KEY_POWER: u32 = 116;
+/// The rate of the power button PL061's `apb_pclk` fixed clock (the AMBA bus only enables it).
+const APB_PCLK_HZ: u32 = 24_000_000;
+
+/// `/clock-gpio-apb-pclk` (fixed clock, phandle `clock`), `/gpio@BASE` and `/gpio-keys-power/key-power`
+/// (the input device `power-button`) for a PL061 at `base` with `spi` and phandle `gpio`,
+/// named as their bindings want.
+pub fn power_button_nodes(base: u64, spi: u32, clock: u32, gpio: u32) -> Vec<GuestNode> {
+    let mut reg = Vec::new();
+    for x in [base, Pl061::SIZE] {
+        reg.extend_from_slice(&x.to_be_bytes());
+    }
+    let clk = GuestNode::with_props(
+        "clock-gpio-apb-pclk",
+        &[
+            ("compatible", b"fixed-clock\0"),
+            ("#clock-cells", &cells_prop(&[0])),
+            ("clock-frequency", &cells_prop(&[APB_PCLK_HZ])),
+            ("clock-output-names", b"gpio_apb_pclk\0"),
+            ("phandle", &cells_prop(&[clock])),
+        ],
+    );
+    let pl061 = GuestNode::with_props(
+        &format!("gpio@{base:x}"),
+        &[
+            ("compatible", b"arm,pl061\0arm,primecell\0"),
+            ("reg", &reg),
+            ("interrupts", &cells_prop(&dt::spi_specifier(spi, false))),
+            ("gpio-controller", b""),
+            ("#gpio-cells", &cells_prop(&[2])),
+            ("interrupt-controller", b""),
+            ("#interrupt-cells", &cells_prop(&[2])),
+            ("clocks", &cells_prop(&[clock])),
+            ("clock-names", b"apb_pclk\0"),
+            ("phandle", &cells_prop(&[gpio])),
+        ],
+    );
+    // Named apart from a gpio-keys node an overlay may add; its label names the input device.
+    let mut keys = GuestNode::with_props(
+        "gpio-keys-power",
+        &[("compatible", b"gpio-keys\0"), ("label", b"power-button\0")],
+    );
+    keys.children.push(GuestNode::with_props(
+        "key-power",
+        &[
+            ("label", b"Power Button\0"),
+            ("linux,code", &cells_prop(&[KEY_POWER])),
+            ("gpios", &cells_prop(&[gpio, u32::from(POWER_LINE), 0])),
+        ],
+    ));
+    vec![clk, pl061, keys]
 }
 
 #[cfg(test)]

@@ -132,7 +132,10 @@ pub fn run(
         planner.add(m, &opts)?;
     }
     let plan = planner.finish(false)?;
-    write_guest_dtb(&plan, out)?;
+    // Added at the root as a fragment's nodes are.
+    let mut button = GuestNode::with_props("", &[]);
+    button.children = power_button(&mut res).map_err(plan_err("the power button"))?;
+    write_guest_dtb(&plan, &[button], out)?;
     let mut lines = Vec::new();
     if let (Some(why), Some(s)) = (scmi_why, &plan.scmi) {
         lines.push(format!(
@@ -337,8 +340,18 @@ fn report(plan: &VmPlan) -> Vec<String> {
     v
 }
 
-fn write_guest_dtb(plan: &VmPlan, out: &Path) -> Result<(), PreviewError> {
-    let dtb = guest_dtb(plan, &[])?;
+/// The power button's nodes, placed after the devices as setup places them
+/// (`vm::power_button::place`, less the virtio devices preview-dt has none of).
+fn power_button(res: &mut Resources) -> Result<Vec<GuestNode>, Exhausted> {
+    let size = PREVIEW_PAGE.max(devices::gpio::Pl061::SIZE);
+    let base = res.emulated(size, size)?;
+    let spi = res.emulated_spi()?;
+    let (clock, gpio) = (res.phandle()?, res.phandle()?);
+    Ok(devices::gpio::power_button_nodes(base, spi, clock, gpio))
+}
+
+fn write_guest_dtb(plan: &VmPlan, fragments: &[GuestNode], out: &Path) -> Result<(), PreviewError> {
+    let dtb = guest_dtb(plan, fragments)?;
     std::fs::write(out, dtb).map_err(|source| PreviewError::Write {
         path: out.to_path_buf(),
         source,

@@ -137,6 +137,15 @@ impl VmControl for Control {
             o.insert("state".into(), state.into());
             let up = self.started.elapsed().as_millis() as u64;
             o.insert("uptime_ms".into(), up.into());
+            if let Some(b) = &self.button {
+                let button = serde_json::json!({
+                    "guest_addr": format!("{:#x}", b.base),
+                    "spi": b.spi,
+                    "guest_listening": b.listening(),
+                    "presses": b.presses(),
+                });
+                o.insert("power_button".into(), button);
+            }
         }
         v
     }

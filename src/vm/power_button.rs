@@ -14,24 +14,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use devices::dt::{self, cells_prop, GuestNode};
-use devices::gpio::Pl061;
+use devices::dt::GuestNode;
+use devices::gpio::{power_button_nodes, Pl061};
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::timerfd::TimerFd;
 
 use crate::hypervisor::{kvm_err, AttachContext};
+use crate::resources::{Exhausted, Resources};
 use crate::vm::error::{host_err, Error};
 
-/// The PL061 line the key is wired to (QEMU's virt board uses the same).
-pub const LINE: u8 = 3;
-/// linux,code of the key: KEY_POWER.
-pub const KEY_POWER: u32 = 116;
+pub use devices::gpio::{KEY_POWER, POWER_LINE as LINE};
 /// How long a press holds the line high.
 pub const PRESS: Duration = Duration::from_millis(100);
-/// The rate of the PL061's `apb_pclk` fixed clock (the AMBA bus only enables it).
-const APB_PCLK_HZ: u32 = 24_000_000;
 
 /// The button: the PL061 on the bus and the timer that releases a press.
 pub struct PowerButton {
@@ -48,12 +44,7 @@ impl PowerButton {
     /// addresses and SPIs do not move), its irqfd, and its guest nodes: the clock, the
     /// controller and `gpio-keys`.
     pub fn attach(t: &mut AttachContext<'_>) -> Result<(Arc<Self>, Vec<GuestNode>), Error> {
-        let base = t
-            .res
-            .emulated(t.page.max(Pl061::SIZE), t.page.max(Pl061::SIZE))?;
-        let spi = t.res.emulated_spi()?;
-        let clock = t.res.phandle()?;
-        let gpio_phandle = t.res.phandle()?;
+        let Placed { base, spi, nodes } = place(t.res, t.page)?;
         let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(host_err("eventfd"))?;
         t.vm.register_irqfd(&irq, spi)
             .map_err(kvm_err("cannot wire the power button's interrupt (irqfd)"))?;
@@ -67,7 +58,6 @@ impl PowerButton {
             host_err("cannot create the power button's timer")(std::io::Error::from(e))
         })?;
         log::info!("power button: PL061 at guest {base:#x}, SPI {spi}, line {LINE}");
-        let nodes = nodes(base, spi, clock, gpio_phandle);
         let button = Self {
             gpio,
             release: Mutex::new(release),
@@ -132,52 +122,23 @@ impl MutEventSubscriber for ReleaseWatcher {
     }
 }
 
-/// `/apb-pclk-gpio` (fixed clock), `/pl061@BASE` and `/gpio-keys-power/power` (the input
-/// device `power-button`).
-fn nodes(base: u64, spi: u32, clock: u32, gpio: u32) -> Vec<GuestNode> {
-    let mut reg = Vec::new();
-    for x in [base, Pl061::SIZE] {
-        reg.extend_from_slice(&x.to_be_bytes());
-    }
-    let clk = GuestNode::with_props(
-        "apb-pclk-gpio",
-        &[
-            ("compatible", b"fixed-clock\0"),
-            ("#clock-cells", &cells_prop(&[0])),
-            ("clock-frequency", &cells_prop(&[APB_PCLK_HZ])),
-            ("clock-output-names", b"gpio_apb_pclk\0"),
-            ("phandle", &cells_prop(&[clock])),
-        ],
-    );
-    let pl061 = GuestNode::with_props(
-        &format!("pl061@{base:x}"),
-        &[
-            ("compatible", b"arm,pl061\0arm,primecell\0"),
-            ("reg", &reg),
-            ("interrupts", &cells_prop(&dt::spi_specifier(spi, false))),
-            ("gpio-controller", b""),
-            ("#gpio-cells", &cells_prop(&[2])),
-            ("interrupt-controller", b""),
-            ("#interrupt-cells", &cells_prop(&[2])),
-            ("clocks", &cells_prop(&[clock])),
-            ("clock-names", b"apb_pclk\0"),
-            ("phandle", &cells_prop(&[gpio])),
-        ],
-    );
-    // Named apart from a gpio-keys node an overlay may add; its label names the input device.
-    let mut keys = GuestNode::with_props(
-        "gpio-keys-power",
-        &[("compatible", b"gpio-keys\0"), ("label", b"power-button\0")],
-    );
-    keys.children.push(GuestNode::with_props(
-        "power",
-        &[
-            ("label", b"Power Button\0"),
-            ("linux,code", &cells_prop(&[KEY_POWER])),
-            ("gpios", &cells_prop(&[gpio, u32::from(LINE), 0])),
-        ],
-    ));
-    vec![clk, pl061, keys]
+/// Where the button goes and its guest nodes.
+pub struct Placed {
+    pub base: u64,
+    pub spi: u32,
+    pub nodes: Vec<GuestNode>,
+}
+
+/// The button's page, SPI and two phandles from `res` (pages of `page` bytes), and its guest
+/// nodes: what setup attaches and `preview-dt` shows.
+pub fn place(res: &mut Resources, page: u64) -> Result<Placed, Exhausted> {
+    let size = page.max(Pl061::SIZE);
+    let base = res.emulated(size, size)?;
+    let spi = res.emulated_spi()?;
+    let clock = res.phandle()?;
+    let gpio = res.phandle()?;
+    let nodes = power_button_nodes(base, spi, clock, gpio);
+    Ok(Placed { base, spi, nodes })
 }
 
 #[cfg(test)]

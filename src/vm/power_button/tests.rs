@@ -3,7 +3,7 @@ use devices::Bus;
 use super::*;
 use crate::arch::aarch64::layout::EMULATED_MMIO_BASE;
 use crate::hypervisor::fake::{with_context, Call, FakeVm};
-use devices::dt::cells_of;
+use devices::dt::{self, cells_of};
 
 /// GPIOIE, the PL061's interrupt mask register.
 const GPIOIE: u64 = 0x410;
@@ -22,8 +22,8 @@ fn the_button_is_a_pl061_on_the_bus_with_a_gpio_keys_power_key() {
     assert_eq!(
         names,
         [
-            "apb-pclk-gpio",
-            &format!("pl061@{:x}", b.base),
+            "clock-gpio-apb-pclk",
+            &format!("gpio@{:x}", b.base),
             "gpio-keys-power"
         ]
     );
@@ -36,6 +36,7 @@ fn the_button_is_a_pl061_on_the_bus_with_a_gpio_keys_power_key() {
     assert_eq!(cells(pl061, "interrupts"), dt::spi_specifier(1, false));
     let gpio = cells(pl061, "phandle")[0];
     let key = &nodes[2].children[0];
+    assert_eq!(key.name, "key-power");
     assert_eq!(cells(key, "linux,code"), [KEY_POWER]);
     assert_eq!(cells(key, "gpios"), [gpio, u32::from(LINE), 0]);
     // The PL061 answers on the bus: its AMBA PeriphID0.

@@ -145,7 +145,8 @@ grep -q '"state": "running"' /tmp/lc.resume || { reason "resume reply: $(cat /tm
 
 # info and stats, parsed.
 for want in '"vcpus": 2' '"state": "running"' '"name": "9010000.pl031"' '"guest_addr": "0x40000000"' \
-            '"spi": 16' '"trigger": "level"' '"access": "mapped"' '"name": "vda"' '"kind": "blk"'; do
+            '"spi": 16' '"trigger": "level"' '"access": "mapped"' '"name": "vda"' '"kind": "blk"' \
+            '"guest_listening": true'; do
     grep -qF "$want" /tmp/lc.info || { reason "ctl info lacks $want: $(tr -d '\n' </tmp/lc.info)"; status=1; }
 done
 reads=$(sed -n 's/.*"mmio_read": \([0-9]*\).*/\1/p' /tmp/lc.stats | head -1)
