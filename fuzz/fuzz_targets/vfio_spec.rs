@@ -40,6 +40,9 @@ fn unparse(s: &VfioSpec) -> String {
     if let Some(o) = &s.overlay {
         out += &format!(",overlay={}", o.to_string_lossy());
     }
+    if s.group {
+        out += ",group=on";
+    }
     out
 }
 
