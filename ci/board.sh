@@ -62,8 +62,40 @@ uart_peer_check() {
     local lines
     kill "$UART_PEER" 2>/dev/null
     lines=$(grep -c '^platvmm-uart [0-9]* [0-9a-f]*$' "$RUN_DIR/uart1.log" 2>/dev/null)
-    [ "${lines:-0}" -ge "$1" ] || { echo "the UART peer answered ${lines:-0} lines (want $1: half from L1, half from L2)"; return 1; }
-    echo "host: the UART peer answered $lines lines (L1, then L2)"
+    [ "${lines:-0}" -ge "$1" ] || { echo "the UART peer answered ${lines:-0} lines (want $1: what L1 and L2 sent)"; return 1; }
+    echo "host: the UART peer answered $lines lines (of $1 L1 and L2 sent)"
+}
+
+# versal_ospi_node DTB: QEMU models the Versal's OSPI controller (Cadence QSPI, registers at
+# 0xf1010000, the 512 MiB AHB window at 0xc0000000, SPI 124) with a Micron MT35XU01G on each
+# chip select, but its tree has no node for it. Added as the cdns,qspi-nor binding describes
+# one, with the peripheral timings its flash child must carry, and a 1-bit bus. The plain
+# "cdns,qspi-nor" compatible, not Versal's "xlnx,versal-ospi-1.0" before it: that variant
+# needs power-domains and reads through the platform firmware's OSPI mux call, and QEMU's
+# machine has no firmware (none of its other nodes has power-domains either). Its reference
+# clock is the tree's 125 MHz fixed clock, as the UARTs'.
+versal_ospi_node() {
+    local dtb=$1 o=/spi@f1010000 clk
+    clk=$(fdtget -t x "$dtb" /clk125 phandle) || die "QEMU's versal-virt tree has no /clk125"
+    fdtput -c "$dtb" $o "$o/flash@0"
+    fdtput -t s "$dtb" $o compatible cdns,qspi-nor
+    fdtput -t x "$dtb" $o reg 0 0xf1010000 0 0x10000 0 0xc0000000 0 0x20000000
+    fdtput -t x "$dtb" $o interrupts 0 0x7c 4
+    fdtput -t x "$dtb" $o clocks "$clk"
+    fdtput -t u "$dtb" $o cdns,fifo-depth 256
+    fdtput -t u "$dtb" $o cdns,fifo-width 4
+    fdtput -t x "$dtb" $o cdns,trigger-address 0xc0000000
+    fdtput -t u "$dtb" $o num-cs 1
+    fdtput -t u "$dtb" $o '#address-cells' 1
+    fdtput -t u "$dtb" $o '#size-cells' 0
+    fdtput -t s "$dtb" "$o/flash@0" compatible jedec,spi-nor
+    fdtput -t u "$dtb" "$o/flash@0" reg 0
+    fdtput -t u "$dtb" "$o/flash@0" spi-max-frequency 20000000
+    fdtput -t u "$dtb" "$o/flash@0" cdns,read-delay 0
+    fdtput -t u "$dtb" "$o/flash@0" cdns,tshsl-ns 0
+    fdtput -t u "$dtb" "$o/flash@0" cdns,tsd2d-ns 0
+    fdtput -t u "$dtb" "$o/flash@0" cdns,tchsh-ns 1
+    fdtput -t u "$dtb" "$o/flash@0" cdns,tslch-ns 1
 }
 
 run() {
@@ -135,6 +167,7 @@ run() {
                     die "cannot dump the versal-virt device tree"
                 fdtput -t s "$dtb" /usb@ff9d0000 compatible simple-bus
                 fdtput -t s "$dtb" /usb@ff9d0000/dwc3@fe200000 compatible generic-xhci
+                versal_ospi_node "$dtb"
                 QEMU_ARGS+=(-dtb "$dtb")
                 L1_APPEND=(console=ttyAMA0 "platvmm.scenario=$name") ;;
             virt-smmuv3)

@@ -18,9 +18,9 @@ OUT=$CACHE/drivers
 # Source files (with the headers they include by relative path) and the objects built.
 SOURCES=(drivers/rtc/rtc-zynqmp.c drivers/dma/dmaengine.h drivers/dma/dmatest.c drivers/dma/xilinx/zynqmp_dma.c
          drivers/net/can/xilinx_can.c drivers/char/tpm/tpm_tis.c drivers/char/tpm/tpm.h drivers/char/tpm/tpm_tis_core.h
-         drivers/spi/spi-zynqmp-gqspi.c)
+         drivers/spi/spi-zynqmp-gqspi.c drivers/spi/spi-cadence.c)
 OBJECTS=(drivers/rtc/rtc-zynqmp.o drivers/dma/dmatest.o drivers/dma/xilinx/zynqmp_dma.o drivers/net/can/xilinx_can.o
-         drivers/char/tpm/tpm_tis.o drivers/spi/spi-zynqmp-gqspi.o)
+         drivers/char/tpm/tpm_tis.o drivers/spi/spi-zynqmp-gqspi.o drivers/spi/spi-cadence.o)
 
 inputs=$( { echo "$KREL $KVER ${SOURCES[*]}"; cat "$HERE/build.sh"; } | sha256sum | cut -d' ' -f1)
 if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$inputs" ]; then

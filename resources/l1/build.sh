@@ -30,8 +30,9 @@ L1_STOCK_MODULES=(virtio_mmio virtio_blk tun vhost_net vhost_vsock loop ext4 ahc
 # the baseline read.
 [ -z "$SUFFIX" ] || L1_STOCK_MODULES=(fixed sdhci_esdhc_imx i2c_imx at24 nvmem_imx_ocotp fec)
 # Staged, not loaded at boot: the scenario loads them when it needs them (imx2_wdt cannot be
-# unbound once it has a device: the imx8mp scenario loads it to take the WDOG back from L2).
-L1_LATER_MODULES=()
+# unbound once it has a device: the imx8mp scenario loads it to take the WDOG back from L2);
+# /init loads virtio_console first on a board whose console is hvc0 (versal-periph's).
+L1_LATER_MODULES=(spi_cadence_quadspi virtio_console)
 [ -z "$SUFFIX" ] || L1_LATER_MODULES=(imx2_wdt rtc_snvs)
 
 PLATVMM_BIN=${PLATVMM_BIN:-$ROOT/target/aarch64-unknown-linux-gnu/release/platvmm}
@@ -83,6 +84,7 @@ done
     echo "file bin/platvmm $PLATVMM_BIN 755"
     echo "dir lib/platvmm 755"
     echo "file lib/platvmm/uart-exchange.sh $ROOT/resources/shared/uart-exchange.sh 644"
+    echo "file lib/platvmm/flash-read.sh $ROOT/resources/shared/flash-read.sh 644"
     echo "dir lib/modules/vfio 755"
     for ko in "$VFIO"/*.ko; do echo "file lib/modules/vfio/$(basename "$ko") $ko 644"; done
     [ ${#L1_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules/$KREL $OUT/modules/lib/modules/$KREL"

@@ -14,7 +14,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 
 # Stock modules the guest needs (e.g. virtio_mmio virtio_blk qemu_fw_cfg for device
 # scenarios). Its /init does not load them: a check runs modprobe for what it uses.
-L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys evdev virtio_mmio virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block fixed sdhci_esdhc_imx i2c_imx at24 imx2_wdt fec can_dev can_raw tpm_tis_core spi_nor mtdblock rtc_snvs)
+L2_STOCK_MODULES=(qemu_fw_cfg gpio_keys evdev virtio_mmio virtio_blk virtio_net virtio_rng vmw_vsock_virtio_transport ext4 ahci_platform ahci_ceva sd_mod xhci_plat_hcd usb_storage caam caam_jr macb sdhci_of_arasan mmc_block fixed sdhci_esdhc_imx i2c_imx at24 imx2_wdt fec can_dev can_raw tpm_tis_core spi_nor mtdblock rtc_snvs spi_cadence_quadspi)
 
 OUT=$CACHE/l2
 [ -f "$CACHE/drivers/.stamp" ] || die "no extra drivers in $CACHE/drivers: run resources/drivers/build.sh"
@@ -47,6 +47,7 @@ l2_spec() {
     echo "dir checks 755"
     echo "dir lib/platvmm 755"
     echo "file lib/platvmm/uart-exchange.sh $ROOT/resources/shared/uart-exchange.sh 644"
+    echo "file lib/platvmm/flash-read.sh $ROOT/resources/shared/flash-read.sh 644"
     for c in "$HERE"/checks/*.sh; do echo "file checks/$(basename "$c") $c 644"; done
     [ ${#L2_STOCK_MODULES[@]} = 0 ] || echo "tree lib/modules $OUT/modules/lib/modules"
     for t in "$OUT"/tools/*; do echo "file bin/$(basename "$t") $t 755"; done

@@ -8,6 +8,11 @@
 #   CAN (xilinx_can): the "can" check, with platvmm.can_frames.
 #   GQSPI (spi-zynqmp-gqspi, spi-nor, mtdblock): the first MiB of the flash on chip select 0
 #   reads back with platvmm.flash_md5; reports the read's seconds.
+#   SPI0 (spi-cadence, spidev): the first 64 KiB of its flash read by READ commands of at most
+#   128 bytes (spiread) have md5 platvmm.spi_md5; reports the read's seconds.
+#   UART1 (xilinx_uartps, built into the guest kernel; the guest's console is the emulated
+#   16550): platvmm.uart_lines=N lines out of its ttyPS, each answered by the host's
+#   uart-peer.py with the md5 of its payload, which must come back right.
 # Sourced by /init, which provides arg, expect, detail and fail.
 modprobe rtc_zynqmp || fail "cannot load rtc_zynqmp"
 rtc=""
@@ -28,17 +33,26 @@ fi
 
 flash_md5=$(arg platvmm.flash_md5)
 if [ -n "$flash_md5" ]; then
-    for m in spi_nor mtdblock spi_zynqmp_gqspi; do modprobe $m || fail "cannot load $m"; done
-    i=0
-    while [ ! -b /dev/mtdblock0 ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
-    t0=$(cut -d' ' -f1 /proc/uptime)
-    got=$(head -c 1048576 /dev/mtdblock0 2>/dev/null | md5sum | cut -d' ' -f1)
-    t1=$(cut -d' ' -f1 /proc/uptime)
-    if [ "$got" = "$flash_md5" ]; then
-        detail "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "flash_ok flash_read_s=%.2f", b - a }')"
-    else
-        fail "GQSPI flash: /dev/mtdblock0's first MiB reads as '$got', the host wrote $flash_md5"
-    fi
+    # shellcheck source=resources/shared/flash-read.sh
+    . /lib/platvmm/flash-read.sh
+    if r=$(flash_read "$flash_md5" spi_zynqmp_gqspi); then detail "$r"; else fail "GQSPI flash: $r"; fi
+fi
+spi_md5=$(arg platvmm.spi_md5)
+if [ -n "$spi_md5" ]; then
+    # shellcheck source=resources/shared/flash-read.sh
+    . /lib/platvmm/flash-read.sh
+    if r=$(spidev_read "$spi_md5" 65536 cdns-spi spi_cadence); then detail "$r"; else fail "Cadence SPI flash: $r"; fi
+fi
+
+if [ -n "$(arg platvmm.uart_lines)" ]; then
+    tty=$(basename "$(echo /sys/bus/platform/devices/*.serial/tty/ttyPS* | cut -d' ' -f1)")
+    case $tty in
+        ttyPS[0-9]*)
+            # shellcheck source=resources/shared/uart-exchange.sh
+            . /lib/platvmm/uart-exchange.sh
+            if r=$(uart_exchange "$tty" "$(arg platvmm.uart_lines)"); then detail "uart_tty=$tty $r"; else fail "Cadence UART: $r"; fi ;;
+        *) fail "xilinx_uartps registered no ttyPS for the passed UART" ;;
+    esac
 fi
 
 # shellcheck source=resources/l2/checks/can.sh

@@ -1,0 +1,30 @@
+# shellcheck shell=sh
+# check "versal-periph": Versal peripherals passed together, each by its stock driver.
+#   CAN FD (xilinx_can, built from Debian's source): the "can" check, with platvmm.can_frames.
+#   PL011 UART1 (amba-pl011, built into the guest kernel; its console is the emulated 16550):
+#     platvmm.uart_lines=N lines out of its ttyAMA, each answered by the host's uart-peer.py
+#     with the md5 of its payload, which must come back right.
+#   OSPI (cadence-quadspi, spi-nor, mtdblock): the first MiB of the flash on chip select 0
+#     reads back with platvmm.flash_md5; reports the read's seconds.
+# Sourced by /init, which provides arg, expect, detail and fail.
+
+# shellcheck source=resources/l2/checks/can.sh
+[ -z "$(arg platvmm.can_frames)" ] || . /checks/can.sh
+
+if [ -n "$(arg platvmm.uart_lines)" ]; then
+    tty=$(basename "$(echo /sys/bus/amba/devices/*/tty/ttyAMA* | cut -d' ' -f1)")
+    case $tty in
+        ttyAMA[0-9]*)
+            # shellcheck source=resources/shared/uart-exchange.sh
+            . /lib/platvmm/uart-exchange.sh
+            if r=$(uart_exchange "$tty" "$(arg platvmm.uart_lines)"); then detail "uart_tty=$tty $r"; else fail "PL011: $r"; fi ;;
+        *) fail "amba-pl011 registered no ttyAMA for the passed UART" ;;
+    esac
+fi
+
+flash_md5=$(arg platvmm.flash_md5)
+if [ -n "$flash_md5" ]; then
+    # shellcheck source=resources/shared/flash-read.sh
+    . /lib/platvmm/flash-read.sh
+    if r=$(flash_read "$flash_md5" spi_cadence_quadspi); then detail "$r"; else fail "OSPI flash: $r"; fi
+fi
