@@ -91,6 +91,10 @@ check zcu102-gem3-scmi xilinx/zynqmp-zcu102-rev1.0.dts \
 check zcu102-sdhci1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/mmc@ff170000,clock-rates=clk_xin:200M;clk_ahb:100M"
 check zcu102-can1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/can@ff070000,clock-rates=can_clk:24M;pclk:100M"
 check zcu102-qspi xilinx/zynqmp-zcu102-rev1.0.dts "/axi/spi@ff0f0000,clock-rates=ref_clk:300M;pclk:100M"
+# The zynqmp-periph scenario's Cadence UART and SPI (SPI0 is disabled on the ZCU102: its node
+# as zynqmp.dtsi has it).
+check zcu102-uart1 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/serial@ff010000,clock-rates=uart_clk:100M;pclk:100M"
+check zcu102-spi0 xilinx/zynqmp-zcu102-rev1.0.dts "/axi/spi@ff040000,clock-rates=ref_clk:200M;pclk:100M"
 check imx8mp-evk-eqos freescale/imx8mp-evk.dts \
     "/soc@0/bus@30800000/ethernet@30bf0000,clock-rates=stmmaceth:266M;pclk:266M"
 # The imx8mp scenario's devices (CCM clocks at the rates QEMU's L1 reads in debugfs), with

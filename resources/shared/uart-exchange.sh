@@ -34,3 +34,15 @@ uart_exchange() {
     fi
     awk -v n="$2" -v a="$_t0" -v b="$_t1" 'BEGIN { printf "uart_lines=%d uart_lines_per_s=%.0f\n", n, n / (b - a) }'
 }
+
+# uart_exchange_sysfs PATTERN N: uart_exchange on the tty that the passed UART's driver
+# registered, found by the sysfs glob PATTERN (e.g. /sys/bus/amba/devices/*/tty/ttyAMA*).
+# Prints "uart_tty=TTY " and uart_exchange's figures, or what went wrong (returns 1).
+uart_exchange_sysfs() {
+    _tty=''
+    # shellcheck disable=SC2086 # PATTERN is a glob, expanded here
+    for _t in $1; do [ -e "$_t" ] && _tty=${_t##*/} && break; done
+    [ -n "$_tty" ] || { echo "the passed UART's driver registered no tty ($1)"; return 1; }
+    _r=$(uart_exchange "$_tty" "$2") || { echo "$_r"; return 1; }
+    echo "uart_tty=$_tty $_r"
+}

@@ -12,14 +12,9 @@
 [ -z "$(arg platvmm.can_frames)" ] || . /checks/can.sh
 
 if [ -n "$(arg platvmm.uart_lines)" ]; then
-    tty=$(basename "$(echo /sys/bus/amba/devices/*/tty/ttyAMA* | cut -d' ' -f1)")
-    case $tty in
-        ttyAMA[0-9]*)
-            # shellcheck source=resources/shared/uart-exchange.sh
-            . /lib/platvmm/uart-exchange.sh
-            if r=$(uart_exchange "$tty" "$(arg platvmm.uart_lines)"); then detail "uart_tty=$tty $r"; else fail "PL011: $r"; fi ;;
-        *) fail "amba-pl011 registered no ttyAMA for the passed UART" ;;
-    esac
+    # shellcheck source=resources/shared/uart-exchange.sh
+    . /lib/platvmm/uart-exchange.sh
+    if r=$(uart_exchange_sysfs '/sys/bus/amba/devices/*/tty/ttyAMA*' "$(arg platvmm.uart_lines)"); then detail "$r"; else fail "PL011: $r"; fi
 fi
 
 flash_md5=$(arg platvmm.flash_md5)

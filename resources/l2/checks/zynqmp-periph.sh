@@ -45,14 +45,9 @@ if [ -n "$spi_md5" ]; then
 fi
 
 if [ -n "$(arg platvmm.uart_lines)" ]; then
-    tty=$(basename "$(echo /sys/bus/platform/devices/*.serial/tty/ttyPS* | cut -d' ' -f1)")
-    case $tty in
-        ttyPS[0-9]*)
-            # shellcheck source=resources/shared/uart-exchange.sh
-            . /lib/platvmm/uart-exchange.sh
-            if r=$(uart_exchange "$tty" "$(arg platvmm.uart_lines)"); then detail "uart_tty=$tty $r"; else fail "Cadence UART: $r"; fi ;;
-        *) fail "xilinx_uartps registered no ttyPS for the passed UART" ;;
-    esac
+    # shellcheck source=resources/shared/uart-exchange.sh
+    . /lib/platvmm/uart-exchange.sh
+    if r=$(uart_exchange_sysfs '/sys/bus/platform/devices/*.serial/tty/ttyPS*' "$(arg platvmm.uart_lines)"); then detail "$r"; else fail "Cadence UART: $r"; fi
 fi
 
 # shellcheck source=resources/l2/checks/can.sh

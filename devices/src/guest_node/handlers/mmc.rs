@@ -16,22 +16,37 @@
 
 use super::super::hostdt::HostNode;
 use super::super::{self as node, Generated, NodeParams};
-use super::{first_match, rename, RegWrite, TypeHandler};
-use crate::dt::strings_prop;
+use super::{drop_firmware_variant, first_match, rename, FirmwareVariant, RegWrite, TypeHandler};
 
 /// SD/MMC host controllers.
 pub struct Mmc;
 
+/// What the ZynqMP/Versal Arasan variants do through the platform firmware.
+const TAP_DELAYS: &str = "that variant sets tap delays through the platform firmware the guest \
+                          does not have; the host's settings stay";
+
 /// The ZynqMP/Versal Arasan variants that need the platform firmware.
-const FIRMWARE_VARIANTS: &[&str] = &[
-    "xlnx,zynqmp-8.9a",
-    "xlnx,versal-8.9a",
-    "xlnx,versal-net-emmc",
+const FIRMWARE_VARIANTS: &[FirmwareVariant] = &[
+    FirmwareVariant {
+        compatible: "xlnx,zynqmp-8.9a",
+        fallback: "arasan,sdhci-8.9a",
+        why: TAP_DELAYS,
+    },
+    FirmwareVariant {
+        compatible: "xlnx,versal-8.9a",
+        fallback: "arasan,sdhci-8.9a",
+        why: TAP_DELAYS,
+    },
+    FirmwareVariant {
+        compatible: "xlnx,versal-net-emmc",
+        fallback: "arasan,sdhci-8.9a",
+        why: TAP_DELAYS,
+    },
 ];
 
 fn is_mmc(c: &str) -> bool {
     c.starts_with("arasan,sdhci")
-        || FIRMWARE_VARIANTS.contains(&c)
+        || FIRMWARE_VARIANTS.iter().any(|v| v.compatible == c)
         || c.contains("sdhci")
         || c == "snps,dw-mshc"
         || c.ends_with("-dw-mshc")
@@ -65,23 +80,7 @@ impl TypeHandler for Mmc {
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
         let mut g = node::generate(host, p);
         rename(&mut g, "mmc");
-        let compat = g.node.strings("compatible");
-        let variant = compat
-            .iter()
-            .find(|c| FIRMWARE_VARIANTS.contains(&c.as_str()))
-            .cloned();
-        if let (Some(v), None) = (variant, p.compatible) {
-            let mut kept: Vec<String> = compat.into_iter().filter(|c| *c != v).collect();
-            if !kept.iter().any(|c| c == "arasan,sdhci-8.9a") {
-                kept.push("arasan,sdhci-8.9a".into());
-            }
-            g.node.set("compatible", strings_prop(&kept));
-            g.warnings.push(format!(
-                "{}: compatible \"{v}\" dropped (that variant sets tap delays through the platform firmware the guest does not have; the host's settings stay): the guest gets [{}]",
-                p.dev_name,
-                kept.join(", ")
-            ));
-        }
+        drop_firmware_variant(&mut g, p, FIRMWARE_VARIANTS);
         g
     }
 }

@@ -17,7 +17,10 @@
 //! - [`net::Ethernet`], [`mmc::Mmc`], [`serial::Serial`]: Ethernet MACs, SD/MMC controllers
 //!   and UARTs, whose guest drivers need their clocks, PHYs and MAC address (see each module
 //!   for what it keeps, synthesizes and drops).
-//! - [`Generic`]: everything else.
+//! - [`Generic`]: everything else, with one policy of its own: a vendor variant whose driver
+//!   works through the platform firmware (Versal's `xlnx,versal-ospi-1.0`) gives way to the
+//!   generic compatible after it, as [`mmc::Mmc`] does for the ZynqMP/Versal SDHCI variants
+//!   (see [`FirmwareVariant`]).
 
 pub mod mmc;
 pub mod net;
@@ -99,6 +102,55 @@ fn rename(g: &mut Generated, generic: &str) {
     if let Some(unit) = unit {
         g.node.name = format!("{generic}@{unit}");
     }
+}
+
+/// A vendor compatible whose guest driver would call the platform firmware (Xilinx's EEMI),
+/// which a guest does not have, and the generic compatible of the same IP the guest gets
+/// instead. The host keeps whatever the firmware set up for the device.
+pub struct FirmwareVariant {
+    /// The vendor variant's compatible.
+    pub compatible: &'static str,
+    /// The generic compatible the guest gets (added if the host's list lacks it).
+    pub fallback: &'static str,
+    /// What the variant's driver does through the firmware, and what that means for the
+    /// host, for the warning.
+    pub why: &'static str,
+}
+
+/// Devices of the generic handler with a firmware variant.
+pub const GENERIC_FIRMWARE_VARIANTS: &[FirmwareVariant] = &[FirmwareVariant {
+    compatible: "xlnx,versal-ospi-1.0",
+    fallback: "cdns,qspi-nor",
+    why: "that variant's driver switches the OSPI mux through the platform firmware the guest \
+          does not have for its DMA reads; the generic controller reads through the AHB window \
+          in linear mode, where the host's own driver leaves the mux after every read",
+}];
+
+/// Replaces the first variant of `table` in the node's compatible by its fallback, with a
+/// warning, unless the user gave `compatible=`.
+fn drop_firmware_variant(g: &mut Generated, p: &NodeParams, table: &[FirmwareVariant]) {
+    if p.compatible.is_some() {
+        return;
+    }
+    let compat = g.node.strings("compatible");
+    let Some(v) = table
+        .iter()
+        .find(|v| compat.iter().any(|c| c == v.compatible))
+    else {
+        return;
+    };
+    let mut kept: Vec<String> = compat.into_iter().filter(|c| c != v.compatible).collect();
+    if !kept.iter().any(|c| c == v.fallback) {
+        kept.push(v.fallback.into());
+    }
+    g.node.set("compatible", strings_prop(&kept));
+    g.warnings.push(format!(
+        "{}: compatible \"{}\" dropped ({}): the guest gets [{}]",
+        p.dev_name,
+        v.compatible,
+        v.why,
+        kept.join(", ")
+    ));
 }
 
 /// AHCI SATA controllers.
@@ -355,7 +407,9 @@ impl TypeHandler for Generic {
         &[]
     }
     fn generate(&self, host: Option<&HostNode>, p: &NodeParams) -> Generated {
-        node::generate(host, p)
+        let mut g = node::generate(host, p);
+        drop_firmware_variant(&mut g, p, GENERIC_FIRMWARE_VARIANTS);
+        g
     }
 }
 
@@ -607,6 +661,53 @@ mod tests {
         assert_eq!(g.node.prop("compatible").unwrap(), b"generic-xhci\0");
         assert!(g.node.prop("dr_mode").is_none(), "no dwc3 core, no dr_mode");
         assert_eq!(g.node.prop("maximum-speed").unwrap(), b"high-speed\0");
+    }
+
+    #[test]
+    fn versal_ospi_becomes_the_generic_cadence_controller() {
+        // The Versal OSPI as Xilinx's versal.dtsi has it, with a flash child.
+        let mut h = host(
+            "spi@f1010000",
+            &[
+                ("compatible", b"xlnx,versal-ospi-1.0\0cdns,qspi-nor\0"),
+                ("cdns,fifo-depth", &[0, 0, 1, 0]),
+                ("cdns,trigger-address", &[0xc0, 0, 0, 0]),
+                ("cdns,is-dma", &[0, 0, 0, 1]),
+                ("power-domains", &[0, 0, 0, 9, 0x18, 0x22, 0xc0, 0x0a]),
+                ("#address-cells", &[0, 0, 0, 1]),
+                ("#size-cells", &[0, 0, 0, 0]),
+            ],
+        );
+        h.children.push(host(
+            "flash@0",
+            &[("compatible", b"jedec,spi-nor\0"), ("reg", &[0, 0, 0, 0])],
+        ));
+        let (handler, _) = select(Some(&h));
+        assert_eq!(handler.name(), "generic");
+        let regs = [(0x4000_0000, 0x10000), (0x4001_0000, 0x2000_0000)];
+        let g = Generic.generate(Some(&h), &params(&regs, LEVEL));
+        assert_eq!(g.node.strings("compatible"), ["cdns,qspi-nor"]);
+        assert!(g
+            .warnings
+            .iter()
+            .any(|w| w.contains("\"xlnx,versal-ospi-1.0\" dropped") && w.contains("OSPI mux")));
+        assert_eq!(g.node.prop("cdns,fifo-depth").unwrap(), cells_prop(&[256]));
+        assert_eq!(g.node.children.len(), 1, "the flash stays");
+
+        // Only the variant goes: a plain Cadence controller is copied as it is, and the
+        // user's compatible= wins over the policy.
+        let plain = host("spi@ff8d2000", &[("compatible", b"cdns,qspi-nor\0")]);
+        let g = Generic.generate(Some(&plain), &params(&regs, LEVEL));
+        assert_eq!(g.node.strings("compatible"), ["cdns,qspi-nor"]);
+        assert!(!g.warnings.iter().any(|w| w.contains("dropped (")));
+        let theirs = vec![
+            "xlnx,versal-ospi-1.0".to_string(),
+            "cdns,qspi-nor".to_string(),
+        ];
+        let mut p = params(&regs, LEVEL);
+        p.compatible = Some(&theirs);
+        let g = Generic.generate(Some(&h), &p);
+        assert_eq!(g.node.strings("compatible"), theirs);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! UARTs: ARM PL011 (`arm,pl011`) and Cadence (`cdns,uart-r1p8`, `cdns,uart-r1p12`,
-//! `xlnx,xuartps`).
+//! `xlnx,xuartps`, `xlnx,zynqmp-uart`).
 //!
 //! - kept: `current-speed`, `reg-io-width`/`reg-shift`, `arm,primecell-periphid`, flow-control
 //!   booleans.
@@ -24,7 +24,7 @@ fn is_pl011(c: &str) -> bool {
 }
 
 fn is_cadence(c: &str) -> bool {
-    c.starts_with("cdns,uart-") || c == "xlnx,xuartps"
+    c.starts_with("cdns,uart-") || c == "xlnx,xuartps" || c == "xlnx,zynqmp-uart"
 }
 
 impl TypeHandler for Serial {
