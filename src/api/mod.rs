@@ -90,6 +90,9 @@ pub enum ControlError {
     /// Resume while running.
     #[error("the VM is not paused")]
     NotPaused,
+    /// Pause or resume while a reboot in place holds the vCPUs.
+    #[error("the guest is rebooting in place: ask again once it runs (vm.info says its state)")]
+    Rebooting,
     /// Not every vCPU left KVM_RUN in time.
     #[error("only {parked} vCPU(s) stopped within {ms} ms; the VM was resumed")]
     PauseTimeout { parked: usize, ms: u64 },
@@ -107,7 +110,7 @@ pub enum ControlError {
 impl ControlError {
     fn status(&self) -> u16 {
         match self {
-            ControlError::AlreadyPaused | ControlError::NotPaused => 409,
+            ControlError::AlreadyPaused | ControlError::NotPaused | ControlError::Rebooting => 409,
             ControlError::Stopping => 503,
             ControlError::NoPowerButton => 501,
             ControlError::PauseTimeout { .. } | ControlError::Press(_) => 500,

@@ -29,20 +29,7 @@ pub fn quiesce(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
     if disabled > 0 {
         done.push(format!("{disabled} interrupt(s) disabled"));
     }
-    if !plan.dma_stop.is_empty() {
-        match stop_dma(dev, plan.dma_stop) {
-            Ok(()) => done.push(format!(
-                "DMA stopped ({} register write(s))",
-                plan.dma_stop.len()
-            )),
-            Err(e) => warn!("{}: cannot stop its DMA: {e}", plan.name),
-        }
-    }
-    match dev.reset() {
-        Some(Ok(())) => done.push("reset by VFIO".into()),
-        Some(Err(e)) => warn!("{e}"),
-        None => {}
-    }
+    stop_dma_and_reset(dev, plan, &mut done);
     if done.is_empty() {
         done.push("nothing to stop known".into());
     }
@@ -57,16 +44,8 @@ pub fn quiesce(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
 /// otherwise, and the new guest's driver would never hear from it). Returns what was done.
 pub fn reboot(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
     let mut done = Vec::new();
-    if !plan.dma_stop.is_empty() {
-        match stop_dma(dev, plan.dma_stop) {
-            Ok(()) => done.push("DMA stopped".to_string()),
-            Err(e) => warn!("{}: cannot stop its DMA: {e}", plan.name),
-        }
-    }
-    match dev.reset() {
-        Some(Ok(())) => done.push("reset by VFIO".into()),
-        Some(Err(e)) => warn!("{e}"),
-        None => done.push("no VFIO reset (its registers keep their state)".into()),
+    if !stop_dma_and_reset(dev, plan, &mut done) {
+        done.push("no VFIO reset (its registers keep their state)".into());
     }
     let level = plan
         .irqs
@@ -86,6 +65,26 @@ pub fn reboot(dev: &dyn VfioDevice, plan: &DevicePlan) -> String {
     let what = done.join(", ");
     info!("{}: reboot: {what}", plan.name);
     what
+}
+
+/// Steps 2 and 3, shared by [`quiesce`] and [`reboot`]: the handler's DMA stop, then VFIO's
+/// reset if it offers one. Adds what was done to `done`; false if VFIO offers no reset.
+fn stop_dma_and_reset(dev: &dyn VfioDevice, plan: &DevicePlan, done: &mut Vec<String>) -> bool {
+    if !plan.dma_stop.is_empty() {
+        match stop_dma(dev, plan.dma_stop) {
+            Ok(()) => done.push(format!(
+                "DMA stopped ({} register write(s))",
+                plan.dma_stop.len()
+            )),
+            Err(e) => warn!("{}: cannot stop its DMA: {e}", plan.name),
+        }
+    }
+    match dev.reset() {
+        Some(Ok(())) => done.push("reset by VFIO".into()),
+        Some(Err(e)) => warn!("{e}"),
+        None => return false,
+    }
+    true
 }
 
 /// `steps` for a person: "32-bit 0x80000001 at 0x4, ..." or "none known".
@@ -195,7 +194,7 @@ mod tests {
         );
         assert_eq!(
             what,
-            "DMA stopped, reset by VFIO, 1 level interrupt(s) unmasked"
+            "DMA stopped (1 register write(s)), reset by VFIO, 1 level interrupt(s) unmasked"
         );
         let (what, log) = stop_with(reboot, "generic", "arm,pl031", false, &[]);
         assert_eq!(log, ["d unmask 0"]);

@@ -400,9 +400,13 @@ fn reboot_in_place(
         .map_err(|e| Error::Reboot(format!("cannot clear guest RAM: {e}")))?;
     load_images(p, dm)?;
     load_dtb(dtb, p, dm)?;
-    ctx.gate
+    let held = ctx
+        .gate
         .open_rebooted()
         .map_err(gate("cannot restart the vCPUs"))?;
+    if held {
+        log::info!("rebooted in place; the VM stays paused, as it was before (vm.resume runs it)");
+    }
     Ok(t0.elapsed())
 }
 

@@ -17,7 +17,7 @@ use crate::stats::StatsSources;
 use crate::virtio::attach::VirtioInfo;
 use crate::vm::power_button::PowerButton;
 use crate::vstate::exit::{ExitSignal, GuestExit, RebootBy};
-use crate::vstate::pause::{GateError, PauseGate};
+use crate::vstate::pause::{GateError, GateState, PauseGate};
 
 /// How long every vCPU gets to leave `KVM_RUN` and park (a nested, emulated host is slow).
 pub const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -129,10 +129,10 @@ impl VmControl for Control {
     fn info(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(&self.info).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
-            let state = if self.gate.paused() {
-                "paused"
-            } else {
-                "running"
+            let state = match self.gate.state() {
+                GateState::Running => "running",
+                GateState::Paused => "paused",
+                GateState::Rebooting => "rebooting",
             };
             o.insert("state".into(), state.into());
             let up = self.started.elapsed().as_millis() as u64;
@@ -193,6 +193,7 @@ fn control_error(e: GateError) -> ControlError {
     match e {
         GateError::AlreadyPaused => ControlError::AlreadyPaused,
         GateError::NotPaused => ControlError::NotPaused,
+        GateError::Rebooting => ControlError::Rebooting,
         GateError::Closed => ControlError::Stopping,
         GateError::Timeout { parked } => ControlError::PauseTimeout {
             parked,

@@ -16,6 +16,18 @@ struct State {
     paused: bool,
     closed: bool,
     parked: usize,
+    /// Shut for a reboot in place: pause and resume are refused until it reopens.
+    rebooting: bool,
+    /// The controller had paused the VM before the reboot: it stays paused after it.
+    hold_after_reboot: bool,
+}
+
+/// What the gate is doing, for the API's `vm.info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateState {
+    Running,
+    Paused,
+    Rebooting,
 }
 
 /// Why the gate could not do what was asked.
@@ -23,6 +35,8 @@ struct State {
 pub enum GateError {
     AlreadyPaused,
     NotPaused,
+    /// A reboot in place holds the gate.
+    Rebooting,
     Closed,
     /// Only `parked` of the threads parked in time (the gate was opened again).
     Timeout {
@@ -68,6 +82,9 @@ impl PauseGate {
         if s.closed {
             return Err(GateError::Closed);
         }
+        if s.rebooting {
+            return Err(GateError::Rebooting);
+        }
         if s.paused {
             return Err(GateError::AlreadyPaused);
         }
@@ -85,6 +102,7 @@ impl PauseGate {
             if left.is_zero() {
                 let parked = s.parked;
                 s.paused = false;
+                s.rebooting = false;
                 self.cv.notify_all();
                 return Err(GateError::Timeout { parked });
             }
@@ -100,13 +118,20 @@ impl PauseGate {
         Ok(())
     }
 
-    /// A reboot: shuts the gate whether or not it is already shut (a paused VM may reboot
-    /// only once resumed, but the vCPU that asked and the controller both shut it).
+    /// A reboot: shuts the gate whether or not it is already shut (the vCPU that asked and the
+    /// main thread both shut it; a VM the controller paused stays paused after the reboot),
+    /// and holds it against pause and resume until [`open_rebooted`](Self::open_rebooted).
     pub fn shut_for_reboot(&self) -> Result<(), GateError> {
-        match self.shut() {
-            Ok(()) | Err(GateError::AlreadyPaused) => Ok(()),
-            Err(e) => Err(e),
+        let mut s = self.lock();
+        if s.closed {
+            return Err(GateError::Closed);
         }
+        if !s.rebooting {
+            s.hold_after_reboot = s.paused;
+            s.rebooting = true;
+        }
+        s.paused = true;
+        Ok(())
     }
 
     /// The reboot's epoch: each vCPU compares it with the one it last ran in.
@@ -114,20 +139,29 @@ impl PauseGate {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Opens the gate into a new epoch (after a reboot): the threads re-initialise.
-    pub fn open_rebooted(&self) -> Result<(), GateError> {
-        let s = self.lock();
-        if !s.paused {
+    /// Ends a reboot: a new epoch (the threads re-initialise before they run), and the gate
+    /// opens unless the VM was paused before the reboot. True when it stays paused.
+    pub fn open_rebooted(&self) -> Result<bool, GateError> {
+        let mut s = self.lock();
+        if !s.rebooting {
             return Err(GateError::NotPaused);
         }
+        s.rebooting = false;
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        drop(s);
-        self.open()
+        if std::mem::take(&mut s.hold_after_reboot) {
+            return Ok(true);
+        }
+        s.paused = false;
+        self.cv.notify_all();
+        Ok(false)
     }
 
     /// Opens the gate: parked threads run again.
     pub fn open(&self) -> Result<(), GateError> {
         let mut s = self.lock();
+        if s.rebooting {
+            return Err(GateError::Rebooting);
+        }
         if !s.paused {
             return Err(GateError::NotPaused);
         }
@@ -139,6 +173,16 @@ impl PauseGate {
     /// Whether the gate is shut.
     pub fn paused(&self) -> bool {
         self.lock().paused
+    }
+
+    /// Running, paused by the controller, or held by a reboot in place.
+    pub fn state(&self) -> GateState {
+        let s = self.lock();
+        match (s.rebooting, s.paused) {
+            (true, _) => GateState::Rebooting,
+            (false, true) => GateState::Paused,
+            (false, false) => GateState::Running,
+        }
     }
 
     /// For good (teardown): every parked thread returns and none parks again.
@@ -228,15 +272,48 @@ mod tests {
         gate.shut_for_reboot().unwrap();
         gate.wait_parked(2, Duration::from_secs(10)).unwrap();
         assert_eq!(gate.epoch(), 0);
-        gate.open_rebooted().unwrap();
+        // A controller's pause or resume while the reboot holds the gate is refused, and
+        // the reboot then opens it as it would have.
+        assert_eq!(gate.state(), GateState::Rebooting);
+        assert_eq!(gate.shut(), Err(GateError::Rebooting));
+        assert_eq!(gate.open(), Err(GateError::Rebooting));
+        assert_eq!(gate.open_rebooted(), Ok(false));
         assert_eq!(gate.epoch(), 1);
         assert!(!gate.paused());
+        assert_eq!(gate.state(), GateState::Running);
         assert_eq!(gate.open_rebooted(), Err(GateError::NotPaused));
         assert_eq!(gate.epoch(), 1, "a refused reopen leaves the epoch");
         stop.store(true, Ordering::SeqCst);
         gate.close();
         threads.into_iter().for_each(|t| t.join().unwrap());
         assert_eq!(gate.shut_for_reboot(), Err(GateError::Closed));
+    }
+
+    #[test]
+    fn a_vm_paused_before_its_reboot_stays_paused_after_it() {
+        let gate = Arc::new(PauseGate::default());
+        let (laps, stop, threads) = runners(&gate, 2);
+        gate.shut().unwrap();
+        gate.wait_parked(2, Duration::from_secs(10)).unwrap();
+        gate.shut_for_reboot().unwrap();
+        assert_eq!(gate.open_rebooted(), Ok(true));
+        assert_eq!(gate.epoch(), 1);
+        assert_eq!(gate.state(), GateState::Paused);
+        let before = laps.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(laps.load(Ordering::SeqCst), before, "still parked");
+        gate.open().unwrap();
+        let t0 = Instant::now();
+        while laps.load(Ordering::SeqCst) == before && t0.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            laps.load(Ordering::SeqCst) > before,
+            "running after the resume"
+        );
+        stop.store(true, Ordering::SeqCst);
+        gate.close();
+        threads.into_iter().for_each(|t| t.join().unwrap());
     }
 
     #[test]

@@ -14,10 +14,6 @@ B=$(arg platvmm.fastpath_bare); B=${B:-200}
 
 snap() { say "L2-SIGNAL-USR1 $1"; sleep 3; }
 node_addr() { for n in /proc/device-tree/"$1"@*; do [ -d "$n" ] && echo $((0x${n##*@})); done; }
-irq_count() {
-    awk '/rtc-pl031/ { s = 0; for (i = 2; i <= NF; i++) { if ($i ~ /^[0-9]+$/) s += $i; else break }
-         print s; exit }' /proc/interrupts
-}
 # probe NAME ARGS...: runs mmio-probe, records NAME_ns; any failure fails the check (a phase
 # that performed no accesses would prove nothing).
 probe() {
@@ -32,8 +28,7 @@ irq_number() { awk '/rtc-pl031/ { sub(/:/, "", $1); print $1; exit }' /proc/inte
 
 rtc=$(node_addr pl031); fw=$(node_addr fw-cfg)
 if [ -z "$rtc" ] || [ -z "$fw" ]; then fail "pl031 or fw-cfg node missing"; return 0; fi
-rtcdev=""
-for r in /sys/class/rtc/rtc*; do case $(readlink -f "$r/device") in *pl031*) rtcdev=$r ;; esac; done
+rtcdev=$(rtc_of pl031)
 
 # Warm-up outside the measured phases: platvmm logs the first few unclaimed accesses, which
 # would otherwise be counted in the bare-exit timing.
@@ -52,7 +47,7 @@ snap bare
 # snapshot's output; the second after it lets L1 take its sample before the first alarm
 # (an "+1" alarm fires within a second).
 sleep 1
-c0=$(irq_count)
+c0=$(irq_count rtc-pl031)
 echo "<2>L2-CTXT irqs-begin" >/dev/kmsg
 sleep 1
 # Each alarm is due 2 s ahead (a 1 s one can be written just as the counter reaches it: QEMU's
@@ -63,12 +58,12 @@ steps=""
 for n in 1 2 3; do
     echo 0 >"$rtcdev/wakealarm"; echo +2 >"$rtcdev/wakealarm"
     i=0
-    while { [ "$(irq_count)" = "$((c0 + n - 1))" ] || [ -n "$(cat "$rtcdev/wakealarm")" ]; } &&
+    while { [ "$(irq_count rtc-pl031)" = "$((c0 + n - 1))" ] || [ -n "$(cat "$rtcdev/wakealarm")" ]; } &&
         [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
-    steps="$steps $(($(irq_count) - c0))"
+    steps="$steps $(($(irq_count rtc-pl031) - c0))"
 done
 echo "<2>L2-CTXT irqs-end" >/dev/kmsg
-c1=$(irq_count)
+c1=$(irq_count rtc-pl031)
 # Interrupts the driver found no alarm for (note_interrupt's count of IRQ_NONE returns).
 unhandled=$(awk '/^unhandled/ { print $2 }' "/proc/irq/$(irq_number)/spurious" 2>/dev/null)
 detail "alarm_irqs=$((c1 - c0)) after_each_alarm=${steps# } unhandled=${unhandled:-?}"

@@ -17,13 +17,8 @@
 # for L1 to stop the VM through the API.
 # Sourced by /init, which provides arg, expect, detail and fail.
 want_md5=$(arg platvmm.disk_md5)
-rtcdev=""
-for r in /sys/class/rtc/rtc*; do case $(readlink -f "$r/device") in *pl031*) rtcdev=$r ;; esac; done
+rtcdev=$(rtc_of pl031)
 [ -n "$rtcdev" ] || { fail "no pl031 RTC"; return 0; }
-irq_count() {
-    awk '/rtc-pl031/ { s = 0; for (i = 2; i <= NF; i++) { if ($i ~ /^[0-9]+$/) s += $i; else break }
-         print s; exit }' /proc/interrupts
-}
 # Guest uptime in centiseconds, with the shell's builtins only.
 uptime_cs() { read -r _up _ </proc/uptime; _c=${_up%.*}${_up#*.}; echo "${_c#0}"; }
 
@@ -37,7 +32,7 @@ m=$(disk_md5)
 detail "md5_before=$m"
 [ "$m" = "$want_md5" ] || fail "the disk's md5 is '$m' before the pause, the host's is $want_md5"
 
-c0=$(irq_count)
+c0=$(irq_count rtc-pl031)
 echo 0 >"$rtcdev/wakealarm"; echo +5 >"$rtcdev/wakealarm"; arms=1
 say "L2-CTL pause"
 # The loop, builtins only: read /proc/uptime and the pending alarm; re-arm the alarm (5 s
@@ -63,7 +58,7 @@ while [ $((prev - t0)) -lt 4000 ] && { [ -z "$gap_end" ] || [ $((prev - gap_end)
     fi
     prev_wa=$wa; prev=$now
 done
-c1=$(irq_count)
+c1=$(irq_count rtc-pl031)
 detail "gap_ms=$((gap * 10)) alarms=$arms alarm_irqs=$((c1 - c0)) alarm_after_gap_ms=$(((${consumed:-0} - ${gap_end:-0}) * 10))"
 [ -n "$gap_end" ] || fail "no pause seen: the guest's loop never stopped for over 5.5 s in 40 s"
 [ -n "$pending_before" ] || fail "no alarm was pending when the pause began"

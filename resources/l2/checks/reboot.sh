@@ -5,18 +5,13 @@
 #   - the virtio disk reads whole with the host's md5 (platvmm.disk_md5).
 # Sourced by /init, which provides arg, expect, detail and fail.
 want_md5=$(arg platvmm.disk_md5)
-rtcdev=""
-for r in /sys/class/rtc/rtc*; do case $(readlink -f "$r/device") in *pl031*) rtcdev=$r ;; esac; done
+rtcdev=$(rtc_of pl031)
 [ -n "$rtcdev" ] || { fail "no pl031 RTC"; return 0; }
-irqs() {
-    awk '/rtc-pl031/ { s = 0; for (i = 2; i <= NF; i++) { if ($i ~ /^[0-9]+$/) s += $i; else break }
-         print s; exit }' /proc/interrupts
-}
-c0=$(irqs)
+c0=$(irq_count rtc-pl031)
 echo 0 >"$rtcdev/wakealarm"; echo +2 >"$rtcdev/wakealarm"
 i=0
 while [ -n "$(cat "$rtcdev/wakealarm")" ] && [ $i -lt 40 ]; do sleep 0.25; i=$((i + 1)); done
-c1=$(irqs)
+c1=$(irq_count rtc-pl031)
 detail "alarm_irqs=$((c1 - c0))"
 [ "$((c1 - c0))" = 1 ] || fail "the PL031 alarm raised $((c1 - c0)) interrupts (1 expected)"
 modprobe virtio_mmio 2>/dev/null; modprobe virtio_blk 2>/dev/null

@@ -4,18 +4,7 @@
 # Reports rtc_time=<seconds since the epoch> so L1 can compare it with its own clock.
 # Sourced by /init, which provides arg, expect, detail and fail.
 
-# Interrupts taken so far by the line named $1 in /proc/interrupts (all CPUs).
-irq_count() {
-    awk -v name="$1" '$0 ~ name {
-        s = 0; for (i = 2; i <= NF; i++) { if ($i ~ /^[0-9]+$/) s += $i; else break }
-        print s; found = 1; exit }
-        END { if (!found) print "none" }' /proc/interrupts
-}
-
-rtc=""
-for r in /sys/class/rtc/rtc*; do
-    case $(readlink -f "$r/device") in *pl031*) rtc=$r ;; esac
-done
+rtc=$(rtc_of pl031)
 if [ -z "$rtc" ]; then
     fail "no pl031 RTC in /sys/class/rtc ($(echo /sys/class/rtc/*))"
     return 0

@@ -16,8 +16,9 @@
 #     off, exit status 0.
 # Then three more VMs: SIGTERM presses the button (the guest powers off, exit 0); `ctl stop`
 # ends a guest that waits (exit 0); three reboots in place (two the guest's, one `ctl
-# reboot`), the PL031's alarm interrupt and the disk checked on every boot, one platvmm and one
-# set of VFIO fds throughout, reboot-in-place time against a full start.
+# reboot` of the VM paused, which stays paused until `ctl resume`), the PL031's alarm
+# interrupt and the disk checked on every boot, one platvmm and one set of VFIO fds
+# throughout, reboot-in-place time against a full start.
 # shellcheck source=tests/integration/scenarios/lib/common.sh
 . /scenarios/lib/common.sh
 status=0
@@ -45,6 +46,23 @@ thread_cpus() {
 # raw NAME: sends standard input as a request; prints "NAME STATUS".
 raw() { echo "$1 $("$PLATVMM" ctl "$SOCK" raw 2>&1 | cut -d' ' -f1)"; }
 
+# `ctl reboot` of a paused VM: the reboot runs, and the VM stays paused at the start of its
+# new boot (vm.info says "paused" once the reboot is done; its vCPU threads use no CPU time
+# for 2 s) until `ctl resume`. Records "TICKS_BEFORE TICKS_AFTER" of those 2 s.
+paused_reboot() {
+    ctl pause >/tmp/lc.reboot-pause
+    ctl reboot >/tmp/lc.reboot
+    _i=0
+    while [ "$_i" -lt 50 ]; do
+        ctl info >/tmp/lc.reboot-info
+        grep -q '"state": "paused"' /tmp/lc.reboot-info && break
+        sleep 0.1; _i=$((_i + 1))
+    done
+    _t0=$(vcpu_ticks); sleep 2; echo "$_t0 $(vcpu_ticks)" >/tmp/lc.reboot-held
+    now >>/tmp/lc.rebooting
+    ctl resume >/tmp/lc.reboot-resume
+}
+
 # The hooks run at the guest's "L2-CTL WORD" lines (run_l2's L2_ON_CTL).
 on_ctl() {
     case $1 in
@@ -62,9 +80,9 @@ on_ctl() {
         reboot-ready)
             echo "$(pidof platvmm) $(vfio_fds)" >>/tmp/lc.ready
             # The second reboot is the host's (`ctl reboot`, while the guest waits for its
-            # button); after three, the power button ends it (the guest powers off).
+            # button), made paused; after three, the power button ends it.
             case $(wc -l </tmp/lc.ready) in
-                2) now >>/tmp/lc.rebooting; ctl reboot >/tmp/lc.reboot ;;
+                2) paused_reboot ;;
                 [4-9]) ctl power-button >/tmp/lc.press-reboot ;;
             esac ;;
     esac
@@ -191,6 +209,12 @@ fails=$(tr -d '\r' <"$L2_LOG" | grep -c "L2-RESULT: FAIL")
     { reason "reboots: $passes boots passed their check, $fails failed (4 passes expected): $(grep 'L2-RESULT' "$L2_LOG" | tr -d '\r' | tr '\n' ';')"; status=1; }
 grep -q "reboot in place #3: the guest restarts" "$L2_LOG" || { reason "platvmm did not reboot the guest in place 3 times"; status=1; }
 grep -q '"state": "rebooting"' /tmp/lc.reboot || { reason "ctl reboot: $(cat /tmp/lc.reboot)"; status=1; }
+# The paused VM's reboot left it paused until the resume.
+grep -q '"state": "paused"' /tmp/lc.reboot-info || { reason "after a paused VM's reboot, ctl info: $(tr -d '\n' </tmp/lc.reboot-info)"; status=1; }
+read -r held0 held1 </tmp/lc.reboot-held
+timing "paused reboot: vCPU ticks ${held0:-?} -> ${held1:-?} over 2 s held after it"
+{ [ -n "$held0" ] && [ "$held0" = "$held1" ]; } || { reason "the VM ran after a paused reboot before its resume (ticks $held0 -> $held1)"; status=1; }
+grep -q "the VM stays paused, as it was before" "$L2_LOG" || { reason "platvmm did not keep the rebooted VM paused"; status=1; }
 boots=$(wc -l </tmp/lc.ready 2>/dev/null)
 same=$(sort -u /tmp/lc.ready 2>/dev/null | wc -l)
 timing "reboots: $boots boots, one platvmm and one set of VFIO fds across them: $( [ "$same" = 1 ] && echo yes || echo no) ($(head -1 /tmp/lc.ready))"
