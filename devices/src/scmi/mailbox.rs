@@ -96,12 +96,9 @@ pub struct ScmiMailbox<B, I> {
 impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
     /// A mailbox serving `server`, interrupting through `irq`; the channel starts free.
     pub fn new(server: Server<B>, irq: I) -> Self {
-        let mut shmem = vec![0; SHMEM_SIZE as usize];
-        shmem[super::CHANNEL_STATUS..super::CHANNEL_STATUS + 4]
-            .copy_from_slice(&super::CHANNEL_FREE.to_le_bytes());
         Self {
             server,
-            shmem,
+            shmem: free_channel(),
             cnf: 0,
             replies: VecDeque::new(),
             irq,
@@ -200,11 +197,29 @@ impl<B: ScmiBackend + Send, I: Interrupt> ScmiMailbox<B, I> {
     }
 }
 
+/// The shared memory of a channel nobody has posted in yet.
+fn free_channel() -> Vec<u8> {
+    let mut shmem = vec![0; SHMEM_SIZE as usize];
+    shmem[super::CHANNEL_STATUS..super::CHANNEL_STATUS + 4]
+        .copy_from_slice(&super::CHANNEL_FREE.to_le_bytes());
+    shmem
+}
+
 fn sized(len: usize) -> bool {
     matches!(len, 1 | 2 | 4 | 8)
 }
 
 impl<B: ScmiBackend + Send, I: Interrupt> MmioDevice for ScmiMailbox<B, I> {
+    /// A reboot in place: the channel free, no reply waiting, the doorbell's interrupt off,
+    /// and the platform's state as at start ([`Server::reset`]).
+    fn reset(&mut self) {
+        self.server.reset();
+        self.shmem = free_channel();
+        self.cnf = 0;
+        self.replies.clear();
+        self.refusal_logged = false;
+    }
+
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
         if !sized(data.len()) {

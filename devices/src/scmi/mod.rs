@@ -166,6 +166,8 @@ pub struct Reply {
 
 /// The SCMI platform of one guest agent.
 pub struct Server<B> {
+    /// What it was built from: a reboot in place starts again from it.
+    config: ScmiConfig,
     base: base::Base,
     power: power::PowerDomains,
     clocks: clock::Clocks,
@@ -182,12 +184,37 @@ impl<B: ScmiBackend> Server<B> {
         config.validate()?;
         Ok(Self {
             base: base::Base::new(),
-            power: power::PowerDomains::new(config.power_domains),
-            clocks: clock::Clocks::new(config.clocks),
-            resets: reset::ResetDomains::new(config.reset_domains),
+            power: power::PowerDomains::new(config.power_domains.clone()),
+            clocks: clock::Clocks::new(config.clocks.clone()),
+            resets: reset::ResetDomains::new(config.reset_domains.clone()),
+            config,
             backend,
             counters: Arc::default(),
         })
+    }
+
+    /// A reboot in place: the platform as a new guest finds it, every clock enabled at its
+    /// host rate, every power domain on, every reset domain deasserted. A settable clock the
+    /// old guest changed is set back to its host rate through the backend (a failure is
+    /// logged; the guest then reads the rate the backend reports). The counters go on.
+    pub fn reset(&mut self) {
+        for (id, c) in self.config.clocks.iter().enumerate() {
+            let id = id as u32;
+            if !c.settable || self.clocks.rate(id) == Some(c.rate_hz) {
+                continue;
+            }
+            if let Err(e) = self.backend.set_clock_rate(id, c.rate_hz) {
+                log::warn!(
+                    "SCMI: cannot set clock {} back to {} Hz: {e}",
+                    c.name,
+                    c.rate_hz
+                );
+            }
+        }
+        self.base = base::Base::new();
+        self.power = power::PowerDomains::new(self.config.power_domains.clone());
+        self.clocks = clock::Clocks::new(self.config.clocks.clone());
+        self.resets = reset::ResetDomains::new(self.config.reset_domains.clone());
     }
 
     /// The counters, to snapshot while the VM runs.

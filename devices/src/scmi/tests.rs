@@ -1012,6 +1012,27 @@ mod mailbox_window {
         );
     }
 
+    #[test]
+    fn a_reboot_in_place_empties_the_window() {
+        let (mut m, irq) = window();
+        wr(&mut m, MAIL0_CNF, 1);
+        post(&mut m, header(BASE, PROTOCOL_VERSION, 3), &[], true);
+        wr(&mut m, MAIL0_CNF, 0);
+        post(&mut m, header(BASE, PROTOCOL_VERSION, 4), &[], true);
+        assert_ne!(rd(&mut m, MAIL0_STA), EMPTY);
+        m.reset();
+        assert_eq!(
+            rd(&mut m, MAIL0_STA),
+            EMPTY,
+            "no reply of the old guest waits"
+        );
+        assert_eq!(shmem_word(&mut m, CHANNEL_STATUS), CHANNEL_FREE);
+        assert_eq!(shmem_word(&mut m, MSG_HEADER), 0, "the old message is gone");
+        let raised = irq.count();
+        wr(&mut m, MAIL0_CNF, 1);
+        assert_eq!(irq.count(), raised, "nothing queued to raise");
+    }
+
     /// Hostile accesses: odd sizes, past the channel, into unmapped registers, a posted
     /// length past the channel. The window answers 0, drops writes, counts them, never
     /// panics, and the next good message is served.
@@ -1045,4 +1066,37 @@ mod mailbox_window {
         post(&mut m, header(BASE, PROTOCOL_VERSION, 4), &[], true);
         assert_eq!(shmem_word(&mut m, MSG_PAYLOAD + 4), 0x2_0000);
     }
+}
+
+#[test]
+fn a_reboot_in_place_gives_the_next_guest_the_platform_as_at_start() {
+    let mut s = server();
+    // The old guest: a clock off, the settable one changed, a domain off, a reset held.
+    expect_ok(&mut s, CLOCK, 0x7, &[0, 0], &[]);
+    expect_ok(&mut s, CLOCK, 0x5, &[0, 2, 50_000_123, 0], &[]);
+    expect_ok(&mut s, POWER, 0x4, &[0, 0, POWER_OFF], &[]);
+    expect_ok(&mut s, RESET, 0x4, &[0, 0b10, 0], &[]);
+    let before = counter(&s, "clock_messages");
+    s.reset();
+    assert_eq!(s.clock_enabled(0), Some(true));
+    assert_eq!(s.power_state(0), Some(POWER_ON));
+    assert_eq!(s.reset_asserted(0), Some(false));
+    // The settable clock was set back on the host, and reads its host rate again.
+    let host = 200_000_000u64;
+    assert_eq!(
+        s.backend().rates.last(),
+        Some(&RateCall { clock: 2, hz: host })
+    );
+    expect_ok(
+        &mut s,
+        CLOCK,
+        0x6,
+        &[2],
+        &le(&[host as u32, (host >> 32) as u32]),
+    );
+    // Only what changed is set back: a second reset asks the backend nothing.
+    let calls = s.backend().rates.len();
+    s.reset();
+    assert_eq!(s.backend().rates.len(), calls);
+    assert!(counter(&s, "clock_messages") > before, "the counters go on");
 }
