@@ -1,9 +1,10 @@
 # shellcheck shell=bash disable=SC2034 # sourced by ci/board.sh
-# The emulated ZCU102 with a 128 MiB random SD card in SDHCI1 (-drive if=sd,index=1),
-# hugepages for identity-mapped L2 RAM, and what L2 must find (the card's md5, a token it
-# writes at 16 MiB). host_after checks the token landed in the image.
+# The emulated ZCU102 with a random SD card in SDHCI1 (-drive if=sd,index=1) of SD_MIB MiB
+# (default 128: the mmc scenario's throughput figure needs a read long enough for the 10 ms
+# clock), hugepages for identity-mapped L2 RAM, and what L2 must find (the card's md5, a
+# token it writes at 16 MiB). host_after checks the token landed in the image.
 use_board zcu102
-dd if=/dev/urandom of="$RUN_DIR/sd.img" bs=1M count=128 status=none
+dd if=/dev/urandom of="$RUN_DIR/sd.img" bs=1M count="${SD_MIB:-128}" status=none
 DISK_MD5=$(md5sum "$RUN_DIR/sd.img" | cut -d' ' -f1)
 DISK_TOKEN=$(od -An -N8 -tx8 /dev/urandom | tr -d ' ')
 L1_APPEND+=(hugepagesz=32M hugepages=8 "platvmm.disk_md5=$DISK_MD5" "platvmm.dma_token=$DISK_TOKEN")
